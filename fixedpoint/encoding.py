@@ -1,0 +1,110 @@
+"""Fixed-point encoding of real numbers into the ring Z_2^64 (held as two's-complement int64).
+
+A real ``v`` is stored as ``round(v * 2^frac_bits)``.  ``int_bits`` bounds the magnitude of every value a
+computation may hold, *products before truncation included*: ``|v| < 2^int_bits``.  Inside that bound every
+protocol of this project is exact up to its stated rounding error; outside it results are wrong, which is why
+``encode`` refuses such inputs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Union
+
+import numpy as np
+import torch
+
+RING_BITS = 64
+
+ArrayLike = Union[torch.Tensor, np.ndarray, float, int, list, tuple]
+
+
+@dataclass(frozen=True)
+class FixedPoint:
+    """Encoding parameters of a session.  Pure: no state beyond the two numbers.
+
+    ``frac_bits``: fractional bits (resolution ``2^-frac_bits``, default 16 -> 1.5e-5).
+    ``int_bits``: bound on magnitudes, ``|v| < 2^int_bits`` (default 15 -> 32768).  The truncation protocols
+    need ``int_bits + 2 * frac_bits <= 61`` (a product at double scale, plus an offset of the same size, must
+    stay below 2^63 so the unsigned comparisons of the truncation never wrap).
+    """
+
+    frac_bits: int = 16
+    int_bits: int = 15
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.frac_bits, int) or not 0 <= self.frac_bits <= 30:
+            raise ValueError(f"frac_bits must be an integer in 0..30, got {self.frac_bits!r}")
+        if not isinstance(self.int_bits, int) or self.int_bits < 1:
+            raise ValueError(f"int_bits must be a positive integer, got {self.int_bits!r}")
+        if self.int_bits + 2 * self.frac_bits > 61:
+            raise ValueError(
+                f"int_bits + 2*frac_bits must be <= 61 so products fit the 64-bit ring; "
+                f"got int_bits={self.int_bits}, frac_bits={self.frac_bits}"
+            )
+
+    @property
+    def scale(self) -> int:
+        return 1 << self.frac_bits
+
+    @property
+    def max_abs(self) -> float:
+        """Largest magnitude (exclusive) a value may have: ``2^int_bits``."""
+        return float(1 << self.int_bits)
+
+    @property
+    def resolution(self) -> float:
+        return 1.0 / self.scale
+
+    @property
+    def product_bits(self) -> int:
+        """Bits of a product at double scale: ``|x*y| * 2^(2 frac_bits) < 2^product_bits``."""
+        return self.int_bits + 2 * self.frac_bits
+
+    def encode(self, value: ArrayLike) -> torch.Tensor:
+        """Float(s) -> int64 ring elements.  Raises ValueError on NaN, infinity or ``|v| >= 2^int_bits``.
+
+        Error: ``|decode(encode(v)) - v| <= 2^-(frac_bits+1)``.
+        """
+        tensor = torch.as_tensor(value).detach()
+        if tensor.is_complex():
+            raise ValueError("complex values cannot be encoded")
+        tensor = tensor.to(dtype=torch.float64)
+        if tensor.numel():
+            finite = torch.isfinite(tensor)
+            if not bool(finite.all()):
+                bad = tensor[~finite]
+                kind = "NaN" if bool(torch.isnan(bad).any()) else "infinite"
+                raise ValueError(f"cannot encode {kind} values ({int((~finite).sum())} of {tensor.numel()} elements)")
+            largest = float(tensor.abs().max())
+            if largest >= self.max_abs:
+                raise ValueError(
+                    f"value {largest:.6g} is outside the safe fixed-point range |v| < 2^{self.int_bits} = "
+                    f"{self.max_abs:g}; rescale the input or raise int_bits (int_bits + 2*frac_bits <= 61)"
+                )
+        return torch.round(tensor * self.scale).to(torch.int64)
+
+    def encode_unchecked_int(self, value: ArrayLike) -> torch.Tensor:
+        """Encode exact integers (e.g. counts) with the same scale, refusing only non-integers and overflow."""
+        tensor = torch.as_tensor(value)
+        if tensor.is_floating_point():
+            raise ValueError("expected integers")
+        tensor = tensor.to(torch.int64)
+        if tensor.numel() and int(tensor.abs().max()) >= (1 << (RING_BITS - 1 - self.frac_bits)):
+            raise ValueError("integer too large for the ring at this scale")
+        return tensor * self.scale
+
+    def decode(self, ring: torch.Tensor) -> torch.Tensor:
+        """int64 ring elements -> float64 values (two's complement, so negatives decode as negatives)."""
+        if ring.dtype != torch.int64:
+            raise TypeError(f"decode expects int64 ring elements, got {ring.dtype}")
+        return ring.to(torch.float64) / self.scale
+
+    def truncation_retry_probability(self) -> float:
+        """Chance that one element of a dealer-pair truncation needs a second opening (see protocols.truncate)."""
+        return math.ldexp(1.0, self.product_bits + 1 - RING_BITS)
+
+    def local_shift_failure_probability(self) -> float:
+        """Chance that the two-party local-shift truncation of one element is wrong by about 2^(64-frac_bits)."""
+        return math.ldexp(1.0, self.product_bits + 1 - RING_BITS)

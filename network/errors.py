@@ -1,0 +1,39 @@
+"""Errors raised by transports.  Every message names the peer and the operation; none carries a payload."""
+
+from __future__ import annotations
+
+
+class NetworkError(RuntimeError):
+    """Base class of every transport failure."""
+
+
+class ProtocolError(NetworkError):
+    """A frame that breaks the wire protocol: bad magic, version, session, sequence, dtype, shape or size."""
+
+
+class HandshakeError(NetworkError):
+    """A peer refused us, or we refused a peer, while the session was being set up."""
+
+
+class PeerLostError(NetworkError):
+    """A peer disconnected, aborted or stopped answering heartbeats while the session was running."""
+
+    def __init__(self, message: str, *, peer: int | None = None) -> None:
+        super().__init__(message)
+        self.peer = peer
+
+
+class PeerClosedError(NetworkError):
+    """A peer ended the session normally (sent goodbye) while we still waited for one of its messages."""
+
+    def __init__(self, message: str, *, peer: int | None = None) -> None:
+        super().__init__(message)
+        self.peer = peer
+
+
+class ReceiveTimeout(NetworkError):
+    """No message with the awaited tag arrived before the receive deadline."""
+
+    def __init__(self, message: str, *, peer: int | None = None) -> None:
+        super().__init__(message)
+        self.peer = peer

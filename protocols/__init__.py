@@ -1,0 +1,37 @@
+"""MPC protocols over additive shares in Z_2^64: pure functions of an explicit ``Party``.
+
+Nothing here keeps global state; the network and the dealer are reached through the Party passed in.
+"""
+
+from protocols.arithmetic import matmul, matmul_public, mul, mul_public
+from protocols.dealer import beaver_triple, dealer_correction, matrix_triple, serve, truncation_pair
+from protocols.party import DEFAULT_FAILURE_BUDGET, TRUNCATION_METHODS, Party, TruncationBudgetError
+from protocols.prg import AesCtrPrg, new_key
+from protocols.setup import dealer_keys, party_keys
+from protocols.sharing import add_public, reveal, share, share_public
+from protocols.truncation import truncate
+
+__all__ = [
+    "DEFAULT_FAILURE_BUDGET",
+    "TRUNCATION_METHODS",
+    "AesCtrPrg",
+    "Party",
+    "TruncationBudgetError",
+    "add_public",
+    "beaver_triple",
+    "dealer_correction",
+    "dealer_keys",
+    "matmul",
+    "matmul_public",
+    "matrix_triple",
+    "mul",
+    "mul_public",
+    "new_key",
+    "party_keys",
+    "reveal",
+    "serve",
+    "share",
+    "share_public",
+    "truncate",
+    "truncation_pair",
+]

@@ -1,0 +1,186 @@
+"""The trusted dealer's correlated randomness, seed-compressed, and the party side that consumes it.
+
+The dealer is its own process (node ``n`` of the transport), never a computing party.  It shares one PRG key
+with each party.  For request number ``t`` every party expands its key's stream ``t`` into its shares of the
+random values; the dealer expands all n streams, so it knows the secrets, and sends the *last* party the single
+correction share that makes the correlation hold.  Only that one share crosses the network; the dealer never
+receives an opened value or a share of data, only the kind and shape of what to make.
+
+Kinds of correlated randomness:
+  * ``MUL``: Beaver triple a (shape x), b (shape y), c = a * b (broadcast shape).
+  * ``MATMUL``: matrix triple A, B, C = A @ B (torch.matmul shapes, batched too).
+  * ``TRUNC``: pair r (uniform in Z_2^64, read unsigned), s = floor(r / d) for a public divisor d >= 2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from fixedpoint import ring_matmul
+from network import PeerClosedError, ProtocolError, Transport
+from protocols.party import Party
+from protocols.prg import AesCtrPrg
+
+MUL, MATMUL, TRUNC = 1, 2, 3
+_KIND_NAMES = {MUL: "Beaver triple", MATMUL: "matrix triple", TRUNC: "truncation pair"}
+#: Cap on the elements one request may ask for (protects the dealer's memory from a confused party).
+MAX_REQUEST_ELEMENTS = 1 << 27
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the dealer is asked for: a kind, an integer parameter (the divisor of TRUNC) and two shapes."""
+
+    kind: int
+    param: int
+    shape_x: tuple[int, ...]
+    shape_y: tuple[int, ...] = ()
+
+    def encode(self) -> np.ndarray:
+        return np.array(
+            [self.kind, self.param, len(self.shape_x), *self.shape_x, len(self.shape_y), *self.shape_y],
+            dtype=np.int64,
+        )
+
+    @staticmethod
+    def decode(array: np.ndarray) -> "Request":
+        """Parse and validate a request; raises ProtocolError on anything malformed."""
+        values = [int(v) for v in np.asarray(array, dtype=np.int64).reshape(-1)]
+        try:
+            kind, param, nx = values[0], values[1], values[2]
+            shape_x = tuple(values[3 : 3 + nx])
+            ny = values[3 + nx]
+            shape_y = tuple(values[4 + nx : 4 + nx + ny])
+            if len(values) != 4 + nx + ny or len(shape_x) != nx or len(shape_y) != ny:
+                raise ValueError("length")
+        except (IndexError, ValueError):
+            raise ProtocolError("malformed dealer request") from None
+        if kind not in _KIND_NAMES:
+            raise ProtocolError(f"unknown dealer request kind {kind}")
+        if nx > 8 or ny > 8 or any(d < 0 for d in shape_x + shape_y):
+            raise ProtocolError("dealer request with an invalid shape")
+        if kind == TRUNC and param < 2:
+            raise ProtocolError("truncation divisor must be >= 2")
+        request = Request(kind, param, shape_x, shape_y)
+        if sum(_numel(s) for s in request.output_shapes()) > MAX_REQUEST_ELEMENTS:
+            raise ProtocolError(f"dealer request for more than {MAX_REQUEST_ELEMENTS} elements")
+        return request
+
+    def output_shapes(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+        """Shapes of the three values: (a, b, c) for triples, (r, unused, s) for TRUNC."""
+        if self.kind == MUL:
+            return self.shape_x, self.shape_y, tuple(torch.broadcast_shapes(self.shape_x, self.shape_y))
+        if self.kind == MATMUL:
+            out = torch.matmul(
+                torch.empty(self.shape_x, device="meta"), torch.empty(self.shape_y, device="meta")
+            ).shape
+            return self.shape_x, self.shape_y, tuple(out)
+        return self.shape_x, (0,), self.shape_x
+
+
+def _numel(shape: Sequence[int]) -> int:
+    return int(np.prod(shape, dtype=np.int64)) if shape else 1
+
+
+def _expand(prg: AesCtrPrg, stream: int, shapes: Sequence[tuple[int, ...]]) -> list[torch.Tensor]:
+    """Cut one PRG stream into tensors of the given shapes, in order."""
+    sizes = [_numel(s) for s in shapes]
+    flat = prg.ring(stream, sum(sizes))
+    return [part.reshape(shape) for part, shape in zip(torch.split(flat, sizes), shapes)]
+
+
+def _combine(request: Request, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The correlated value: a*b, a@b, or floor(r/d) with r read as unsigned."""
+    if request.kind == MUL:
+        return a * b
+    if request.kind == MATMUL:
+        return ring_matmul(a, b)
+    unsigned = a.numpy().view(np.uint64)
+    return torch.from_numpy((unsigned // np.uint64(request.param)).view(np.int64))
+
+
+def dealer_correction(prgs: Sequence[AesCtrPrg], stream: int, request: Request) -> torch.Tensor:
+    """The last party's share of the correlated value for request ``stream``.  Runs in the dealer only.
+
+    Steps:
+      1. For each party i, expand stream ``stream`` of its key into its shares (a_i, b_i[, c_i]); the last
+         party's stream holds only (a_i, b_i), its c share is this correction.
+      2. a = sum a_i, b = sum b_i; c = combine(a, b).
+      3. Return c - sum_{i < last} c_i.
+    Cost: n PRG expansions and one combine; 8 bytes per element of c sent to the last party.
+    """
+    shape_a, shape_b, shape_c = request.output_shapes()
+    last = len(prgs) - 1
+    a = torch.zeros(shape_a, dtype=torch.int64)
+    b = torch.zeros(shape_b, dtype=torch.int64)
+    c_others = torch.zeros(shape_c, dtype=torch.int64)
+    for i, prg in enumerate(prgs):
+        if i == last:
+            a_i, b_i = _expand(prg, stream, (shape_a, shape_b))
+        else:
+            a_i, b_i, c_i = _expand(prg, stream, (shape_a, shape_b, shape_c))
+            c_others += c_i
+        a += a_i
+        b += b_i
+    return _combine(request, a, b) - c_others
+
+
+class Correlated:
+    """This party's shares of one request: ``a``, ``b`` at once; ``c`` on first use (the last party waits
+    for the dealer's correction then, so the dealer's latency overlaps the protocol's own round)."""
+
+    __slots__ = ("a", "b", "_c", "_party", "_stream", "_shape_c", "_kind")
+
+    def __init__(self, party: Party, request: Request) -> None:
+        shape_a, shape_b, shape_c = request.output_shapes()
+        stream = party.next_dealer_request()
+        self._party, self._stream, self._shape_c, self._kind = party, stream, shape_c, request.kind
+        if party.rank == party.last:
+            party.send(party.dealer_id, stream, torch.from_numpy(request.encode()))
+            self.a, self.b = _expand(party.dealer_prg, stream, (shape_a, shape_b))
+            self._c: torch.Tensor | None = None
+        else:
+            self.a, self.b, self._c = _expand(party.dealer_prg, stream, (shape_a, shape_b, shape_c))
+
+    @property
+    def c(self) -> torch.Tensor:
+        if self._c is None:
+            op = f"dealer {_KIND_NAMES[self._kind]}"
+            self._c = self._party.recv(self._party.dealer_id, self._stream, op).reshape(self._shape_c)
+        return self._c
+
+
+def beaver_triple(party: Party, shape_x: Sequence[int], shape_y: Sequence[int]) -> Correlated:
+    """Shares of (a, b, a*b) for an elementwise product of operands of the given (broadcastable) shapes."""
+    return Correlated(party, Request(MUL, 0, tuple(shape_x), tuple(shape_y)))
+
+
+def matrix_triple(party: Party, shape_x: Sequence[int], shape_y: Sequence[int]) -> Correlated:
+    """Shares of (A, B, A @ B) for a matmul of operands of the given shapes."""
+    return Correlated(party, Request(MATMUL, 0, tuple(shape_x), tuple(shape_y)))
+
+
+def truncation_pair(party: Party, shape: Sequence[int], divisor: int) -> Correlated:
+    """Shares of (r, floor(r / divisor)) with r uniform over Z_2^64 (as unsigned): fields ``a`` and ``c``."""
+    return Correlated(party, Request(TRUNC, int(divisor), tuple(shape)))
+
+
+def serve(transport: Transport, prgs: Sequence[AesCtrPrg]) -> int:
+    """Run the dealer: answer the last party's requests in order until it says goodbye.  Returns the count.
+
+    The dealer only ever receives requests (kind and shapes) from the last party, never data.
+    """
+    last = len(prgs) - 1
+    stream = 0
+    while True:
+        stream += 1
+        try:
+            raw = transport.recv(last, stream, op="dealer request")
+        except PeerClosedError:
+            return stream - 1
+        request = Request.decode(raw)
+        transport.send(last, stream, dealer_correction(prgs, stream, request).numpy())

@@ -1,0 +1,83 @@
+"""Input sharing and opening of additive shares over Z_2^64.
+
+A secret x is held as shares x_0 .. x_{n-1} with x = sum x_i mod 2^64.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from protocols.party import Party
+
+#: Stream-id domain of input sharing on the pairwise keys (top byte), so no other use can collide.
+_SHARE_DOMAIN = 1 << 56
+
+
+def share(party: Party, encoded: torch.Tensor | None, owner: int) -> torch.Tensor:
+    """Secret-share the owner's encoded int64 tensor; the others pass None.  Returns this party's share.
+
+    Steps:
+      1. The owner sends the shape to every other party (the shape is public; the values are not).
+      2. Every non-owner j takes its share from the PRG stream keyed with the owner: x_j = PRG(K_{owner,j}, tag).
+      3. The owner computes the same streams and keeps x_owner = x - sum_j x_j.
+    Rounds: 1 (the shape).  Bytes sent: 8 (ndim + 1) per non-owner by the owner; none for the values.
+    Error: none (exact in the ring).  Any n-1 shares are uniform and independent of x.
+    """
+    if not 0 <= owner < party.n_parties:
+        raise ValueError(f"owner must be a party rank in 0..{party.n_parties - 1}, got {owner}")
+    tag = party.next_tag()
+    stream = _SHARE_DOMAIN | tag
+    if party.rank == owner:
+        if encoded is None:
+            raise ValueError(f"party {owner} owns this input and must pass a value, not None")
+        header = torch.tensor([encoded.dim(), *encoded.shape], dtype=torch.int64)
+        for peer in party.others:
+            party.send(peer, tag, header)
+        mine = encoded.clone()
+        for peer in party.others:
+            mine -= party.pair_prgs[peer].ring(stream, encoded.numel()).reshape(encoded.shape)
+        party.rounds += 1
+        return mine
+    if encoded is not None:
+        raise ValueError(f"party {party.rank} does not own this input (owner is {owner}); pass None")
+    header = party.recv(owner, tag, "share (shape)")
+    ndim = int(header[0]) if header.numel() else -1
+    if header.numel() != ndim + 1 or ndim < 0 or bool((header[1:] < 0).any()):
+        raise ValueError(f"party {owner} sent a malformed shape for a shared input")
+    shape = tuple(int(d) for d in header[1:])
+    party.rounds += 1
+    return party.pair_prgs[owner].ring(stream, int(np.prod(shape, dtype=np.int64))).reshape(shape)
+
+
+def share_public(party: Party, encoded: torch.Tensor) -> torch.Tensor:
+    """Shares of a public encoded value: party 0 holds it, the others zero.  No communication."""
+    return encoded.clone() if party.rank == 0 else torch.zeros_like(encoded)
+
+
+def reveal(party: Party, shares: torch.Tensor, to: int | None = None) -> torch.Tensor | None:
+    """Open a shared value to every party (``to=None``) or to party ``to`` only (the others get None).
+
+    Steps: every party sends its share to the receiver(s); a receiver adds all shares.
+    Rounds: 1.  Bytes sent per party: 8 (n-1) k to all, 8 k to one.  Error: none (exact in the ring).
+    """
+    if to is None:
+        return party.exchange(shares, "reveal")
+    if not 0 <= to < party.n_parties:
+        raise ValueError(f"reveal target must be a party rank in 0..{party.n_parties - 1}, got {to}")
+    tag = party.next_tag()
+    party.rounds += 1
+    if party.rank != to:
+        party.send(to, tag, shares)
+        return None
+    total = shares.clone()
+    for peer in party.others:
+        total += party.recv(peer, tag, "reveal").reshape(shares.shape)
+    return total
+
+
+def add_public(party: Party, shares: torch.Tensor, encoded: torch.Tensor) -> torch.Tensor:
+    """Shares of x + p for public encoded p (party 0 adds it).  Broadcasts like torch.  No communication."""
+    if party.rank == 0:
+        return shares + encoded
+    return shares + torch.zeros_like(encoded)
