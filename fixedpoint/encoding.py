@@ -67,7 +67,13 @@ class FixedPoint:
 
         Error: ``|decode(encode(v)) - v| <= 2^-(frac_bits+1)``.
         """
-        tensor = torch.as_tensor(value).detach()
+        if isinstance(value, torch.Tensor):
+            tensor = value.detach()
+        elif isinstance(value, np.ndarray):
+            tensor = torch.from_numpy(value)
+        else:
+            # Python floats are float64; torch.as_tensor alone would round them to float32 first.
+            tensor = torch.as_tensor(value, dtype=torch.float64)
         if tensor.is_complex():
             raise ValueError("complex values cannot be encoded")
         tensor = tensor.to(dtype=torch.float64)

@@ -9,9 +9,13 @@ from network.errors import (
     ProtocolError,
     ReceiveTimeout,
 )
+from network.framing import PROTOCOL_VERSION, decode_frame
 from network.local import LocalNetwork, LocalTransport
+from network.roster import Roster, generate_keypair, read_public_key, read_secret_key, write_keypair
+from network.zmq_transport import ZmqTransport
 
 __all__ = [
+    "PROTOCOL_VERSION",
     "WIRE_DTYPES",
     "HandshakeError",
     "LocalNetwork",
@@ -21,8 +25,15 @@ __all__ = [
     "PeerLostError",
     "ProtocolError",
     "ReceiveTimeout",
+    "Roster",
     "Transport",
     "TransportStats",
+    "ZmqTransport",
     "check_wire_array",
+    "decode_frame",
+    "generate_keypair",
     "node_name",
+    "read_public_key",
+    "read_secret_key",
+    "write_keypair",
 ]

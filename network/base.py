@@ -94,4 +94,4 @@ def check_wire_array(array: np.ndarray, max_bytes: int) -> np.ndarray:
         raise ValueError(f"arrays of at most 8 dimensions can be sent, got {array.ndim}")
     if array.nbytes > max_bytes:
         raise ValueError(f"message of {array.nbytes} bytes exceeds the cap of {max_bytes} bytes")
-    return np.ascontiguousarray(array, dtype=dtype)
+    return np.asarray(array, dtype=dtype, order="C")

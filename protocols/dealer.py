@@ -14,6 +14,7 @@ Kinds of correlated randomness:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -66,7 +67,13 @@ class Request:
         if kind == TRUNC and param < 2:
             raise ProtocolError("truncation divisor must be >= 2")
         request = Request(kind, param, shape_x, shape_y)
-        if sum(_numel(s) for s in request.output_shapes()) > MAX_REQUEST_ELEMENTS:
+        if any(_numel(s) > MAX_REQUEST_ELEMENTS for s in (shape_x, shape_y)):
+            raise ProtocolError(f"dealer request for more than {MAX_REQUEST_ELEMENTS} elements")
+        try:
+            shapes = request.output_shapes()
+        except RuntimeError:
+            raise ProtocolError(f"dealer request with incompatible shapes {shape_x} and {shape_y}") from None
+        if sum(_numel(s) for s in shapes) > MAX_REQUEST_ELEMENTS:
             raise ProtocolError(f"dealer request for more than {MAX_REQUEST_ELEMENTS} elements")
         return request
 
@@ -83,7 +90,7 @@ class Request:
 
 
 def _numel(shape: Sequence[int]) -> int:
-    return int(np.prod(shape, dtype=np.int64)) if shape else 1
+    return math.prod(shape)
 
 
 def _expand(prg: AesCtrPrg, stream: int, shapes: Sequence[tuple[int, ...]]) -> list[torch.Tensor]:

@@ -1,0 +1,238 @@
+"""The wire format: one fixed-size little-endian header plus the raw bytes of one array.  Never pickle.
+
+A message is a ZeroMQ multipart message ``[header, chunk, chunk, ...]``: the payload travels in parts of at most
+``CHUNK_BYTES`` (a small array is just ``[header, payload]``).  Chunking is not cosmetic: libzmq resets its heartbeat
+timers only when a whole ZeroMQ frame has arrived, so one frame that takes longer than the heartbeat timeout to
+cross the wire (1 GiB at 1 Gbit/s) gets the connection dropped and the message silently lost.  The header layout
+(``HEADER_FORMAT``)::
+
+    magic      4s   b"SMPC"
+    version    u8   PROTOCOL_VERSION
+    kind       u8   HELLO=0, DATA=1, BYE=2, ABORT=3
+    dtype      u8   index into network.base.WIRE_DTYPES
+    ndim       u8   <= 8
+    session    16s  session id
+    sender     u16  node id of the sender
+    seq        u64  per directed link, 0 for the HELLO, +1 every frame
+    tag        u64  program counter of the operation
+    length     u64  payload length in bytes
+    shape      8 x u64, unused dimensions 0
+
+The payload is the array's C-order little-endian bytes.  HELLO, BYE and ABORT carry UTF-8 JSON as a uint8 array.
+``decode_frame`` trusts nothing: any input either decodes or raises ``ProtocolError``, and it never allocates more
+than the payload it was handed (the array is a view of the payload buffer).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import struct
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .base import WIRE_DTYPES
+from .errors import ProtocolError
+
+PROTOCOL_VERSION = 1
+MAGIC = b"SMPC"
+SESSION_ID_BYTES = 16
+MAX_NDIM = 8
+HEADER_FORMAT = "<4sBBBB16sHQQQ8Q"
+HEADER_SIZE = struct.calcsize(HEADER_FORMAT)
+
+#: Largest ZeroMQ frame a payload is cut into (the receiver's MAXMSGSIZE is set just above it).
+CHUNK_BYTES = 4 << 20
+
+_HEADER = struct.Struct(HEADER_FORMAT)
+_PREFIX = struct.Struct("<4sB")  # magic and version, read before anything else
+_U16_MAX = (1 << 16) - 1
+_U64_MAX = (1 << 64) - 1
+_DTYPE_CODES: dict[np.dtype, int] = {dtype: code for code, dtype in enumerate(WIRE_DTYPES)}
+
+
+class Kind(enum.IntEnum):
+    """What a frame is for."""
+
+    HELLO = 0
+    DATA = 1
+    BYE = 2
+    ABORT = 3
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded, validated frame.  ``array`` is a (possibly read-only) view of the payload buffer."""
+
+    kind: Kind
+    session_id: bytes
+    sender: int
+    seq: int
+    tag: int
+    array: np.ndarray
+
+    def json(self) -> Any:
+        """The JSON body of a HELLO, BYE or ABORT frame; ProtocolError if it is not UTF-8 JSON."""
+        try:
+            return json.loads(self.array.tobytes().decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError) as error:
+            raise ProtocolError(f"{self.kind.name} frame from node {self.sender} has a malformed JSON body") from error
+
+
+def json_payload(body: Mapping[str, Any]) -> np.ndarray:
+    """Encode a control message body as the uint8 array a HELLO, BYE or ABORT frame carries."""
+    return np.frombuffer(json.dumps(body, sort_keys=True).encode("utf-8"), dtype=np.uint8)
+
+
+def payload_chunks(array: np.ndarray) -> list[memoryview]:
+    """Views of a C-contiguous array's bytes in parts of at most CHUNK_BYTES (one part, maybe empty, if small)."""
+    flat = memoryview(array.reshape(-1).view(np.uint8))
+    if flat.nbytes <= CHUNK_BYTES:
+        return [flat]
+    return [flat[start : start + CHUNK_BYTES] for start in range(0, flat.nbytes, CHUNK_BYTES)]
+
+
+def join_chunks(chunks: Sequence[Any], *, max_bytes: int) -> Any:
+    """The payload carried by ``chunks`` (bytes-like): the only chunk itself, or one new buffer holding them all.
+
+    Refuses (ProtocolError) before allocating anything when the chunks add up to more than ``max_bytes``.
+    """
+    if len(chunks) == 1:
+        return chunks[0]
+    views = [_byte_view(chunk, "chunk") for chunk in chunks]
+    total = sum(view.nbytes for view in views)
+    if total > max_bytes:
+        raise ProtocolError(f"message of {total} bytes exceeds the cap of {max_bytes} bytes")
+    joined = np.empty(total, dtype=np.uint8)
+    offset = 0
+    for view in views:
+        joined[offset : offset + view.nbytes] = np.frombuffer(view, dtype=np.uint8)
+        offset += view.nbytes
+    return joined
+
+
+def encode_header(
+    kind: Kind,
+    *,
+    session_id: bytes,
+    sender: int,
+    seq: int,
+    tag: int,
+    array: np.ndarray | None,
+) -> bytes:
+    """Pack the header of a frame carrying ``array`` (None for an empty control frame).
+
+    ``array`` must already be a wire array (see ``network.base.check_wire_array``); the payload sent next to this
+    header must be its bytes.  Raises ValueError on a field that does not fit the format (a local bug, not a peer's).
+    """
+    if len(session_id) != SESSION_ID_BYTES:
+        raise ValueError(f"session id must be {SESSION_ID_BYTES} bytes, got {len(session_id)}")
+    _check_range("sender", sender, _U16_MAX)
+    _check_range("sequence number", seq, _U64_MAX)
+    _check_range("tag", tag, _U64_MAX)
+    if array is None:
+        array = np.empty(0, dtype=np.uint8)
+    code = _DTYPE_CODES.get(array.dtype)
+    if code is None:
+        raise ValueError(f"dtype {array.dtype} is not a wire dtype")
+    if array.ndim > MAX_NDIM:
+        raise ValueError(f"arrays of at most {MAX_NDIM} dimensions can be framed, got {array.ndim}")
+    shape = tuple(array.shape) + (0,) * (MAX_NDIM - array.ndim)
+    return _HEADER.pack(
+        MAGIC, PROTOCOL_VERSION, int(kind), code, array.ndim, bytes(session_id), sender, seq, tag, array.nbytes, *shape
+    )
+
+
+def _check_range(name: str, value: int, maximum: int) -> None:
+    """ValueError unless ``value`` is an int in ``[0, maximum]``."""
+    if not isinstance(value, (int, np.integer)) or not 0 <= int(value) <= maximum:
+        raise ValueError(f"{name} must be an integer in [0, {maximum}], got {value!r}")
+
+
+def decode_frame(header: Any, payload: Any, *, session_id: bytes | None, max_bytes: int) -> Frame:
+    """Validate ``header`` and ``payload`` (any bytes-like objects) and return the frame they carry.
+
+    Checks, in this order: header length, magic, version, kind, dtype, ndim, shape, declared length against
+    ``max_bytes`` and against the payload, and the session id (skipped when ``session_id`` is None, which the
+    handshake uses to report both sessions itself).  Raises ProtocolError, and only ProtocolError, on any defect.
+    """
+    head = _byte_view(header, "header")
+    body = _byte_view(payload, "payload")
+    fields = _unpack_header(head)
+    kind, dtype, shape, declared = _check_fields(fields, max_bytes)
+    if declared != body.nbytes:
+        raise ProtocolError(f"declared {declared} bytes but payload has {body.nbytes}")
+    frame_session = fields[5]
+    if session_id is not None and frame_session != session_id:
+        raise ProtocolError("frame for another session")
+    return Frame(
+        kind=kind,
+        session_id=frame_session,
+        sender=fields[6],
+        seq=fields[7],
+        tag=fields[8],
+        array=_array_view(body, dtype, shape),
+    )
+
+
+def _byte_view(buffer: Any, what: str) -> memoryview:
+    """A flat byte view of ``buffer`` without copying; ProtocolError if it is not a contiguous buffer."""
+    try:
+        view = memoryview(buffer)
+        return view if view.format == "B" and view.ndim == 1 else view.cast("B")
+    except (TypeError, ValueError) as error:
+        raise ProtocolError(f"frame {what} is not a contiguous byte buffer") from error
+
+
+def _unpack_header(head: memoryview) -> tuple[Any, ...]:
+    """Unpack a header of the right length, checking magic and then version before any other field."""
+    if head.nbytes < _PREFIX.size or bytes(head[:4]) != MAGIC:
+        raise ProtocolError("frame does not start with the SMPC magic")
+    version = _PREFIX.unpack_from(head)[1]
+    if version != PROTOCOL_VERSION:
+        raise ProtocolError(f"protocol version {version}, we speak {PROTOCOL_VERSION}")
+    if head.nbytes != HEADER_SIZE:
+        raise ProtocolError(f"header has {head.nbytes} bytes, expected {HEADER_SIZE}")
+    return _HEADER.unpack(head)
+
+
+def _check_fields(fields: tuple[Any, ...], max_bytes: int) -> tuple[Kind, np.dtype, tuple[int, ...], int]:
+    """Validate kind, dtype, ndim, shape and declared length; return them decoded."""
+    kind_code, dtype_code, ndim, declared = fields[2], fields[3], fields[4], fields[9]
+    if kind_code not in Kind._value2member_map_:
+        raise ProtocolError(f"unknown frame kind {kind_code}")
+    if dtype_code >= len(WIRE_DTYPES):
+        raise ProtocolError(f"unknown dtype code {dtype_code}")
+    if ndim > MAX_NDIM:
+        raise ProtocolError(f"frame declares {ndim} dimensions, at most {MAX_NDIM} allowed")
+    dims = fields[10:]
+    shape = tuple(dims[:ndim])
+    if any(dims[ndim:]):
+        raise ProtocolError(f"frame declares {ndim} dimensions but sets unused shape entries")
+    if declared > max_bytes:
+        raise ProtocolError(f"frame declares {declared} bytes, more than the cap of {max_bytes}")
+    dtype = WIRE_DTYPES[dtype_code]
+    if any(dim > max_bytes for dim in shape):
+        raise ProtocolError(f"frame shape {shape} has a dimension larger than the cap of {max_bytes}")
+    expected = _product(shape) * dtype.itemsize
+    if expected != declared:
+        raise ProtocolError(f"shape {shape} of {dtype} needs {expected} bytes but the frame declares {declared}")
+    return Kind(kind_code), dtype, shape, declared
+
+
+def _product(shape: tuple[int, ...]) -> int:
+    """Exact product of the dimensions (Python ints, so no overflow)."""
+    result = 1
+    for dim in shape:
+        result *= dim
+    return result
+
+
+def _array_view(body: memoryview, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+    """A view of ``body`` as ``dtype`` with ``shape`` (sizes already checked); ProtocolError if numpy refuses."""
+    try:
+        return np.frombuffer(body, dtype=dtype).reshape(shape)
+    except (ValueError, TypeError, OverflowError, MemoryError) as error:
+        raise ProtocolError(f"payload cannot be viewed as {dtype} of shape {shape}") from error

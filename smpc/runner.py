@@ -1,0 +1,342 @@
+"""Start a whole session on this machine: ``run_local`` runs ``fn(session)`` once per party.
+
+``transport="zmq"``: every party and the dealer is its own OS process (multiprocessing, spawn start method),
+talking ZeroMQ with CurveZMQ over 127.0.0.1 on ports the OS picks.  ``transport="inproc"``: threads of this
+process over an in-memory transport, for fast tests.  Either way the parties' return values come back in rank
+order, the first failure is re-raised as ``PartyError`` naming its party, and no process or port is left.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue
+import threading
+import time
+import traceback
+from typing import Any, Callable
+
+import torch
+
+import protocols
+from network import (
+    LocalNetwork,
+    NetworkError,
+    PeerClosedError,
+    PeerLostError,
+    Transport,
+    ZmqTransport,
+    generate_keypair,
+)
+from smpc.options import SessionOptions
+from smpc.session import Session
+
+#: How long the other parties get to report after the first failure before they are killed.
+_FAILURE_GRACE_SECONDS = 12.0
+
+
+class PartyError(RuntimeError):
+    """A party (or the dealer) of a local run failed; ``rank`` says which, the message says why."""
+
+    def __init__(self, rank: int, kind: str, message: str, remote_traceback: str = "") -> None:
+        who = "the dealer" if rank < 0 else f"party {rank}"
+        super().__init__(f"{who} failed: {kind}: {message}")
+        self.rank = rank
+        self.kind = kind
+        self.remote_traceback = remote_traceback
+
+
+def run_dealer(transport: Transport, n_parties: int) -> int:
+    """The dealer's whole life on a connected transport: hand out keys, serve requests, say goodbye."""
+    try:
+        prgs = protocols.dealer_keys(transport, n_parties)
+        served = protocols.serve(transport, prgs)
+    except BaseException:
+        transport.close(abort=True)
+        raise
+    transport.close()
+    return served
+
+
+def run_local(
+    fn: Callable[[Session], Any],
+    parties: int = 3,
+    transport: str = "zmq",
+    *,
+    frac_bits: int = 16,
+    int_bits: int = 15,
+    truncation: str = "dealer",
+    failure_budget: float = protocols.DEFAULT_FAILURE_BUDGET,
+    recv_timeout: float = 120.0,
+    timeout: float | None = None,
+) -> list[Any]:
+    """Run ``fn(session)`` once per party, plus a dealer, and return the results in rank order.
+
+    ``transport="zmq"`` needs ``fn`` to be importable by name (a module-level function), since every party is
+    a fresh process.  ``timeout`` bounds the whole run (default: none beyond each receive's deadline).
+    """
+    if parties < 2:
+        raise ValueError(f"a session needs at least 2 parties, got {parties}")
+    options = SessionOptions(
+        n_parties=parties,
+        frac_bits=frac_bits,
+        int_bits=int_bits,
+        truncation=truncation,
+        failure_budget=failure_budget,
+        recv_timeout=recv_timeout,
+    )
+    if transport == "inproc":
+        return _run_threads(fn, options, timeout)
+    if transport == "zmq":
+        return _run_processes(fn, options, timeout)
+    raise ValueError(f"transport must be 'zmq' or 'inproc', got {transport!r}")
+
+
+# -- threads -----------------------------------------------------------------------------------------------
+def _run_threads(fn: Callable[[Session], Any], options: SessionOptions, timeout: float | None) -> list[Any]:
+    n = options.n_parties
+    network = LocalNetwork(n + 1, names=options.names(), recv_timeout=options.recv_timeout)
+    results: list[Any] = [None] * n
+    failures: list[tuple[float, int, BaseException]] = []
+    lock = threading.Lock()
+
+    def party_main(rank: int) -> None:
+        try:
+            session = Session.from_transport(
+                network.transport(rank),
+                rank=rank,
+                n_parties=n,
+                encoding=options.encoding,
+                truncation=options.truncation,
+                failure_budget=options.failure_budget,
+            )
+            with session:
+                results[rank] = fn(session)
+        except BaseException as error:  # noqa: BLE001 - reported to the caller below
+            network.abort(rank, f"{type(error).__name__}")
+            with lock:
+                failures.append((time.monotonic(), rank, error))
+
+    def dealer_main() -> None:
+        try:
+            run_dealer(network.transport(n), n)
+        except BaseException as error:  # noqa: BLE001
+            network.abort(n, f"{type(error).__name__}")
+            with lock:
+                failures.append((time.monotonic(), -1, error))
+
+    threads = [threading.Thread(target=party_main, args=(r,), daemon=True, name=f"smpc-party-{r}") for r in range(n)]
+    threads.append(threading.Thread(target=dealer_main, daemon=True, name="smpc-dealer"))
+    for thread in threads:
+        thread.start()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    for thread in threads:
+        thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+    if any(thread.is_alive() for thread in threads):
+        for rank in range(n + 1):
+            network.abort(rank, "run_local timed out")
+        raise TimeoutError(f"run_local did not finish within {timeout} s")
+    if failures:
+        _, rank, error = _root_cause([(t, r, e, type(e).__name__) for t, r, e in failures])
+        raise PartyError(rank, type(error).__name__, str(error)) from error
+    return results
+
+
+def _root_cause(failures: list[tuple[float, int, Any, str]]) -> tuple[float, int, Any]:
+    """The failure that started it: the earliest that is not merely a peer noticing another's loss."""
+    consequences = {PeerLostError.__name__, PeerClosedError.__name__}
+    ordered = sorted(failures, key=lambda f: f[0])
+    for when, rank, error, kind in ordered:
+        if kind not in consequences:
+            return when, rank, error
+    when, rank, error, _ = ordered[0]
+    return when, rank, error
+
+
+# -- processes ---------------------------------------------------------------------------------------------
+def _child_main(
+    rank: int,
+    options: SessionOptions,
+    fn: Callable[[Session], Any] | None,
+    keys: dict[int, tuple[bytes, bytes]],
+    session_id: bytes,
+    conn: Any,
+    results: Any,
+) -> None:
+    """Entry point of one spawned party (``fn`` set) or of the dealer (``fn`` None, rank n)."""
+    n = options.n_parties
+    transport = None
+    try:
+        public, secret = keys[rank]
+        transport = ZmqTransport(
+            rank,
+            public_key=public,
+            secret_key=secret,
+            roster_keys={node: pair[0] for node, pair in keys.items()},
+            session_id=session_id,
+            handshake=options.handshake(),
+            bind="tcp://127.0.0.1:0",
+            names=options.names(),
+            recv_timeout=options.recv_timeout,
+            connect_timeout=options.connect_timeout,
+        )
+        conn.send(transport.endpoint)
+        addresses: dict[int, str] = conn.recv()
+        transport.connect({node: addr for node, addr in addresses.items() if node != rank})
+        if fn is None:
+            outcome: Any = run_dealer(transport, n)
+        else:
+            session = Session.from_transport(
+                transport,
+                rank=rank,
+                n_parties=n,
+                encoding=options.encoding,
+                truncation=options.truncation,
+                failure_budget=options.failure_budget,
+            )
+            with session:
+                outcome = fn(session)
+        results.put((rank, "ok", _portable(outcome), "", ""))
+    except BaseException as error:  # noqa: BLE001 - reported to the parent, then exit non-zero
+        if transport is not None:
+            try:
+                transport.close(abort=True)
+            except NetworkError:
+                pass
+        results.put((rank, "error", None, type(error).__name__, f"{error}\n{traceback.format_exc()}"))
+        raise SystemExit(1) from None
+
+
+def _run_processes(fn: Callable[[Session], Any], options: SessionOptions, timeout: float | None) -> list[Any]:
+    n = options.n_parties
+    context = multiprocessing.get_context("spawn")
+    keys = {node: generate_keypair() for node in range(n + 1)}
+    session_id = os.urandom(16)
+    results = context.Queue()
+    pipes = [context.Pipe() for _ in range(n + 1)]
+    processes = [
+        context.Process(
+            target=_child_main,
+            args=(node, options, fn if node < n else None, keys, session_id, pipes[node][1], results),
+            name="smpc-dealer" if node == n else f"smpc-party-{node}",
+            daemon=True,
+        )
+        for node in range(n + 1)
+    ]
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        for process in processes:
+            process.start()
+        addresses = {}
+        for node, (parent_end, _) in enumerate(pipes):
+            if not parent_end.poll(options.connect_timeout):
+                raise PartyError(node if node < n else -1, "TimeoutError", "did not start in time")
+            addresses[node] = parent_end.recv()
+        for parent_end, _ in pipes:
+            parent_end.send(addresses)
+        return _collect(results, processes, n, deadline)
+    finally:
+        _reap(processes)
+        results.close()
+        results.join_thread()
+        for parent_end, child_end in pipes:
+            parent_end.close()
+            child_end.close()
+
+
+def _collect(results: Any, processes: list[Any], n: int, deadline: float | None) -> list[Any]:
+    """Gather every node's report; after the first failure give the others a grace period, then stop."""
+    values: dict[int, Any] = {}
+    reported: set[int] = set()
+    failures: list[tuple[float, int, Any, str]] = []
+    grace_end: float | None = None
+    dead_since: dict[int, float] = {}
+    while len(reported) < n + 1:
+        now = time.monotonic()
+        limit = min(x for x in (deadline, grace_end, now + 3600.0) if x is not None)
+        if now >= limit:
+            break
+        try:
+            rank, status, value, kind, text = results.get(timeout=min(0.5, limit - now))
+        except queue.Empty:
+            for node, process in enumerate(processes):
+                if process.exitcode is not None and node not in reported:
+                    dead_since.setdefault(node, time.monotonic())
+            # A report can trail its process's exit by a moment; only a node silent for a second died hard.
+            silent = [node for node, since in dead_since.items()
+                      if node not in reported and time.monotonic() - since > 1.0]
+            if silent:
+                for node in silent:
+                    reported.add(node)
+                    failures.append((time.monotonic(), node if node < n else -1,
+                                     f"exited with status {processes[node].exitcode} without a result", "ProcessDied"))
+                if grace_end is None:
+                    grace_end = time.monotonic() + _FAILURE_GRACE_SECONDS
+            continue
+        if rank in reported:
+            continue
+        reported.add(rank)
+        if status == "ok":
+            if rank < n:
+                values[rank] = _restore(value)
+            continue
+        failures.append((time.monotonic(), rank if rank < n else -1, text, kind))
+        if grace_end is None:
+            grace_end = time.monotonic() + _FAILURE_GRACE_SECONDS
+    if failures:
+        _, rank, text = _root_cause(failures)
+        kind = next(k for _, r, t, k in failures if r == rank and t == text)
+        message, _, remote = text.partition("\n")
+        raise PartyError(rank, kind, message, remote)
+    if len(values) < n:
+        missing = [r for r in range(n) if r not in values]
+        raise PartyError(missing[0], "TimeoutError", f"no result from parties {missing} before the deadline")
+    return [values[r] for r in range(n)]
+
+
+class _TensorCopy:
+    """A tensor travelling from a party process to the parent as a plain numpy array.
+
+    torch's multiprocessing hands tensors over as shared-memory file descriptors, which vanish when the party
+    process exits; a copy of the data does not.
+    """
+
+    __slots__ = ("array",)
+
+    def __init__(self, array: Any) -> None:
+        self.array = array
+
+
+def _portable(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return _TensorCopy(value.detach().cpu().numpy().copy())
+    if isinstance(value, dict):
+        return {key: _portable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_portable(item) for item in value)
+    return value
+
+
+def _restore(value: Any) -> Any:
+    if isinstance(value, _TensorCopy):
+        return torch.from_numpy(value.array)
+    if isinstance(value, dict):
+        return {key: _restore(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_restore(item) for item in value)
+    return value
+
+
+def _reap(processes: list[Any]) -> None:
+    """Wait briefly for every child, then terminate and kill what is left; nothing survives the run."""
+    end = time.monotonic() + 5.0
+    for process in processes:
+        if process.pid is not None:
+            process.join(max(0.0, end - time.monotonic()))
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+            process.join(2.0)
+        if process.is_alive():
+            process.kill()
+            process.join(2.0)

@@ -1,0 +1,212 @@
+"""The user's handle on one party of a secure computation: ``Session``.
+
+A session owns this party's transport, keys and counters.  There is no global session: every SharedTensor
+carries the session it belongs to, so one process can host several sessions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+import torch
+
+import protocols
+from fixedpoint import FixedPoint
+from network import Roster, Transport
+from protocols import Party
+from smpc.hosts import connect_node, load_roster, roster_options
+from smpc.tensor import SharedTensor
+
+class SessionStats:
+    """Traffic of this party with the other computing parties (the dealer's traffic is counted apart)."""
+
+    def __init__(self, party: Party) -> None:
+        self._party = party
+
+    def _sum(self, counter: dict[int, int], dealer: bool = False) -> int:
+        if dealer:
+            return counter.get(self._party.dealer_id, 0)
+        return sum(v for peer, v in counter.items() if peer != self._party.dealer_id)
+
+    @property
+    def bytes_sent(self) -> int:
+        return self._sum(self._party.transport.stats.bytes_sent)
+
+    @property
+    def bytes_received(self) -> int:
+        return self._sum(self._party.transport.stats.bytes_received)
+
+    @property
+    def messages(self) -> int:
+        """Messages sent to other parties."""
+        return self._sum(self._party.transport.stats.messages_sent)
+
+    @property
+    def rounds(self) -> int:
+        """Communication rounds among the parties (an opening, a reveal, a shape broadcast)."""
+        return self._party.rounds
+
+    @property
+    def dealer_bytes_received(self) -> int:
+        """Correction shares received from the dealer (offline-phase material; only the last party gets any)."""
+        return self._sum(self._party.transport.stats.bytes_received, dealer=True)
+
+    @property
+    def dealer_bytes_sent(self) -> int:
+        """Requests sent to the dealer (kinds and shapes only)."""
+        return self._sum(self._party.transport.stats.bytes_sent, dealer=True)
+
+    def reset(self) -> None:
+        self._party.transport.stats.reset()
+        self._party.rounds = 0
+
+    def as_dict(self) -> dict[str, int]:
+        names = ("bytes_sent", "bytes_received", "messages", "rounds", "dealer_bytes_received", "dealer_bytes_sent")
+        return {name: getattr(self, name) for name in names}
+
+    def __repr__(self) -> str:
+        return "SessionStats(" + ", ".join(f"{k}={v}" for k, v in self.as_dict().items()) + ")"
+
+
+class Session:
+    """One party's end of a session.  Make it with ``Session.connect`` (real hosts) or ``smpc.run_local``.
+
+    Use it as a context manager: leaving the block says goodbye to the peers (or aborts them on an error).
+    """
+
+    def __init__(self, party: Party) -> None:
+        self._party = party
+        self._closed = False
+        self._stats = SessionStats(party)
+
+    @classmethod
+    def from_transport(
+        cls,
+        transport: Transport,
+        *,
+        rank: int,
+        n_parties: int,
+        encoding: FixedPoint | None = None,
+        truncation: str = "dealer",
+        failure_budget: float = protocols.DEFAULT_FAILURE_BUDGET,
+    ) -> "Session":
+        """Agree keys over a connected transport (dealer = node ``n_parties``) and return the session."""
+        dealer_prg, pair_prgs = protocols.party_keys(transport, rank, n_parties)
+        party = Party(
+            rank=rank,
+            n_parties=n_parties,
+            transport=transport,
+            encoding=encoding or FixedPoint(),
+            dealer_prg=dealer_prg,
+            pair_prgs=pair_prgs,
+            truncation=truncation,
+            failure_budget=failure_budget,
+        )
+        return cls(party)
+
+    @classmethod
+    def connect(cls, rank: int, roster: Roster | str | Path, key: str | Path, **options: Any) -> "Session":
+        """Join a session on real hosts as party ``rank``: ``roster`` is the roster file (or a Roster),
+        ``key`` this party's secret key file (``smpc keygen``).  Blocks until every party and the dealer
+        are connected and agree on the session's parameters.
+
+        Options: ``int_bits``, ``truncation``, ``failure_budget``, ``recv_timeout``, ``connect_timeout``.
+        """
+        roster = load_roster(roster)
+        if not 0 <= rank < roster.n_parties:
+            raise ValueError(f"party rank must be in 0..{roster.n_parties - 1}, got {rank}")
+        session_options = roster_options(roster, **options)
+        transport = connect_node(rank, roster, key, session_options)
+        try:
+            return cls.from_transport(
+                transport,
+                rank=rank,
+                n_parties=roster.n_parties,
+                encoding=session_options.encoding,
+                truncation=session_options.truncation,
+                failure_budget=session_options.failure_budget,
+            )
+        except BaseException:
+            transport.close(abort=True)
+            raise
+
+    # -- identity -------------------------------------------------------------------------------------
+    @property
+    def rank(self) -> int:
+        return self._party.rank
+
+    @property
+    def world_size(self) -> int:
+        """Number of computing parties (the dealer is not one of them)."""
+        return self._party.n_parties
+
+    @property
+    def encoding(self) -> FixedPoint:
+        return self._party.encoding
+
+    @property
+    def party(self) -> Party:
+        """The protocol-level view, for calling ``protocols`` functions directly."""
+        return self._party
+
+    @property
+    def stats(self) -> SessionStats:
+        return self._stats
+
+    # -- data in --------------------------------------------------------------------------------------
+    def share(self, value: Any, owner: int) -> SharedTensor:
+        """Secret-share ``value`` (float tensor, array or number) held by party ``owner``; others pass None.
+
+        The shape travels with the protocol.  Raises ValueError for NaN, infinity or values outside the
+        fixed-point range (|v| < 2^int_bits), on the owner, before anything is sent.
+        """
+        self._check_open()
+        encoded = None
+        if self.rank == owner:
+            if value is None:
+                raise ValueError(f"party {owner} owns this input and must pass a value, not None")
+            encoded = self.encoding.encode(_as_tensor(value))
+        elif value is not None:
+            raise ValueError(f"party {self.rank} is not the owner (party {owner}) and must pass None")
+        return SharedTensor(self, protocols.share(self._party, encoded, owner))
+
+    def public(self, value: Any) -> SharedTensor:
+        """A public value known to every party, as a SharedTensor (no communication)."""
+        self._check_open()
+        return SharedTensor(self, protocols.share_public(self._party, self.encoding.encode(_as_tensor(value))))
+
+    # -- lifetime -------------------------------------------------------------------------------------
+    def close(self, *, abort: bool = False) -> None:
+        if not self._closed:
+            self._closed = True
+            self._party.transport.close(abort=abort)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this session is closed")
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close(abort=exc_type is not None)
+
+    def __repr__(self) -> str:
+        return f"Session(rank={self.rank}, parties={self.world_size}, frac_bits={self.encoding.frac_bits})"
+
+
+def _as_tensor(value: Any) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value.detach()
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(np.asarray(value, dtype=np.float64))
+    return torch.as_tensor(value, dtype=torch.float64)

@@ -1,0 +1,343 @@
+"""``SharedTensor``: a secret-shared fixed-point tensor that behaves like a torch tensor where it safely can.
+
+It wraps this party's int64 share and its session; it is not a torch.Tensor subclass.  Arithmetic with
+another SharedTensor, a Python number or a public tensor broadcasts as torch does.  Torch functions we
+support dispatch through ``__torch_function__``; any other raises torch's TypeError.
+"""
+
+from __future__ import annotations
+
+import numbers
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+import protocols
+
+if TYPE_CHECKING:
+    from smpc.session import Session
+
+Index = Any
+
+
+class SharedTensor:
+    """A secret-shared tensor of one session.  Values stay secret until ``reveal``."""
+
+    __slots__ = ("_session", "_share")
+
+    def __init__(self, session: "Session", share: torch.Tensor) -> None:
+        if share.dtype != torch.int64:
+            raise TypeError("a share is an int64 tensor of ring elements")
+        self._session = session
+        self._share = share
+
+    # -- metadata (public) ----------------------------------------------------------------------------
+    @property
+    def session(self) -> "Session":
+        return self._session
+
+    @property
+    def shape(self) -> torch.Size:
+        return self._share.shape
+
+    def size(self, dim: int | None = None) -> torch.Size | int:
+        return self._share.shape if dim is None else self._share.shape[dim]
+
+    def dim(self) -> int:
+        return self._share.dim()
+
+    @property
+    def ndim(self) -> int:
+        return self._share.dim()
+
+    def numel(self) -> int:
+        return self._share.numel()
+
+    def __len__(self) -> int:
+        return len(self._share)
+
+    @property
+    def local_share(self) -> torch.Tensor:
+        """This party's raw int64 share (a copy), for audits and tests.  Uniformly random on its own."""
+        return self._share.clone()
+
+    def __repr__(self) -> str:
+        return f"SharedTensor(shape={tuple(self.shape)}, party={self._session.rank})"
+
+    def __bool__(self) -> bool:
+        raise TypeError("a SharedTensor has no truth value: branching on a secret would reveal it")
+
+    def __float__(self) -> float:
+        raise TypeError("a SharedTensor cannot be converted to a number; call reveal() first")
+
+    __int__ = __float__
+    __index__ = __float__
+
+    def __array__(self, *args: Any, **kwargs: Any) -> np.ndarray:
+        raise TypeError("a SharedTensor cannot be converted to an array; call reveal() first")
+
+    # -- data out -------------------------------------------------------------------------------------
+    def reveal(self, to: int | None = None) -> torch.Tensor | None:
+        """Open the value: to every party (``to=None``) or to party ``to`` only; others get None.
+
+        Returns a float64 tensor.  One round; 8 (n-1) k bytes sent per party (8 k when ``to`` is set).
+        """
+        opened = protocols.reveal(self._party, self._share, to=to)
+        return None if opened is None else self._session.encoding.decode(opened)
+
+    # -- helpers --------------------------------------------------------------------------------------
+    @property
+    def _party(self) -> protocols.Party:
+        return self._session.party
+
+    def _new(self, share: torch.Tensor) -> "SharedTensor":
+        return SharedTensor(self._session, share)
+
+    def _same_session(self, other: "SharedTensor") -> None:
+        if other._session is not self._session:
+            raise ValueError("cannot combine SharedTensors of different sessions")
+
+    # -- linear operations (local) --------------------------------------------------------------------
+    def __add__(self, other: Any) -> "SharedTensor":
+        if isinstance(other, SharedTensor):
+            self._same_session(other)
+            return self._new(self._share + other._share)
+        encoded = self._session.encoding.encode(_public(other))
+        return self._new(protocols.add_public(self._party, self._share, encoded))
+
+    __radd__ = __add__
+
+    def __neg__(self) -> "SharedTensor":
+        return self._new(-self._share)
+
+    def neg(self) -> "SharedTensor":
+        return -self
+
+    def __sub__(self, other: Any) -> "SharedTensor":
+        if isinstance(other, SharedTensor):
+            self._same_session(other)
+            return self._new(self._share - other._share)
+        return self + (-_public(other))
+
+    def __rsub__(self, other: Any) -> "SharedTensor":
+        return (-self) + other
+
+    # -- products -------------------------------------------------------------------------------------
+    def __mul__(self, other: Any) -> "SharedTensor":
+        """Elementwise product.  Shared x shared: Beaver (2 rounds with rescaling).  Shared x public float:
+        local product then rescaling (1 round, 0 with two-party local shift).  Shared x public integer
+        (Python int, integer tensor): exact, no communication."""
+        if isinstance(other, SharedTensor):
+            self._same_session(other)
+            return self._new(protocols.mul(self._party, self._share, other._share))
+        public, is_integer = _public_operand(other)
+        if is_integer:
+            return self._new(protocols.mul_public(self._party, self._share, public, rescale=False))
+        encoded = self._session.encoding.encode(public)
+        return self._new(protocols.mul_public(self._party, self._share, encoded, rescale=True))
+
+    __rmul__ = __mul__
+
+    def __matmul__(self, other: Any) -> "SharedTensor":
+        """Matrix product (vectors, matrices, batched).  Shared @ shared uses a matrix triple: one round
+        opening only E and D, then rescaling."""
+        if isinstance(other, SharedTensor):
+            self._same_session(other)
+            return self._new(protocols.matmul(self._party, self._share, other._share))
+        return self._matmul_public(other, left=False)
+
+    def __rmatmul__(self, other: Any) -> "SharedTensor":
+        return self._matmul_public(other, left=True)
+
+    def _matmul_public(self, other: Any, *, left: bool) -> "SharedTensor":
+        public, is_integer = _public_operand(other)
+        if not is_integer:
+            public = self._session.encoding.encode(public)
+        return self._new(
+            protocols.matmul_public(self._party, self._share, public, rescale=not is_integer, left=left)
+        )
+
+    def mul(self, other: Any) -> "SharedTensor":
+        return self * other
+
+    def matmul(self, other: Any) -> "SharedTensor":
+        return self @ other
+
+    def square(self) -> "SharedTensor":
+        return self * self
+
+    # -- reductions -----------------------------------------------------------------------------------
+    def sum(self, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> "SharedTensor":
+        """Sum (local, exact).  The sum of values must itself stay inside the fixed-point range."""
+        if dim is None:
+            return self._new(self._share.sum())
+        return self._new(self._share.sum(dim=dim, keepdim=keepdim))
+
+    def mean(self, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> "SharedTensor":
+        """Mean: the exact sum divided by the public count with a truncation (error below one unit)."""
+        total = self.sum(dim, keepdim)
+        count = self.numel() // max(total.numel(), 1) if self.numel() else 0
+        if count == 0:
+            raise ValueError("mean of an empty SharedTensor")
+        if self._party.truncation == "dealer":
+            return self._new(protocols.truncate(self._party, total._share, divisor=count))
+        return total * (1.0 / count)
+
+    # -- shape operations (local) ---------------------------------------------------------------------
+    @property
+    def T(self) -> "SharedTensor":
+        if self.dim() > 2:
+            raise ValueError(".T is defined for tensors of at most 2 dimensions; use transpose(dim0, dim1)")
+        return self._new(self._share.t())
+
+    def t(self) -> "SharedTensor":
+        return self.T
+
+    def transpose(self, dim0: int, dim1: int) -> "SharedTensor":
+        return self._new(self._share.transpose(dim0, dim1))
+
+    def permute(self, *dims: int) -> "SharedTensor":
+        return self._new(self._share.permute(*dims))
+
+    def reshape(self, *shape: Any) -> "SharedTensor":
+        return self._new(self._share.reshape(*shape))
+
+    def view(self, *shape: Any) -> "SharedTensor":
+        return self.reshape(*shape)
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> "SharedTensor":
+        return self._new(self._share.flatten(start_dim, end_dim))
+
+    def unsqueeze(self, dim: int) -> "SharedTensor":
+        return self._new(self._share.unsqueeze(dim))
+
+    def squeeze(self, dim: int | None = None) -> "SharedTensor":
+        return self._new(self._share.squeeze() if dim is None else self._share.squeeze(dim))
+
+    def expand(self, *sizes: Any) -> "SharedTensor":
+        return self._new(self._share.expand(*sizes))
+
+    def __getitem__(self, index: Index) -> "SharedTensor":
+        if _contains_shared(index):
+            raise TypeError("indexing with a SharedTensor would reveal the index; use a public index")
+        return self._new(self._share[index])
+
+    # -- torch functions ------------------------------------------------------------------------------
+    @classmethod
+    def __torch_function__(
+        cls, func: Callable[..., Any], types: tuple[type, ...], args: tuple = (), kwargs: dict | None = None
+    ) -> Any:
+        handler = _TORCH_FUNCTIONS.get(func)
+        if handler is None:
+            return NotImplemented
+        return handler(*args, **(kwargs or {}))
+
+
+def _contains_shared(index: Index) -> bool:
+    if isinstance(index, SharedTensor):
+        return True
+    return isinstance(index, tuple) and any(isinstance(i, SharedTensor) for i in index)
+
+
+def _public(value: Any) -> torch.Tensor:
+    if isinstance(value, SharedTensor):
+        raise TypeError("expected a public value")
+    if isinstance(value, torch.Tensor):
+        return value.detach()
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value)
+    if isinstance(value, (bool, numbers.Integral)):
+        return torch.as_tensor(int(value), dtype=torch.int64)
+    if isinstance(value, numbers.Real):
+        return torch.as_tensor(float(value), dtype=torch.float64)
+    if isinstance(value, (list, tuple)):
+        tensor = torch.as_tensor(value)
+        return tensor.to(torch.float64) if tensor.is_floating_point() else tensor
+    raise TypeError(f"unsupported operand type {type(value).__name__} for a SharedTensor")
+
+
+def _public_operand(value: Any) -> tuple[torch.Tensor, bool]:
+    """(tensor, is_integer): Python ints, bools and integer tensors multiply exactly, floats rescale."""
+    tensor = _public(value)
+    if tensor.is_floating_point() or tensor.is_complex():
+        return tensor, False
+    return tensor.to(torch.int64), True
+
+
+def _shared_list(tensors: Sequence[Any], name: str) -> list[SharedTensor]:
+    items = list(tensors)
+    if not items or not all(isinstance(t, SharedTensor) for t in items):
+        raise TypeError(f"torch.{name} of SharedTensors needs a non-empty sequence of SharedTensors only")
+    for t in items[1:]:
+        items[0]._same_session(t)
+    return items
+
+
+def _cat(tensors: Sequence[SharedTensor], dim: int = 0, *, out: Any = None) -> SharedTensor:
+    if out is not None:
+        raise TypeError("torch.cat(out=...) is not supported for SharedTensors")
+    items = _shared_list(tensors, "cat")
+    return items[0]._new(torch.cat([t._share for t in items], dim=dim))
+
+
+def _stack(tensors: Sequence[SharedTensor], dim: int = 0, *, out: Any = None) -> SharedTensor:
+    if out is not None:
+        raise TypeError("torch.stack(out=...) is not supported for SharedTensors")
+    items = _shared_list(tensors, "stack")
+    return items[0]._new(torch.stack([t._share for t in items], dim=dim))
+
+
+def _binary(op: Callable[[Any, Any], SharedTensor]) -> Callable[..., SharedTensor]:
+    def handler(a: Any, b: Any, *, out: Any = None) -> SharedTensor:
+        if out is not None:
+            raise TypeError("out= is not supported for SharedTensors")
+        if isinstance(a, SharedTensor):
+            return op(a, b)
+        return op(b, a) if op in (_add, _mul) else _reverse(op, a, b)
+
+    return handler
+
+
+def _add(a: SharedTensor, b: Any) -> SharedTensor:
+    return a + b
+
+
+def _sub(a: SharedTensor, b: Any) -> SharedTensor:
+    return a - b
+
+
+def _mul(a: SharedTensor, b: Any) -> SharedTensor:
+    return a * b
+
+
+def _matmul(a: SharedTensor, b: Any) -> SharedTensor:
+    return a @ b
+
+
+def _reverse(op: Callable[[Any, Any], SharedTensor], a: Any, b: SharedTensor) -> SharedTensor:
+    if op is _sub:
+        return b.__rsub__(a)
+    return b.__rmatmul__(a)
+
+
+#: torch functions a SharedTensor implements, and how.  Read-only; everything else is NotImplemented.
+_TORCH_FUNCTIONS: MappingProxyType = MappingProxyType(
+    {
+        torch.cat: _cat,
+        torch.concat: _cat,
+        torch.stack: _stack,
+        torch.add: _binary(_add),
+        torch.sub: _binary(_sub),
+        torch.mul: _binary(_mul),
+        torch.matmul: _binary(_matmul),
+        torch.neg: lambda a: -a,
+        torch.sum: lambda a, dim=None, keepdim=False: a.sum(dim, keepdim),
+        torch.mean: lambda a, dim=None, keepdim=False: a.mean(dim, keepdim),
+        torch.transpose: lambda a, dim0, dim1: a.transpose(dim0, dim1),
+        torch.reshape: lambda a, shape: a.reshape(shape),
+        torch.flatten: lambda a, start_dim=0, end_dim=-1: a.flatten(start_dim, end_dim),
+        torch.t: lambda a: a.t(),
+    }
+)

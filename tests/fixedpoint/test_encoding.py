@@ -1,0 +1,176 @@
+"""fixedpoint.encoding: round trip within the stated error, refusals with clear messages, parameter checks."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fixedpoint import FixedPoint
+
+#: Slack for float64 rounding in the comparisons only; the bounds themselves come from the docstrings.
+FLOAT_SLACK = 1e-12
+
+
+def encoding_error(encoding: FixedPoint) -> float:
+    """Stated encoding error e = 2^-(frac_bits+1)."""
+    return math.ldexp(1.0, -(encoding.frac_bits + 1))
+
+
+@st.composite
+def valid_encodings(draw: st.DrawFn) -> FixedPoint:
+    """Any FixedPoint the docstring allows: 0 <= frac_bits <= 30, int_bits >= 1, int_bits + 2 frac_bits <= 61."""
+    frac_bits = draw(st.integers(0, 30))
+    int_bits = draw(st.integers(1, 61 - 2 * frac_bits))
+    return FixedPoint(frac_bits=frac_bits, int_bits=int_bits)
+
+
+@st.composite
+def encodings_and_values(draw: st.DrawFn) -> tuple[FixedPoint, list[float]]:
+    """A valid encoding and a list of finite values strictly inside its range."""
+    encoding = draw(valid_encodings())
+    # The largest float strictly below 2^int_bits.
+    limit = math.nextafter(encoding.max_abs, 0.0)
+    values = draw(st.lists(st.floats(-limit, limit, allow_nan=False, allow_infinity=False), min_size=1, max_size=64))
+    return encoding, values
+
+
+#: The input types ``encode`` documents (ArrayLike), each built from a list of Python floats.
+CONTAINERS = {
+    "float64 tensor": lambda values: torch.tensor(values, dtype=torch.float64),
+    "numpy float64": lambda values: np.array(values, dtype=np.float64),
+    "list": list,
+    "tuple": tuple,
+}
+
+
+@pytest.mark.parametrize("container", sorted(CONTAINERS))
+@given(case=encodings_and_values())
+def test_round_trip_within_half_resolution(container: str, case: tuple[FixedPoint, list[float]]) -> None:
+    """decode(encode(v)) is within e = 2^-(frac_bits+1) of v, for every valid encoding, every in-range v and
+    every documented input type (a Python float is a float64: it must not lose precision on the way)."""
+    encoding, values = case
+    encoded = encoding.encode(CONTAINERS[container](values))
+    assert encoded.dtype == torch.int64
+    assert encoded.shape == (len(values),)
+    error = (encoding.decode(encoded) - torch.tensor(values, dtype=torch.float64)).abs()
+    assert float(error.max()) <= encoding_error(encoding) + FLOAT_SLACK
+
+
+@pytest.mark.parametrize("value", [1000.1, -12345.678, 0.1 + 2**10])
+def test_python_float_is_encoded_at_float64_precision(value: float) -> None:
+    """A Python float (scalar or in a list) round-trips within e, as a float64 tensor of it does."""
+    encoding = FixedPoint()
+    bound = encoding_error(encoding) + FLOAT_SLACK
+    assert abs(float(encoding.decode(encoding.encode(torch.tensor(value, dtype=torch.float64)))) - value) <= bound
+    assert abs(float(encoding.decode(encoding.encode(value))) - value) <= bound
+    assert abs(float(encoding.decode(encoding.encode([value]))[0]) - value) <= bound
+
+
+@given(valid_encodings(), st.lists(st.integers(-(1 << 20), 1 << 20), min_size=1, max_size=32))
+def test_multiples_of_the_resolution_are_exact(encoding: FixedPoint, units: list[int]) -> None:
+    """Values k * 2^-frac_bits inside the range encode to exactly k and decode back exactly."""
+    limit = (1 << (encoding.int_bits + encoding.frac_bits)) - 1
+    ints = torch.tensor([max(-limit, min(limit, u)) for u in units], dtype=torch.int64)
+    values = ints.to(torch.float64) / encoding.scale
+    assert torch.equal(encoding.encode(values), ints)
+    assert torch.equal(encoding.decode(ints), values)
+
+
+def test_encode_accepts_numbers_lists_arrays_and_tensors() -> None:
+    """Python numbers, lists, numpy arrays and tensors encode alike; negatives use two's complement."""
+    encoding = FixedPoint()
+    expected = torch.tensor([98304, -32768], dtype=torch.int64)  # 1.5 * 2^16, -0.5 * 2^16
+    for value in ([1.5, -0.5], (1.5, -0.5), np.array([1.5, -0.5]), torch.tensor([1.5, -0.5], dtype=torch.float32)):
+        assert torch.equal(encoding.encode(value), expected)
+    assert int(encoding.encode(2)) == 2 << 16
+    assert encoding.encode([]).numel() == 0
+
+
+@pytest.mark.parametrize("bad, word", [(math.nan, "NaN"), (math.inf, "infinite"), (-math.inf, "infinite")])
+def test_encode_refuses_non_finite(bad: float, word: str) -> None:
+    """NaN, +inf and -inf raise ValueError naming the problem, also when mixed with finite values."""
+    encoding = FixedPoint()
+    with pytest.raises(ValueError, match=word):
+        encoding.encode(bad)
+    with pytest.raises(ValueError, match=word):
+        encoding.encode(torch.tensor([1.0, bad, 2.0]))
+
+
+@given(valid_encodings(), st.floats(1.0, 1e30), st.booleans())
+def test_encode_refuses_values_outside_the_range(encoding: FixedPoint, factor: float, negative: bool) -> None:
+    """|v| >= 2^int_bits raises ValueError with a message giving the range and what to do."""
+    value = encoding.max_abs * factor * (-1.0 if negative else 1.0)
+    with pytest.raises(ValueError, match=r"outside the safe fixed-point range.*int_bits"):
+        encoding.encode(torch.tensor([0.0, value], dtype=torch.float64))
+
+
+def test_range_boundary() -> None:
+    """The largest float below 2^int_bits is accepted, 2^int_bits itself is refused (default 2^15 = 32768)."""
+    encoding = FixedPoint()
+    assert encoding.max_abs == 32768.0
+    below = math.nextafter(32768.0, 0.0)
+    edge = torch.tensor([below, -below], dtype=torch.float64)
+    assert float((encoding.decode(encoding.encode(edge)) - edge).abs().max()) <= encoding_error(encoding)
+    for edge in (32768.0, -32768.0):
+        with pytest.raises(ValueError):
+            encoding.encode(edge)
+
+
+def test_encode_refuses_complex_and_decode_refuses_non_int64() -> None:
+    """Complex values and non-ring dtypes are refused."""
+    encoding = FixedPoint()
+    with pytest.raises(ValueError, match="complex"):
+        encoding.encode(torch.tensor([1 + 2j]))
+    with pytest.raises(TypeError, match="int64"):
+        encoding.decode(torch.tensor([1.0]))
+    with pytest.raises(TypeError, match="int64"):
+        encoding.decode(torch.tensor([1], dtype=torch.int32))
+
+
+def test_encode_unchecked_int() -> None:
+    """Exact integers scale by 2^frac_bits; floats and overflowing integers are refused."""
+    encoding = FixedPoint()
+    assert torch.equal(encoding.encode_unchecked_int(torch.tensor([3, -4])), torch.tensor([3 << 16, -4 << 16]))
+    with pytest.raises(ValueError):
+        encoding.encode_unchecked_int(torch.tensor([1.0]))
+    with pytest.raises(ValueError):
+        encoding.encode_unchecked_int(torch.tensor([1 << (63 - 16)]))
+
+
+@given(st.integers(-5, 40), st.integers(-5, 70))
+def test_fixed_point_validation(frac_bits: int, int_bits: int) -> None:
+    """FixedPoint accepts exactly 0 <= frac_bits <= 30, int_bits >= 1 and int_bits + 2*frac_bits <= 61."""
+    valid = 0 <= frac_bits <= 30 and int_bits >= 1 and int_bits + 2 * frac_bits <= 61
+    if valid:
+        encoding = FixedPoint(frac_bits=frac_bits, int_bits=int_bits)
+        assert encoding.scale == 1 << frac_bits
+        assert encoding.resolution == 2.0**-frac_bits
+        assert encoding.max_abs == 2.0**int_bits
+        assert encoding.product_bits == int_bits + 2 * frac_bits
+    else:
+        with pytest.raises(ValueError, match="frac_bits|int_bits"):
+            FixedPoint(frac_bits=frac_bits, int_bits=int_bits)
+
+
+def test_fixed_point_validation_messages() -> None:
+    """The 61-bit rule and the type checks say what is wrong."""
+    FixedPoint(frac_bits=23, int_bits=15)  # 15 + 46 = 61: allowed
+    with pytest.raises(ValueError, match=r"int_bits \+ 2\*frac_bits must be <= 61"):
+        FixedPoint(frac_bits=23, int_bits=16)
+    with pytest.raises(ValueError, match="frac_bits"):
+        FixedPoint(frac_bits=16.0, int_bits=15)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="int_bits"):
+        FixedPoint(frac_bits=16, int_bits=0)
+
+
+def test_default_and_failure_probabilities() -> None:
+    """Defaults are frac_bits=16, int_bits=15; both failure probabilities are 2^(product_bits+1-64)."""
+    encoding = FixedPoint()
+    assert (encoding.frac_bits, encoding.int_bits, encoding.product_bits) == (16, 15, 47)
+    assert encoding.truncation_retry_probability() == 2.0**-16
+    assert encoding.local_shift_failure_probability() == 2.0**-16

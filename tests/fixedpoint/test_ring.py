@@ -1,0 +1,108 @@
+"""fixedpoint.ring: exact matmul modulo 2^64 (both methods) and the unsigned right shift."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from fixedpoint import logical_shift_right, ring_matmul
+
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+RING = 1 << 64
+
+Shape = tuple[int, ...]
+
+
+@st.composite
+def matmul_shapes(draw: st.DrawFn, max_side: int = 4, max_inner: int = 8) -> tuple[Shape, Shape]:
+    """Operand shapes valid for torch.matmul: every vector/matrix/batched combination, with batch broadcasting."""
+    m, p = draw(st.integers(1, max_side)), draw(st.integers(1, max_side))
+    k = draw(st.integers(1, max_inner))
+    batch_a = tuple(draw(st.lists(st.integers(1, 3), max_size=2)))
+    # batch_b broadcasts against batch_a: each trailing dimension equal to batch_a's or 1, or batch_a's is 1.
+    batch_b = tuple(draw(st.sampled_from(sorted({d, 1}))) for d in batch_a)
+    batch_b = batch_b[draw(st.integers(0, len(batch_b))):]
+    kind = draw(st.sampled_from(["vec@vec", "mat@vec", "vec@mat", "mat@mat", "batch@mat", "mat@batch",
+                                 "batch@batch", "vec@batch", "batch@vec"]))
+    left, right = kind.split("@")
+    shape_a = {"vec": (k,), "mat": (m, k), "batch": (*batch_a, m, k) if batch_a else (2, m, k)}[left]
+    shape_b = {"vec": (k,), "mat": (k, p), "batch": (*batch_b, k, p) if left == "batch" else (3, k, p)}[right]
+    return shape_a, shape_b
+
+
+def int64_arrays(shape: Shape) -> st.SearchStrategy[np.ndarray]:
+    """Full-range int64 arrays (hypothesis favours the extremes 0, +-1, INT64_MIN, INT64_MAX too)."""
+    return hnp.arrays(np.int64, shape, elements=st.integers(INT64_MIN, INT64_MAX))
+
+
+def python_matmul_mod(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Reference 2-D matmul in Python integers reduced into signed int64: independent of torch's kernels."""
+    rows, inner = a.shape
+    cols = b.shape[1]
+    out = [[sum(int(a[i, j]) * int(b[j, l]) for j in range(inner)) % RING for l in range(cols)] for i in range(rows)]
+    signed = [[v - RING if v > INT64_MAX else v for v in row] for row in out]
+    return torch.tensor(signed, dtype=torch.int64)
+
+
+@given(st.data())
+def test_ring_matmul_matches_torch_int64(data: st.DataObject) -> None:
+    """Both methods (and "auto") equal torch.matmul on int64, which wraps modulo 2^64, for every shape kind."""
+    shape_a, shape_b = data.draw(matmul_shapes())
+    a = torch.from_numpy(data.draw(int64_arrays(shape_a)))
+    b = torch.from_numpy(data.draw(int64_arrays(shape_b)))
+    expected = torch.matmul(a, b)
+    for method in ("limbs", "int64", "auto"):
+        got = ring_matmul(a, b, method=method)
+        assert got.dtype == torch.int64
+        assert got.shape == expected.shape, (method, shape_a, shape_b)
+        assert torch.equal(got, expected), (method, shape_a, shape_b)
+
+
+@given(st.data())
+def test_ring_matmul_matches_python_integers(data: st.DataObject) -> None:
+    """On matrices, the limb method equals matmul in Python integers reduced mod 2^64 (checks the reference)."""
+    m, k, p = (data.draw(st.integers(1, 4)) for _ in range(3))
+    a = torch.from_numpy(data.draw(int64_arrays((m, k))))
+    b = torch.from_numpy(data.draw(int64_arrays((k, p))))
+    expected = python_matmul_mod(a, b)
+    assert torch.equal(ring_matmul(a, b, method="limbs"), expected)
+    assert torch.equal(torch.matmul(a, b), expected)
+
+
+def test_ring_matmul_extremes() -> None:
+    """All-extreme operands (every limb 0xffff, or only the sign bit) with a long inner dimension."""
+    k = 1000
+    for value in (INT64_MIN, INT64_MAX, -1):
+        a = torch.full((3, k), value, dtype=torch.int64)
+        b = torch.full((k, 2), value, dtype=torch.int64)
+        assert torch.equal(ring_matmul(a, b, method="limbs"), torch.matmul(a, b))
+
+
+def test_ring_matmul_refusals() -> None:
+    """Non-int64 operands, 0-d operands, unknown methods and too-long inner dimensions are refused."""
+    a = torch.ones(2, 2, dtype=torch.int64)
+    with pytest.raises(TypeError):
+        ring_matmul(a.to(torch.float64), a)
+    with pytest.raises(ValueError):
+        ring_matmul(torch.tensor(3), a)
+    with pytest.raises(ValueError):
+        ring_matmul(a, a, method="gpu")
+    long = torch.ones(1, 1 << 19, dtype=torch.int64)
+    with pytest.raises(ValueError, match="inner dimension"):
+        ring_matmul(long, long.T, method="limbs")
+
+
+@given(hnp.arrays(np.int64, st.integers(1, 64), elements=st.integers(INT64_MIN, INT64_MAX)), st.integers(0, 63))
+def test_logical_shift_right_matches_unsigned(values: np.ndarray, bits: int) -> None:
+    """logical_shift_right(x, bits) == (x mod 2^64) >> bits in Python integers, read back as int64."""
+    got = logical_shift_right(torch.from_numpy(values), bits)
+    expected = []
+    for value in values.tolist():
+        shifted = (value % RING) >> bits
+        expected.append(shifted - RING if shifted > INT64_MAX else shifted)
+    assert got.dtype == torch.int64
+    assert got.tolist() == expected

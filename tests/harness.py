@@ -1,0 +1,29 @@
+"""Run one program on n parties, in-process (threads) or as processes over ZeroMQ, for tests.
+
+Programs that run as processes must be module-level functions (they are imported by name in each party);
+``functools.partial`` of such a function with picklable arguments works too.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import smpc
+
+
+def run_parties(program: Callable[[smpc.Session], Any], n: int = 3, *, transport: str = "inproc",
+                **options: Any) -> list[Any]:
+    """``program(session)`` on every party; results in rank order.  Threads unless transport='zmq'."""
+    options.setdefault("recv_timeout", 30.0)
+    options.setdefault("timeout", 120.0)
+    return smpc.run_local(program, parties=n, transport=transport, **options)
+
+
+def share_from(session: smpc.Session, values: list[Any]) -> list[smpc.SharedTensor]:
+    """Share ``values[i]`` from party ``i % n`` (every party passes the same list; non-owners' entries are
+    ignored), so inputs come from different owners."""
+    shared = []
+    for index, value in enumerate(values):
+        owner = index % session.world_size
+        shared.append(session.share(value if session.rank == owner else None, owner=owner))
+    return shared

@@ -1,0 +1,114 @@
+"""run_local end to end: parties and a dealer as processes over ZeroMQ + CurveZMQ on 127.0.0.1."""
+
+from __future__ import annotations
+
+import functools
+import multiprocessing
+import os
+import socket
+import time
+
+import pytest
+import torch
+
+import smpc
+from tests.harness import run_parties
+
+X = torch.tensor([[1.5, -2.25, 3.0], [0.5, 4.0, -1.0]], dtype=torch.float64)
+Y = torch.tensor([[2.0, 0.5], [-1.5, 1.0], [0.25, -3.0]], dtype=torch.float64)
+
+
+def _arithmetic(session: smpc.Session) -> dict:
+    """Share X from party 0 and Y from the last party; products, a matmul and a reveal to party 1 only."""
+    x = session.share(X if session.rank == 0 else None, owner=0)
+    last = session.world_size - 1
+    y = session.share(Y if session.rank == last else None, owner=last)
+    return {
+        "matmul": (x @ y).reveal(),
+        "mul": (x * x).reveal(),
+        "to_one": (x.sum() * 2).reveal(to=1),
+        "endpoint": session.party.transport.endpoint,
+        "stats": session.stats.as_dict(),
+    }
+
+
+@pytest.mark.parametrize("parties", [2, 3])
+def test_processes_compute_and_leave_nothing_behind(parties: int) -> None:
+    """Every party returns the right values; no child process or bound port is left after the run."""
+    results = run_parties(_arithmetic, parties, transport="zmq")
+    for rank, result in enumerate(results):
+        assert torch.allclose(result["matmul"], X @ Y, atol=1e-3)
+        assert torch.allclose(result["mul"], X * X, atol=1e-3)
+        if rank == 1:
+            assert abs(float(result["to_one"]) - 2 * float(X.sum())) < 1e-3
+        else:
+            assert result["to_one"] is None
+        assert result["stats"]["rounds"] > 0 and result["stats"]["bytes_sent"] > 0
+    assert multiprocessing.active_children() == []
+    for result in results:
+        port = int(result["endpoint"].rsplit(":", 1)[1])
+        with socket.socket() as probe:
+            # SO_REUSEADDR tolerates TIME_WAIT remnants of closed connections, not a live listener.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(("127.0.0.1", port))
+            probe.listen()
+
+
+def _fail_on(rank: int, session: smpc.Session) -> None:
+    x = session.share(torch.ones(3) if session.rank == 0 else None, owner=0)
+    if session.rank == rank:
+        raise ValueError(f"party {rank} refuses to go on")
+    (x * x).reveal()
+
+
+def test_first_failure_is_reraised_naming_its_party() -> None:
+    """A party's exception comes back as PartyError with its rank; the others stop, nothing hangs."""
+    with pytest.raises(smpc.PartyError) as caught:
+        run_parties(functools.partial(_fail_on, 1), 3, transport="zmq")
+    assert caught.value.rank == 1
+    assert "party 1 failed: ValueError: party 1 refuses to go on" in str(caught.value)
+    assert multiprocessing.active_children() == []
+
+
+def _die_on(rank: int, session: smpc.Session) -> None:
+    x = session.share(torch.ones(100) if session.rank == 0 else None, owner=0)
+    if session.rank == rank:
+        os._exit(9)  # like SIGKILL: no goodbye, no report
+    for _ in range(50):
+        x = x * x
+    x.reveal()
+
+
+def test_a_dead_party_stops_the_others() -> None:
+    """A party that dies without a word: the survivors raise naming it, the run ends, no process is left."""
+    start = time.monotonic()
+    with pytest.raises(smpc.PartyError) as caught:
+        run_parties(functools.partial(_die_on, 2), 3, transport="zmq", timeout=60.0)
+    assert caught.value.rank == 2, str(caught.value)
+    assert "ProcessDied" in str(caught.value)
+    assert multiprocessing.active_children() == []
+    print(f"dead party detected and run ended in {time.monotonic() - start:.1f} s")
+
+
+def test_inproc_and_zmq_agree() -> None:
+    """Both transports run the same program to the same values and the same traffic counts."""
+    over_zmq = run_parties(_arithmetic_no_endpoint, 3, transport="zmq")
+    in_process = run_parties(_arithmetic_no_endpoint, 3, transport="inproc")
+    for a, b in zip(over_zmq, in_process):
+        assert torch.allclose(a["matmul"], b["matmul"], atol=1e-3)
+        assert a["stats"] == b["stats"]
+
+
+def _arithmetic_no_endpoint(session: smpc.Session) -> dict:
+    x = session.share(X if session.rank == 0 else None, owner=0)
+    y = session.share(Y if session.rank == 2 else None, owner=2)
+    return {"matmul": (x @ y).reveal(), "stats": session.stats.as_dict()}
+
+
+def test_run_local_refuses_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="at least 2 parties"):
+        smpc.run_local(_arithmetic, parties=1)
+    with pytest.raises(ValueError, match="transport"):
+        smpc.run_local(_arithmetic, parties=3, transport="carrier-pigeon")
+    with pytest.raises(ValueError, match="int_bits"):
+        smpc.run_local(_arithmetic, parties=3, int_bits=40)
