@@ -4,6 +4,7 @@ Nothing here keeps global state; the network and the dealer are reached through 
 """
 
 from protocols.arithmetic import matmul, matmul_public, mul, mul_public
+from protocols.compare import absolute, binary_and, ltz, maximum, relu, select, sign
 from protocols.dealer import beaver_triple, dealer_correction, matrix_triple, serve, truncation_pair
 from protocols.party import DEFAULT_FAILURE_BUDGET, TRUNCATION_METHODS, Party, TruncationBudgetError
 from protocols.prg import AesCtrPrg, new_key
@@ -17,21 +18,28 @@ __all__ = [
     "AesCtrPrg",
     "Party",
     "TruncationBudgetError",
+    "absolute",
     "add_public",
+    "binary_and",
     "beaver_triple",
     "dealer_correction",
     "dealer_keys",
+    "ltz",
     "matmul",
     "matmul_public",
     "matrix_triple",
+    "maximum",
     "mul",
     "mul_public",
     "new_key",
     "party_keys",
+    "relu",
     "reveal",
+    "select",
     "serve",
     "share",
     "share_public",
+    "sign",
     "truncate",
     "truncation_pair",
 ]

@@ -6,10 +6,14 @@ random values; the dealer expands all n streams, so it knows the secrets, and se
 correction share that makes the correlation hold.  Only that one share crosses the network; the dealer never
 receives an opened value or a share of data, only the kind and shape of what to make.
 
-Kinds of correlated randomness:
-  * ``MUL``: Beaver triple a (shape x), b (shape y), c = a * b (broadcast shape).
-  * ``MATMUL``: matrix triple A, B, C = A @ B (torch.matmul shapes, batched too).
-  * ``TRUNC``: pair r (uniform in Z_2^64, read unsigned), s = floor(r / d) for a public divisor d >= 2.
+Kinds of correlated randomness (``a``, ``b``, ``c`` are what each party gets; "+" additive shares over
+Z_2^64, "^" XOR shares of 64-bit words):
+  * ``MUL``: Beaver triple +a (shape x), +b (shape y), +c = a * b (broadcast shape).
+  * ``MATMUL``: matrix triple +A, +B, +C = A @ B (torch.matmul shapes, batched too).
+  * ``TRUNC``: pair +r (uniform in Z_2^64, read unsigned), +s = floor(r / d) for a public divisor d >= 2.
+  * ``MASK_BITS``: +r and ^r: one uniform r, both additively shared and XOR-shared (for comparisons).
+  * ``AND``: binary triple ^a (shape x), ^b (shape y), ^c = a & b (broadcast shape).
+  * ``BIT``: a uniform bit rho, XOR-shared in bit 0 of ``a`` and additively shared in ``c``.
 """
 
 from __future__ import annotations
@@ -26,8 +30,18 @@ from network import PeerClosedError, ProtocolError, Transport
 from protocols.party import Party
 from protocols.prg import AesCtrPrg
 
-MUL, MATMUL, TRUNC = 1, 2, 3
-_KIND_NAMES = {MUL: "Beaver triple", MATMUL: "matrix triple", TRUNC: "truncation pair"}
+MUL, MATMUL, TRUNC, MASK_BITS, AND, BIT = 1, 2, 3, 4, 5, 6
+_KIND_NAMES = {
+    MUL: "Beaver triple",
+    MATMUL: "matrix triple",
+    TRUNC: "truncation pair",
+    MASK_BITS: "masked bits",
+    AND: "binary triple",
+    BIT: "random bit",
+}
+#: Kinds whose a and b are XOR-shared, and kinds whose c is XOR-shared; every other share is additive.
+_XOR_INPUTS = frozenset({AND})
+_XOR_OUTPUTS = frozenset({MASK_BITS, AND})
 #: Cap on the elements one request may ask for (protects the dealer's memory from a confused party).
 MAX_REQUEST_ELEMENTS = 1 << 27
 
@@ -81,6 +95,8 @@ class Request:
         """Shapes of the three values: (a, b, c) for triples, (r, unused, s) for TRUNC."""
         if self.kind == MUL:
             return self.shape_x, self.shape_y, tuple(torch.broadcast_shapes(self.shape_x, self.shape_y))
+        if self.kind == AND:
+            return self.shape_x, self.shape_y, tuple(torch.broadcast_shapes(self.shape_x, self.shape_y))
         if self.kind == MATMUL:
             out = torch.matmul(
                 torch.empty(self.shape_x, device="meta"), torch.empty(self.shape_y, device="meta")
@@ -101,11 +117,18 @@ def _expand(prg: AesCtrPrg, stream: int, shapes: Sequence[tuple[int, ...]]) -> l
 
 
 def _combine(request: Request, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """The correlated value: a*b, a@b, or floor(r/d) with r read as unsigned."""
-    if request.kind == MUL:
+    """The correlated value from the reconstructed a and b."""
+    kind = request.kind
+    if kind == MUL:
         return a * b
-    if request.kind == MATMUL:
+    if kind == MATMUL:
         return ring_matmul(a, b)
+    if kind == AND:
+        return a & b
+    if kind == MASK_BITS:
+        return a
+    if kind == BIT:
+        return a & 1
     unsigned = a.numpy().view(np.uint64)
     return torch.from_numpy((unsigned // np.uint64(request.param)).view(np.int64))
 
@@ -122,6 +145,7 @@ def dealer_correction(prgs: Sequence[AesCtrPrg], stream: int, request: Request) 
     """
     shape_a, shape_b, shape_c = request.output_shapes()
     last = len(prgs) - 1
+    xor_in, xor_out = request.kind in _XOR_INPUTS or request.kind == BIT, request.kind in _XOR_OUTPUTS
     a = torch.zeros(shape_a, dtype=torch.int64)
     b = torch.zeros(shape_b, dtype=torch.int64)
     c_others = torch.zeros(shape_c, dtype=torch.int64)
@@ -130,10 +154,11 @@ def dealer_correction(prgs: Sequence[AesCtrPrg], stream: int, request: Request) 
             a_i, b_i = _expand(prg, stream, (shape_a, shape_b))
         else:
             a_i, b_i, c_i = _expand(prg, stream, (shape_a, shape_b, shape_c))
-            c_others += c_i
-        a += a_i
-        b += b_i
-    return _combine(request, a, b) - c_others
+            c_others = c_others ^ c_i if xor_out else c_others + c_i
+        a = a ^ a_i if xor_in else a + a_i
+        b = b ^ b_i if xor_in else b + b_i
+    value = _combine(request, a, b)
+    return value ^ c_others if xor_out else value - c_others
 
 
 class Correlated:
@@ -169,6 +194,21 @@ def beaver_triple(party: Party, shape_x: Sequence[int], shape_y: Sequence[int]) 
 def matrix_triple(party: Party, shape_x: Sequence[int], shape_y: Sequence[int]) -> Correlated:
     """Shares of (A, B, A @ B) for a matmul of operands of the given shapes."""
     return Correlated(party, Request(MATMUL, 0, tuple(shape_x), tuple(shape_y)))
+
+
+def masked_bits(party: Party, shape: Sequence[int]) -> Correlated:
+    """A uniform r per element: additive shares in ``a``, XOR shares (one 64-bit word) in ``c``."""
+    return Correlated(party, Request(MASK_BITS, 0, tuple(shape)))
+
+
+def binary_triple(party: Party, shape_x: Sequence[int], shape_y: Sequence[int]) -> Correlated:
+    """XOR shares of words (a, b, a & b) for a bitwise AND of operands of the given (broadcastable) shapes."""
+    return Correlated(party, Request(AND, 0, tuple(shape_x), tuple(shape_y)))
+
+
+def random_bit(party: Party, shape: Sequence[int]) -> Correlated:
+    """A uniform bit per element: XOR share in bit 0 of ``a`` (other bits are noise), additive share in ``c``."""
+    return Correlated(party, Request(BIT, 0, tuple(shape)))
 
 
 def truncation_pair(party: Party, shape: Sequence[int], divisor: int) -> Correlated:

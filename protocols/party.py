@@ -89,10 +89,11 @@ class Party:
         array = self.transport.recv(src, tag, op=op)
         return torch.from_numpy(np.array(array, copy=True))
 
-    def exchange(self, tensor: torch.Tensor, op: str) -> torch.Tensor:
-        """Open ``tensor``: send our share to every other party, return the sum of all shares.  One round.
+    def exchange(self, tensor: torch.Tensor, op: str, *, xor: bool = False) -> torch.Tensor:
+        """Open ``tensor``: send our share to every other party, return the sum (or, with ``xor``, the XOR)
+        of all shares.  One round.
 
-        Cost: 8 (n-1) k bytes sent per party for k ring elements.
+        Cost: (n-1) k itemsize bytes sent per party for k elements (8 for ring elements).
         """
         tag = self.next_tag()
         wire = _wire(tensor)
@@ -100,7 +101,13 @@ class Party:
             self.transport.send(peer, tag, wire)
         total = tensor.clone()
         for peer in self.others:
-            total += self.recv(peer, tag, op).reshape(tensor.shape)
+            share = self.recv(peer, tag, op).reshape(tensor.shape)
+            if share.dtype != tensor.dtype:
+                raise ValueError(f"party {peer} sent {share.dtype} for {op}, expected {tensor.dtype}")
+            if xor:
+                total ^= share
+            else:
+                total += share
         self.rounds += 1
         return total
 

@@ -25,13 +25,16 @@ Index = Any
 class SharedTensor:
     """A secret-shared tensor of one session.  Values stay secret until ``reveal``."""
 
-    __slots__ = ("_session", "_share")
+    __slots__ = ("_session", "_share", "_bit")
 
-    def __init__(self, session: "Session", share: torch.Tensor) -> None:
+    def __init__(self, session: "Session", share: torch.Tensor, *, bit: torch.Tensor | None = None) -> None:
         if share.dtype != torch.int64:
             raise TypeError("a share is an int64 tensor of ring elements")
         self._session = session
         self._share = share
+        # Comparisons also keep their result as an unscaled 0/1 share, so that where() needs one product
+        # without truncation; every other operation drops it.
+        self._bit = bit
 
     # -- metadata (public) ----------------------------------------------------------------------------
     @property
@@ -168,6 +171,113 @@ class SharedTensor:
     def square(self) -> "SharedTensor":
         return self * self
 
+    # -- comparisons (exact; results are shared 0.0 / 1.0) --------------------------------------------
+    def _from_bit(self, bit: torch.Tensor) -> "SharedTensor":
+        return SharedTensor(self._session, bit * self._session.encoding.scale, bit=bit)
+
+    def _difference(self, other: Any) -> torch.Tensor:
+        return (self - other)._share
+
+    def __lt__(self, other: Any) -> "SharedTensor":
+        """[x < y] elementwise as shared 0/1 (8 rounds, exact for every value in range)."""
+        return self._from_bit(protocols.ltz(self._party, self._difference(other)))
+
+    def __gt__(self, other: Any) -> "SharedTensor":
+        return self._from_bit(protocols.ltz(self._party, -self._difference(other)))
+
+    def __le__(self, other: Any) -> "SharedTensor":
+        return self._from_bit(_one_like(self._party, self._share) - protocols.ltz(self._party, -self._difference(other)))
+
+    def __ge__(self, other: Any) -> "SharedTensor":
+        return self._from_bit(_one_like(self._party, self._share) - protocols.ltz(self._party, self._difference(other)))
+
+    def eq(self, other: Any) -> "SharedTensor":
+        """[x == y] elementwise: 1 - [x < y] - [y < x], both in one batched comparison (8 rounds)."""
+        difference = self._difference(other)
+        both = protocols.ltz(self._party, torch.stack([difference, -difference]))
+        return self._from_bit(_one_like(self._party, difference) - both[0] - both[1])
+
+    def ne(self, other: Any) -> "SharedTensor":
+        difference = self._difference(other)
+        both = protocols.ltz(self._party, torch.stack([difference, -difference]))
+        return self._from_bit(both[0] + both[1])
+
+    __eq__ = eq  # type: ignore[assignment]
+    __ne__ = ne  # type: ignore[assignment]
+    __hash__ = object.__hash__  # identity, as torch.Tensor
+
+    def lt(self, other: Any) -> "SharedTensor":
+        return self < other
+
+    def gt(self, other: Any) -> "SharedTensor":
+        return self > other
+
+    def le(self, other: Any) -> "SharedTensor":
+        return self <= other
+
+    def ge(self, other: Any) -> "SharedTensor":
+        return self >= other
+
+    def sign(self) -> "SharedTensor":
+        """-1, 0 or 1 as torch.sign (8 rounds, exact)."""
+        return self._new(protocols.sign(self._party, self._share) * self._session.encoding.scale)
+
+    def abs(self) -> "SharedTensor":
+        """|x| (9 rounds, exact)."""
+        return self._new(protocols.absolute(self._party, self._share))
+
+    def __abs__(self) -> "SharedTensor":
+        return self.abs()
+
+    def relu(self) -> "SharedTensor":
+        """max(x, 0) (9 rounds, exact)."""
+        return self._new(protocols.relu(self._party, self._share))
+
+    def where(self, condition: "SharedTensor", other: Any) -> "SharedTensor":
+        """torch.Tensor.where: self where condition, else other."""
+        return where(condition, self, other)
+
+    def clamp(self, min: Any = None, max: Any = None) -> "SharedTensor":  # noqa: A002 - torch's names
+        """Clamp to [min, max] (public numbers, tensors or SharedTensors): min + relu(x - min) - relu(x - max),
+        both comparisons in one batch.  9 rounds, exact."""
+        if min is None and max is None:
+            raise ValueError("clamp needs min, max or both")
+        if max is None:
+            return (self - min).relu() + min
+        if min is None:
+            return self - (self - max).relu()
+        low, high = self - min, self - max
+        stacked = torch.stack([low._share, high._share])
+        relus = protocols.relu(self._party, stacked)
+        return self._new(relus[0] - relus[1]) + min
+
+    def clip(self, min: Any = None, max: Any = None) -> "SharedTensor":  # noqa: A002
+        return self.clamp(min, max)
+
+    def max(self, dim: int | None = None, keepdim: bool = False) -> "SharedTensor":
+        """Maximum over all elements, or along ``dim``.  9 ceil(log2 m) rounds, exact."""
+        values, _ = self._tournament(dim)
+        return values.unsqueeze(dim) if keepdim and dim is not None else values
+
+    def min(self, dim: int | None = None, keepdim: bool = False) -> "SharedTensor":
+        """Minimum: the maximum of -x, negated.  9 ceil(log2 m) rounds, exact."""
+        return -((-self).max(dim, keepdim))
+
+    def argmax(self, dim: int | None = None, keepdim: bool = True) -> "SharedTensor":
+        """A shared one-hot (0.0 / 1.0) marking the first maximum along ``dim`` (over all elements if None),
+        with the input's shape: the position of a maximum is secret, so no integer index is returned."""
+        _, onehot = self._tournament(dim)
+        return onehot
+
+    def argmin(self, dim: int | None = None, keepdim: bool = True) -> "SharedTensor":
+        return (-self).argmax(dim, keepdim)
+
+    def _tournament(self, dim: int | None) -> tuple["SharedTensor", "SharedTensor"]:
+        source = self.reshape(-1) if dim is None else self
+        values, onehot = protocols.maximum(self._party, source._share, 0 if dim is None else dim)
+        onehot = onehot.reshape(self.shape)
+        return self._new(values), SharedTensor(self._session, onehot * self._session.encoding.scale, bit=onehot)
+
     # -- reductions -----------------------------------------------------------------------------------
     def sum(self, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> "SharedTensor":
         """Sum (local, exact).  The sum of values must itself stay inside the fixed-point range."""
@@ -233,6 +343,28 @@ class SharedTensor:
         if handler is None:
             return NotImplemented
         return handler(*args, **(kwargs or {}))
+
+
+def _one_like(party: protocols.Party, like: torch.Tensor) -> torch.Tensor:
+    return torch.full_like(like, 1 if party.rank == 0 else 0)
+
+
+def where(condition: SharedTensor, if_true: Any, if_false: Any) -> SharedTensor:
+    """``if_true`` where the shared 0/1 ``condition`` is 1, else ``if_false`` (shared or public, broadcasting).
+
+    A condition straight from a comparison costs one product (1 round); any other 0/1 SharedTensor costs a
+    product and a truncation (2 rounds), exact either way for 0/1 conditions.
+    """
+    if not isinstance(condition, SharedTensor):
+        raise TypeError("where() needs a SharedTensor condition (a public one would not need MPC)")
+    session = condition.session
+    true_part = if_true if isinstance(if_true, SharedTensor) else session.public(_public(if_true))
+    false_part = if_false if isinstance(if_false, SharedTensor) else session.public(_public(if_false))
+    delta = true_part - false_part
+    if condition._bit is not None:
+        product = protocols.mul(session.party, condition._bit, delta._share, rescale=False)
+        return false_part + condition._new(product)
+    return false_part + condition * delta
 
 
 def _contains_shared(index: Index) -> bool:
@@ -322,6 +454,17 @@ def _reverse(op: Callable[[Any, Any], SharedTensor], a: Any, b: SharedTensor) ->
     return b.__rmatmul__(a)
 
 
+def _binary_method(name: str) -> Callable[..., SharedTensor]:
+    reflected = {"lt": "gt", "gt": "lt", "le": "ge", "ge": "le", "eq": "eq", "ne": "ne"}
+
+    def handler(a: Any, b: Any) -> SharedTensor:
+        if isinstance(a, SharedTensor):
+            return getattr(a, name)(b)
+        return getattr(b, reflected[name])(a)
+
+    return handler
+
+
 #: torch functions a SharedTensor implements, and how.  Read-only; everything else is NotImplemented.
 _TORCH_FUNCTIONS: MappingProxyType = MappingProxyType(
     {
@@ -339,5 +482,22 @@ _TORCH_FUNCTIONS: MappingProxyType = MappingProxyType(
         torch.reshape: lambda a, shape: a.reshape(shape),
         torch.flatten: lambda a, start_dim=0, end_dim=-1: a.flatten(start_dim, end_dim),
         torch.t: lambda a: a.t(),
+        torch.where: where,
+        torch.lt: _binary_method("lt"),
+        torch.gt: _binary_method("gt"),
+        torch.le: _binary_method("le"),
+        torch.ge: _binary_method("ge"),
+        torch.eq: _binary_method("eq"),
+        torch.ne: _binary_method("ne"),
+        torch.sign: lambda a: a.sign(),
+        torch.abs: lambda a: a.abs(),
+        torch.relu: lambda a: a.relu(),
+        torch.nn.functional.relu: lambda a, inplace=False: a.relu(),
+        torch.clamp: lambda a, min=None, max=None: a.clamp(min, max),
+        torch.clip: lambda a, min=None, max=None: a.clamp(min, max),
+        torch.max: lambda a, dim=None, keepdim=False: a.max(dim, keepdim),
+        torch.min: lambda a, dim=None, keepdim=False: a.min(dim, keepdim),
+        torch.argmax: lambda a, dim=None, keepdim=True: a.argmax(dim, keepdim),
+        torch.argmin: lambda a, dim=None, keepdim=True: a.argmin(dim, keepdim),
     }
 )
