@@ -349,9 +349,10 @@ def test_linear_and_shape_operations(n_parties: int, data: st.DataObject) -> Non
 # -- refusals and raw shares -----------------------------------------------------------------------------
 @PARTIES
 def test_unsupported_torch_functions_raise_type_error(n_parties: int) -> None:
-    """torch functions without a SharedTensor implementation (exp, sigmoid, relu, abs) raise TypeError; a
+    """torch functions without a SharedTensor implementation (erf, cumsum, sort, fft) raise TypeError; a
     SharedTensor has no truth value and no float conversion; its local share is an int64 tensor."""
-    unsupported = {"exp": torch.exp, "sigmoid": torch.sigmoid, "relu": torch.relu, "abs": torch.abs}
+    unsupported = {"erf": torch.erf, "cumsum": lambda t: torch.cumsum(t, 0), "sort": torch.sort,
+                   "fft": torch.fft.fft}
 
     def program(session: smpc.Session) -> dict[str, Any]:
         (sx,) = share_from(session, [torch.tensor([[0.5, -1.0]], dtype=torch.float64)])
