@@ -34,7 +34,7 @@ def ltz(party: Party, x: torch.Tensor) -> torch.Tensor:
       5. Bit 0 of g is [c' < r']; XOR in c_63 and r_63: XOR shares of MSB(x).
       6. Convert to additive shares with a dealer random bit rho (XOR- and additively shared): open
          o = MSB ^ rho (one round, one byte), then MSB = o + rho - 2 o rho, local.
-    Rounds: 8.  Bytes sent per party per element: (8 + 5*24 + 16 + 1) (n-1) = 145 (n-1).  Dealer: 96 bytes per
+    Rounds: 8.  Bytes sent per party per element: (8 + 5*24 + 16 + 1) (n-1) = 145 (n-1).  Dealer: 104 bytes per
     element to the last party only.  Error: none (exact for every ring element).
     """
     flat = x.reshape(-1)
@@ -111,7 +111,8 @@ def relu(party: Party, x: torch.Tensor) -> torch.Tensor:
 
 def sign(party: Party, x: torch.Tensor) -> torch.Tensor:
     """Unscaled shares of sign(x) in {-1, 0, 1} (torch.sign: 0 at 0): [x > 0] - [x < 0] from one batched ltz.
-    Rounds: 8.  Bytes: 290 (n-1) per element.  Error: none."""
+    Rounds: 8.  Bytes: 290 (n-1) per element.  Error: none, for every ring element but -2^63 (whose negation
+    wraps to itself, giving 0), which no fixed-point value or difference of two values can be."""
     both = ltz(party, torch.stack([-x, x]))
     return both[0] - both[1]
 

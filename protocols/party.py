@@ -7,7 +7,7 @@ of the program on every party; messages are matched by that tag, whatever order 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 import torch
@@ -35,7 +35,8 @@ class Party:
     """Everything a protocol function needs to act as party ``rank`` of ``n_parties``.
 
     ``dealer_prg`` is keyed with the dealer (seed-compressed triples); ``pair_prgs[j]`` with party j
-    (input sharing).  The dealer is node ``n_parties`` of the transport.
+    (input sharing).  The dealer is node ``n_parties`` of the transport.  ``audit``, when set, is called with
+    (operation label, tag, opened value) for every value this party learns: each opening and each reveal.
     """
 
     rank: int
@@ -49,6 +50,7 @@ class Party:
     rounds: int = 0
     truncated_elements: int = 0
     dealer_requests: int = 0
+    audit: Callable[[str, int, torch.Tensor], None] | None = field(default=None, repr=False)
     _tag: int = field(default=SETUP_TAG, repr=False)
 
     def __post_init__(self) -> None:
@@ -109,6 +111,8 @@ class Party:
             else:
                 total += share
         self.rounds += 1
+        if self.audit is not None:
+            self.audit(op, tag, total)
         return total
 
     def check_truncation_budget(self, count: int) -> None:

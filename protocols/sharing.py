@@ -73,6 +73,8 @@ def reveal(party: Party, shares: torch.Tensor, to: int | None = None) -> torch.T
     total = shares.clone()
     for peer in party.others:
         total += party.recv(peer, tag, "reveal").reshape(shares.shape)
+    if party.audit is not None:
+        party.audit("reveal", tag, total)
     return total
 
 

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 
 import protocols
+from protocols.approx import exp as approx_exp
+from protocols.approx import sigmoid as approx_sigmoid
 
 if TYPE_CHECKING:
     from smpc.session import Session
@@ -238,14 +240,20 @@ class SharedTensor:
         return where(condition, self, other)
 
     def clamp(self, min: Any = None, max: Any = None) -> "SharedTensor":  # noqa: A002 - torch's names
-        """Clamp to [min, max] (public numbers, tensors or SharedTensors): min + relu(x - min) - relu(x - max),
-        both comparisons in one batch.  9 rounds, exact."""
+        """Clamp to [min, max] (public numbers, tensors or SharedTensors), as torch: min(max(x, min), max), so
+        every element becomes ``max`` where min > max.  Public bounds with min <= max: min + relu(x - min) -
+        relu(x - max), both comparisons in one batch, 9 rounds; otherwise the two clamps in turn, 18 rounds.
+        Exact."""
         if min is None and max is None:
             raise ValueError("clamp needs min, max or both")
         if max is None:
             return (self - min).relu() + min
         if min is None:
             return self - (self - max).relu()
+        ordered = not isinstance(min, SharedTensor) and not isinstance(max, SharedTensor) and bool(
+            (_public(min).to(torch.float64) <= _public(max).to(torch.float64)).all())
+        if not ordered:
+            return self.clamp(min=min).clamp(max=max)
         low, high = self - min, self - max
         stacked = torch.stack([low._share, high._share])
         relus = protocols.relu(self._party, stacked)
@@ -277,6 +285,21 @@ class SharedTensor:
         values, onehot = protocols.maximum(self._party, source._share, 0 if dim is None else dim)
         onehot = onehot.reshape(self.shape)
         return self._new(values), SharedTensor(self._session, onehot * self._session.encoding.scale, bit=onehot)
+
+    # -- approximations (documented domain, error and cost in protocols/approx) -----------------------
+    def exp(self, method: str = "piecewise") -> "SharedTensor":
+        """e^x: relative error <= 8.4e-4 on [-3.5, ln 2^15); 0 below -11.5; saturates at the top.  14 rounds."""
+        return self._new(approx_exp.exp(self._party, self._share, method=method))
+
+    def sigmoid(self, method: str = "piecewise") -> "SharedTensor":
+        """1 / (1 + e^-x): absolute error <= 3.2e-4 for every input in range, exactly 0 / 1 beyond +-8.25.
+        13 rounds."""
+        return self._new(approx_sigmoid.sigmoid(self._party, self._share, method=method))
+
+    def tanh(self, method: str = "piecewise") -> "SharedTensor":
+        """tanh(x): absolute error <= 6.1e-4 for every input in range, exactly -1 / 1 beyond +-4.125.
+        13 rounds."""
+        return self._new(approx_sigmoid.tanh(self._party, self._share, method=method))
 
     # -- reductions -----------------------------------------------------------------------------------
     def sum(self, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> "SharedTensor":
@@ -483,6 +506,9 @@ _TORCH_FUNCTIONS: MappingProxyType = MappingProxyType(
         torch.flatten: lambda a, start_dim=0, end_dim=-1: a.flatten(start_dim, end_dim),
         torch.t: lambda a: a.t(),
         torch.where: where,
+        torch.exp: lambda a, method="piecewise": a.exp(method),
+        torch.sigmoid: lambda a, method="piecewise": a.sigmoid(method),
+        torch.tanh: lambda a, method="piecewise": a.tanh(method),
         torch.lt: _binary_method("lt"),
         torch.gt: _binary_method("gt"),
         torch.le: _binary_method("le"),
