@@ -23,6 +23,7 @@ from network import (
     ReceiveTimeout,
 )
 from protocols import TruncationBudgetError
+from smpc import nn, optim
 from smpc.options import SessionOptions
 from smpc.runner import PartyError, run_local
 from smpc.session import Session, SessionStats
@@ -44,5 +45,7 @@ __all__ = [
     "SessionStats",
     "SharedTensor",
     "TruncationBudgetError",
+    "nn",
+    "optim",
     "run_local",
 ]

@@ -7,19 +7,24 @@ wrong and exit status 1 or 2, never a traceback from deep inside.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
+import torch
+
 from network import NetworkError
 from network import Roster, read_public_key, write_keypair
 from protocols import TruncationBudgetError
+from smpc.dataset import DataError, Schema, embedded_dataset, load_csv
 from smpc.demo import demo_program, plain_reference
 from smpc.hosts import connect_node, load_roster, roster_options
 from smpc.runner import PartyError, run_dealer, run_local
 from smpc.session import Session
+from smpc.train import TrainConfig, combine_shares, print_progress, train_party, train_plain
 
 
 class UsageError(Exception):
@@ -34,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.handler(args) or 0)
-    except (UsageError, ValueError, FileNotFoundError, PermissionError, IsADirectoryError) as error:
+    except (UsageError, ValueError, DataError, FileNotFoundError, PermissionError, IsADirectoryError) as error:
         print(f"smpc {args.command}: error: {error}", file=sys.stderr)
         return 2
     except (NetworkError, PartyError, TruncationBudgetError, TimeoutError) as error:
@@ -74,11 +79,75 @@ def _parser() -> argparse.ArgumentParser:
     _node_arguments(dealer)
     dealer.set_defaults(handler=_cmd_dealer)
 
-    party = commands.add_parser("party", help="run one party of a session described by a roster (the demo program)")
+    train = commands.add_parser("train", help="train the loan model with three banks and a dealer on this machine")
+    train.add_argument("--parties", type=int, default=3, help="number of banks / computing parties (default 3)")
+    _train_arguments(train, own_file=False)
+    train.add_argument("--report", help="write the results as JSON to this file")
+    train.set_defaults(handler=_cmd_train)
+
+    party = commands.add_parser("party", help="run one party of a session described by a roster: the demo, or "
+                                              "with --data the loan job on this party's own rows")
     party.add_argument("--rank", type=int, required=True, help="this party's rank in the roster")
     _node_arguments(party)
+    _train_arguments(party, own_file=True)
     party.set_defaults(handler=_cmd_party)
+
+    schema = commands.add_parser("schema", help="write the public schema of a CSV (share it with every bank)")
+    schema.add_argument("--data", help="CSV file (default: the embedded German Credit data)")
+    schema.add_argument("--label", default="creditability")
+    schema.add_argument("--positive", help="label value counted as positive")
+    schema.add_argument("--out", required=True, help="schema JSON file to write")
+    schema.set_defaults(handler=_cmd_schema)
+
+    reveal = commands.add_parser("reveal-model", help="combine every party's model shares (the model owner's step)")
+    reveal.add_argument("files", nargs="+", help="the parties' party<rank>.npz files, one per party")
+    reveal.add_argument("--out", help="write the plain weights to this .pt file (torch.save of a dict)")
+    reveal.set_defaults(handler=_cmd_reveal_model)
     return parser
+
+
+def _train_arguments(parser: argparse.ArgumentParser, *, own_file: bool) -> None:
+    parser.add_argument("--data", help="CSV file (default: the embedded German Credit data)" if not own_file
+                        else "this party's own CSV rows; without it, `smpc party` runs the demo")
+    parser.add_argument("--label", default="creditability", help="label column (default creditability)")
+    parser.add_argument("--positive", help="label value counted as positive (default: 'bad' for the embedded "
+                                           "data, else needed unless the label has exactly two values)")
+    parser.add_argument("--schema", help="public schema JSON (smpc schema); default: inferred from the data")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--lr", type=float, default=0.1)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--momentum", type=float, default=0.0)
+    parser.add_argument("--weight-decay", type=float, default=0.0)
+    parser.add_argument("--hidden", type=int, default=0, help="hidden units of a one-hidden-layer MLP (Tanh); "
+                                                               "0 = logistic regression (default)")
+    parser.add_argument("--frac-bits", type=int, default=16, help="fractional bits (default 16)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--test-fraction", type=float, default=0.3)
+    parser.add_argument("--max-rows", type=int, help="use only the first rows of the data")
+    parser.add_argument("--joint-init", action="store_true", help="draw the initial weights jointly (no one "
+                                                                  "knows them) instead of from the model owner")
+    parser.add_argument("--show-loss", action="store_true", help="reveal the loss of each batch to party 0")
+    parser.add_argument("--audit", metavar="DIR", help="log every value each party learns to DIR")
+    parser.add_argument("--out", metavar="DIR", help="write each party's model shares to DIR/party<rank>.npz")
+    parser.add_argument("--reveal-to", type=int, help="reveal the trained weights to this party only")
+
+
+def _train_config(args: argparse.Namespace, *, own_file: bool) -> TrainConfig:
+    positive = args.positive
+    if positive is None and args.data is None:
+        positive = "bad"
+    return TrainConfig(
+        data=args.data, label=args.label, positive=positive, schema=args.schema, epochs=args.epochs, lr=args.lr,
+        batch_size=args.batch_size, hidden=args.hidden, momentum=args.momentum, weight_decay=args.weight_decay,
+        seed=args.seed, test_fraction=args.test_fraction, max_rows=args.max_rows, joint_init=args.joint_init,
+        show_loss=args.show_loss, audit=args.audit, out=args.out, reveal_to=args.reveal_to,
+        own_rows_only=own_file,
+    )
+
+
+def _int_bits(frac_bits: int) -> int:
+    """The widest magnitude bound the truncation allows with these fractional bits (at most 15)."""
+    return min(15, 61 - 2 * frac_bits)
 
 
 def _node_arguments(parser: argparse.ArgumentParser) -> None:
@@ -162,10 +231,80 @@ def _cmd_party(args: argparse.Namespace) -> int:
     print(f"smpc party {args.rank}: connecting", flush=True)
     with Session.connect(args.rank, args.roster, args.key, recv_timeout=args.recv_timeout,
                          connect_timeout=args.connect_timeout) as session:
-        result = demo_program(session)
-    _print_demo(result, session.world_size)
+        if args.data is None:
+            result = demo_program(session)
+        else:
+            result = train_party(session, _train_config(args, own_file=True), print_progress)
+    if args.data is None:
+        _print_demo(result, session.world_size)
+    else:
+        if "auc" in result:
+            print(f"secure model on party 0's {result['test_rows']} test rows: ROC AUC {result['auc']:.4f}, "
+                  f"accuracy {result['accuracy']:.4f}")
+        if "weights" in result:
+            print("revealed weights:", {name: value.tolist() for name, value in result["weights"].items()})
     stats = result["stats"]
     print(f"smpc party {args.rank}: sent {stats['bytes_sent']} bytes, {stats['rounds']} rounds")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    if args.parties < 2:
+        raise UsageError("--parties must be at least 2")
+    config = _train_config(args, own_file=False)
+    if config.reveal_to is not None and not 0 <= config.reveal_to < args.parties:
+        raise UsageError(f"--reveal-to must be a party rank in 0..{args.parties - 1}")
+    print(f"smpc train: {args.parties} banks and a dealer as processes over CurveZMQ on 127.0.0.1; "
+          f"data {config.data or 'German Credit (embedded)'}", flush=True)
+    plain = train_plain(config, args.parties)
+    print(f"  {plain['train_rows']} training rows split among {args.parties} banks, {plain['test_rows']} test rows "
+          f"held by party 0; {'MLP with ' + str(config.hidden) + ' hidden units' if config.hidden else 'logistic regression'}, "
+          f"{config.epochs} epochs, batch {config.batch_size}, lr {config.lr}", flush=True)
+    start = time.perf_counter()
+    results = run_local(functools.partial(train_party, config=config, progress=print_progress),
+                        parties=args.parties, transport="zmq", frac_bits=args.frac_bits,
+                        int_bits=_int_bits(args.frac_bits))
+    seconds = time.perf_counter() - start
+    owner = results[0]
+    print(f"  {'':10}{'ROC AUC':>10}{'accuracy':>10}")
+    print(f"  {'secure':10}{owner['auc']:10.4f}{owner['accuracy']:10.4f}")
+    print(f"  {'plain':10}{plain['auc']:10.4f}{plain['accuracy']:10.4f}")
+    sent = [r["stats"]["bytes_sent"] for r in results]
+    print(f"  {seconds:.1f} s; bytes sent per party: {sent}; rounds: {owner['stats']['rounds']}")
+    for result in results:
+        if "weights" in result:
+            print(f"  weights revealed to party {result['rank']} only:",
+                  {name: [round(v, 4) for v in value.reshape(-1).tolist()] for name, value in result["weights"].items()})
+    if config.out:
+        print(f"  each party's model shares are in {config.out}/party<rank>.npz; combine with smpc reveal-model")
+    if args.report:
+        report = {"secure": {"auc": owner["auc"], "accuracy": owner["accuracy"]},
+                  "plain": {"auc": plain["auc"], "accuracy": plain["accuracy"]},
+                  "seconds": seconds, "bytes_sent_per_party": sent, "rounds": owner["stats"]["rounds"],
+                  "rows": {"train": plain["train_rows"], "test": plain["test_rows"]}}
+        Path(args.report).write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    header, rows = load_csv(args.data or embedded_dataset())
+    positive = args.positive if args.positive is not None or args.data else "bad"
+    schema = Schema.infer(header, rows, args.label, positive)
+    schema.save(args.out)
+    print(f"wrote {args.out}: {len(schema.numeric)} numeric and {len(schema.categorical)} categorical columns, "
+          f"{schema.n_features} features, label {schema.label!r} positive {schema.positive!r}")
+    return 0
+
+
+def _cmd_reveal_model(args: argparse.Namespace) -> int:
+    meta, plain = combine_shares(args.files)
+    print(f"model of {meta['parties']} parties, layout {meta['layout']}")
+    for name, value in plain.items():
+        print(f"  {name} {tuple(value.shape)}: {[round(v, 5) for v in value.reshape(-1).tolist()[:12]]}"
+              f"{' ...' if value.numel() > 12 else ''}")
+    if args.out:
+        torch.save({"meta": meta, "values": plain}, args.out)
+        print(f"wrote {args.out}")
     return 0
 
 

@@ -16,7 +16,11 @@ import torch
 
 import protocols
 from protocols.approx import exp as approx_exp
+from protocols.approx import log as approx_log
+from protocols.approx import reciprocal as approx_reciprocal
 from protocols.approx import sigmoid as approx_sigmoid
+from protocols.approx import softmax as approx_softmax
+from protocols.approx import sqrt as approx_sqrt
 
 if TYPE_CHECKING:
     from smpc.session import Session
@@ -301,6 +305,55 @@ class SharedTensor:
         13 rounds."""
         return self._new(approx_sigmoid.tanh(self._party, self._share, method=method))
 
+    def reciprocal(self, method: str = "poly4", positive: bool = False) -> "SharedTensor":
+        """1/x: relative error <= 1e-3 for 2^-14 <= |x| <= 32 (poly4) or 64 (poly8), at most 3.1 units beyond;
+        0 at x = 0.  15 rounds.  ``positive=True`` skips the sign (half the comparisons) and returns 0 for
+        x < 0."""
+        return self._new(approx_reciprocal.reciprocal(self._party, self._share, method=method, signed=not positive))
+
+    def sqrt(self, method: str = "poly4") -> "SharedTensor":
+        """sqrt(x) for 0 < x < 2^15 (relative error <= 1e-3); 0 for x <= 0.  13-15 rounds."""
+        return self._new(approx_sqrt.sqrt(self._party, self._share, method=method))
+
+    def rsqrt(self, method: str = "poly4") -> "SharedTensor":
+        """1/sqrt(x): relative error <= 1e-3 for 0 < x <= 2^8, under 3.1 units beyond; 0 for x <= 0.
+        15 rounds."""
+        return self._new(approx_sqrt.inv_sqrt(self._party, self._share, method=method))
+
+    inv_sqrt = rsqrt
+
+    def log(self, method: str = "poly4") -> "SharedTensor":
+        """ln(x) for 0 < x < 2^15: absolute error <= 1e-4 (poly4), so relative <= 1e-3 where |ln x| >= 0.1;
+        0 for x <= 0.  15 rounds."""
+        return self._new(approx_log.log(self._party, self._share, method=method))
+
+    def softmax(self, dim: int) -> "SharedTensor":
+        """softmax along ``dim``: the exact maximum, exp of the non-positive differences, one reciprocal."""
+        return self._new(approx_softmax.softmax(self._party, self._share, dim))
+
+    def log_softmax(self, dim: int) -> "SharedTensor":
+        """log_softmax along ``dim``: (x - max) - log(sum exp(x - max))."""
+        return self._new(approx_softmax.log_softmax(self._party, self._share, dim))
+
+    def __truediv__(self, other: Any) -> "SharedTensor":
+        """x / y.  Shared y: x * reciprocal(y) (y's sign handled; see ``reciprocal`` for the error).  Public
+        integer y: one exact division (truncation, error below one unit).  Public float y: x * (1/y)."""
+        if isinstance(other, SharedTensor):
+            self._same_session(other)
+            return self * other.reciprocal()
+        public, is_integer = _public_operand(other)
+        if is_integer and public.dim() == 0 and int(public) > 0 and self._party.truncation == "dealer":
+            return self._new(protocols.truncate(self._party, self._share, divisor=int(public)))
+        if bool((public == 0).any()):
+            raise ZeroDivisionError("division of a SharedTensor by a public zero")
+        return self * (1.0 / public.to(torch.float64))
+
+    def __rtruediv__(self, other: Any) -> "SharedTensor":
+        return self.reciprocal() * other
+
+    def div(self, other: Any) -> "SharedTensor":
+        return self / other
+
     # -- reductions -----------------------------------------------------------------------------------
     def sum(self, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> "SharedTensor":
         """Sum (local, exact).  The sum of values must itself stay inside the fixed-point range."""
@@ -509,6 +562,15 @@ _TORCH_FUNCTIONS: MappingProxyType = MappingProxyType(
         torch.exp: lambda a, method="piecewise": a.exp(method),
         torch.sigmoid: lambda a, method="piecewise": a.sigmoid(method),
         torch.tanh: lambda a, method="piecewise": a.tanh(method),
+        torch.reciprocal: lambda a: a.reciprocal(),
+        torch.sqrt: lambda a: a.sqrt(),
+        torch.rsqrt: lambda a: a.rsqrt(),
+        torch.log: lambda a: a.log(),
+        torch.softmax: lambda a, dim, dtype=None: a.softmax(dim),
+        torch.log_softmax: lambda a, dim, dtype=None: a.log_softmax(dim),
+        torch.nn.functional.softmax: lambda a, dim=None, _stacklevel=3, dtype=None: a.softmax(dim),
+        torch.nn.functional.log_softmax: lambda a, dim=None, _stacklevel=3, dtype=None: a.log_softmax(dim),
+        torch.div: _binary(lambda a, b: a / b),
         torch.lt: _binary_method("lt"),
         torch.gt: _binary_method("gt"),
         torch.le: _binary_method("le"),
