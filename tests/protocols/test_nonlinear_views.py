@@ -28,6 +28,10 @@ import torch
 import protocols
 import smpc
 from protocols.approx.exp import exp
+from protocols.approx.log import log
+from protocols.approx.reciprocal import reciprocal
+from protocols.approx.softmax import log_softmax, softmax
+from protocols.approx.sqrt import inv_sqrt, sqrt
 from protocols.approx.poly import polynomial
 from protocols.approx.sigmoid import sigmoid, tanh
 from protocols.dealer import Request
@@ -57,6 +61,7 @@ MAX_CHECKED = 3 * SAMPLE
 #: Elements per input for functions that compare against many breakpoints at once (their openings are
 #: several times longer than the input).
 APPROX_SAMPLE = SAMPLE // 5
+NORMALISED_SAMPLE = SAMPLE // 20
 COMPARISON_OPENINGS = frozenset({"compare", "and", "bit conversion"})
 
 Function = Callable[[Party, torch.Tensor], torch.Tensor]
@@ -102,6 +107,16 @@ CASES: tuple[Case, ...] = (
     Case("exp", exp, constant(0.0, APPROX_SAMPLE), spread(-30.0, 10.0, APPROX_SAMPLE), APPROX_OPENINGS),
     Case("sigmoid", sigmoid, constant(0.0, APPROX_SAMPLE), constant(-30.0, APPROX_SAMPLE), APPROX_OPENINGS),
     Case("tanh", tanh, constant(0.0, APPROX_SAMPLE), spread(1.0, 32767.5, APPROX_SAMPLE), APPROX_OPENINGS),
+    # The octave normalisation behind these makes 31 comparisons per element: fewer elements suffice.
+    Case("reciprocal", reciprocal, constant(0.5, NORMALISED_SAMPLE), constant(1000.0, NORMALISED_SAMPLE),
+         APPROX_OPENINGS),
+    Case("sqrt", sqrt, constant(0.01, NORMALISED_SAMPLE), spread(100.0, 30000.0, NORMALISED_SAMPLE), APPROX_OPENINGS),
+    Case("inv_sqrt", inv_sqrt, constant(4.0, NORMALISED_SAMPLE), constant(0.001, NORMALISED_SAMPLE), APPROX_OPENINGS),
+    Case("log", log, constant(1.0, NORMALISED_SAMPLE), spread(0.01, 30000.0, NORMALISED_SAMPLE), APPROX_OPENINGS),
+    Case("softmax", lambda party, x: softmax(party, x.reshape(-1, 4), 1).reshape(-1),
+         constant(0.0, NORMALISED_SAMPLE), spread(-20.0, 20.0, NORMALISED_SAMPLE), APPROX_OPENINGS),
+    Case("log_softmax", lambda party, x: log_softmax(party, x.reshape(-1, 4), 1).reshape(-1),
+         constant(0.0, NORMALISED_SAMPLE), spread(-20.0, 20.0, NORMALISED_SAMPLE), APPROX_OPENINGS),
 )
 
 
