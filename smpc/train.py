@@ -110,17 +110,23 @@ def party_data(config: TrainConfig, rank: int, n_parties: int) -> PartyData:
 
 
 def torch_model(n_features: int, config: TrainConfig) -> torch.nn.Module:
-    """The model owner's architecture and (seeded) initial weights, the same for the plain reference."""
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(config.seed)  # model initialisation only; restored below so no caller is affected
-    try:
-        if config.hidden:
-            model = torch.nn.Sequential(torch.nn.Linear(n_features, config.hidden), torch.nn.Tanh(),
-                                        torch.nn.Linear(config.hidden, 1), torch.nn.Sigmoid())
-        else:
-            model = torch.nn.Sequential(torch.nn.Linear(n_features, 1), torch.nn.Sigmoid())
-    finally:
-        torch.random.set_rng_state(generator_state)
+    """The model owner's architecture and seeded initial weights, the same for the plain reference.
+
+    Weights and biases are uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)), torch's default for Linear, drawn from a
+    generator of this call's own: torch's global generator is never touched (parties may be threads).
+    """
+    if config.hidden:
+        model = torch.nn.Sequential(torch.nn.Linear(n_features, config.hidden), torch.nn.Tanh(),
+                                    torch.nn.Linear(config.hidden, 1), torch.nn.Sigmoid())
+    else:
+        model = torch.nn.Sequential(torch.nn.Linear(n_features, 1), torch.nn.Sigmoid())
+    generator = torch.Generator().manual_seed(config.seed)
+    with torch.no_grad():
+        for layer in model:
+            if isinstance(layer, torch.nn.Linear):
+                bound = 1.0 / math.sqrt(layer.in_features)
+                for parameter in (layer.weight, layer.bias):
+                    parameter.copy_((torch.rand(parameter.shape, generator=generator) * 2.0 - 1.0) * bound)
     return model.double()
 
 

@@ -29,10 +29,10 @@ def softmax(party: Party, x: torch.Tensor, dim: int) -> torch.Tensor:
          lies in [1, m] because the maximum contributes exp(0) = 1.
       3. The reciprocal of the sum (``protocols.approx.reciprocal``) and one fixed-point product.
     Rounds: 9 ceil(log2 m) + rounds(exp) + rounds(reciprocal) + 2.
-    Domain: any input in the fixed-point range, m <= 32 elements along ``dim`` (the sum must stay in the
-    reciprocal's 1e-3 domain [1, 32]).  Error: absolute, at most (m + 1) 5.6e-4 + 4e-4 per output (exp's
-    absolute error 5.6e-4 on (-inf, 0] for each term and the sum, the reciprocal's relative 3.5e-4, the final
-    product's truncation); the tests assert it.  Longer rows still work, with the reciprocal's error beyond 32.
+    Domain: any input in the fixed-point range; the bound below is stated and tested for m <= 32.
+    Error: absolute, at most (m + 1) 5.6e-4 + 4e-4 per output: exp's absolute error 5.6e-4 on (-inf, 0] for
+    each term and for the sum S in [1, m], and the reciprocal's error R/S + A (R = 3.5e-4, A = 2 units) times
+    an exp of at most 1, plus the final product's truncation.
     """
     dim = dim % x.dim()
     _, exps, total = _shifted_exp(party, x, dim)
