@@ -102,15 +102,7 @@ def _run_threads(fn: Callable[[Session], Any], options: SessionOptions, timeout:
 
     def party_main(rank: int) -> None:
         try:
-            session = Session.from_transport(
-                network.transport(rank),
-                rank=rank,
-                n_parties=n,
-                encoding=options.encoding,
-                truncation=options.truncation,
-                failure_budget=options.failure_budget,
-            )
-            with session:
+            with Session.from_options(network.transport(rank), rank, options) as session:
                 results[rank] = fn(session)
         except BaseException as error:  # noqa: BLE001 - reported to the caller below
             network.abort(rank, f"{type(error).__name__}")
@@ -186,15 +178,7 @@ def _child_main(
         if fn is None:
             outcome: Any = run_dealer(transport, n)
         else:
-            session = Session.from_transport(
-                transport,
-                rank=rank,
-                n_parties=n,
-                encoding=options.encoding,
-                truncation=options.truncation,
-                failure_budget=options.failure_budget,
-            )
-            with session:
+            with Session.from_options(transport, rank, options) as session:
                 outcome = fn(session)
         results.put((rank, "ok", _portable(outcome), "", ""))
     except BaseException as error:  # noqa: BLE001 - reported to the parent, then exit non-zero

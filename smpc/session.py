@@ -18,6 +18,7 @@ from fixedpoint import FixedPoint
 from network import Roster, Transport
 from protocols import Party
 from smpc.hosts import connect_node, load_roster, roster_options
+from smpc.options import SessionOptions
 from smpc.tensor import SharedTensor
 
 class SessionStats:
@@ -108,6 +109,12 @@ class Session:
         return cls(party)
 
     @classmethod
+    def from_options(cls, transport: Transport, rank: int, options: SessionOptions) -> "Session":
+        """``from_transport`` with a session's shared options."""
+        return cls.from_transport(transport, rank=rank, n_parties=options.n_parties, encoding=options.encoding,
+                                  truncation=options.truncation, failure_budget=options.failure_budget)
+
+    @classmethod
     def connect(cls, rank: int, roster: Roster | str | Path, key: str | Path, **options: Any) -> "Session":
         """Join a session on real hosts as party ``rank``: ``roster`` is the roster file (or a Roster),
         ``key`` this party's secret key file (``smpc keygen``).  Blocks until every party and the dealer
@@ -121,14 +128,7 @@ class Session:
         session_options = roster_options(roster, **options)
         transport = connect_node(rank, roster, key, session_options)
         try:
-            return cls.from_transport(
-                transport,
-                rank=rank,
-                n_parties=roster.n_parties,
-                encoding=session_options.encoding,
-                truncation=session_options.truncation,
-                failure_budget=session_options.failure_budget,
-            )
+            return cls.from_options(transport, rank, session_options)
         except BaseException:
             transport.close(abort=True)
             raise
