@@ -30,6 +30,9 @@ class TransportStats:
     bytes_received: dict[int, int] = field(default_factory=dict)
     messages_sent: dict[int, int] = field(default_factory=dict)
     messages_received: dict[int, int] = field(default_factory=dict)
+    #: Seconds spent blocked waiting for messages, and building or checking frames (copies included).
+    wait_seconds: float = 0.0
+    codec_seconds: float = 0.0
 
     def count_sent(self, peer: int, nbytes: int) -> None:
         self.bytes_sent[peer] = self.bytes_sent.get(peer, 0) + nbytes
@@ -44,6 +47,8 @@ class TransportStats:
         self.bytes_received.clear()
         self.messages_sent.clear()
         self.messages_received.clear()
+        self.wait_seconds = 0.0
+        self.codec_seconds = 0.0
 
 
 @runtime_checkable

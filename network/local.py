@@ -114,16 +114,20 @@ class LocalTransport:
             raise NetworkError("send on a closed transport")
         if dst == self._rank or not 0 <= dst < self._network.n_nodes:
             raise ValueError(f"no peer {dst}")
+        started = time.perf_counter()
         wire = check_wire_array(array, self._network.max_message_bytes)
         copy = np.array(wire, copy=True)
         copy.setflags(write=False)
         self._network._put(self._rank, dst, tag, copy)
         self._stats.count_sent(dst, FRAME_OVERHEAD_BYTES + copy.nbytes)
+        self._stats.codec_seconds += time.perf_counter() - started
 
     def recv(self, src: int, tag: int, *, op: str = "") -> np.ndarray:
         if self._closed:
             raise NetworkError("recv on a closed transport")
+        started = time.perf_counter()
         array = self._network._take(src, self._rank, tag, op)
+        self._stats.wait_seconds += time.perf_counter() - started
         self._stats.count_received(src, FRAME_OVERHEAD_BYTES + array.nbytes)
         return array
 

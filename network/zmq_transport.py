@@ -356,10 +356,12 @@ class ZmqTransport:
             raise PeerLostError(f"cannot send tag {tag} to {link.name}: it is lost", peer=dst)
         if link.bye:
             raise PeerClosedError(f"cannot send tag {tag} to {link.name}: it closed the session", peer=dst)
+        started = time.perf_counter()
         # reshape: check_wire_array's np.ascontiguousarray turns a 0-d array into shape (1,)
         wire = check_wire_array(array, self._options.max_message_bytes).reshape(np.shape(array))
         self._send_frame(link, Kind.DATA, tag, wire)
         self._stats.count_sent(dst, HEADER_SIZE + wire.nbytes)
+        self._stats.codec_seconds += time.perf_counter() - started
 
     def recv(self, src: int, tag: int, *, op: str = "") -> np.ndarray:
         """Wait for the message ``src`` sent under ``tag`` (others arriving meanwhile are kept for later).
@@ -439,9 +441,13 @@ class ZmqTransport:
 
     def _pump(self, timeout_s: float) -> None:
         """Wait up to ``timeout_s`` for traffic or link events, then process everything that is ready."""
+        started = time.perf_counter()
         ready = dict(self._poller.poll(_seconds_to_ms(min(timeout_s, 3600.0))))
+        self._stats.wait_seconds += time.perf_counter() - started
         if self._router in ready:
+            started = time.perf_counter()
             self._drain_router()
+            self._stats.codec_seconds += time.perf_counter() - started
         for link in list(self._links.values()):
             if link.monitor in ready:
                 self._drain_monitor(link)

@@ -6,7 +6,15 @@ Nothing here keeps global state; the network and the dealer are reached through 
 from protocols.arithmetic import matmul, matmul_public, mul, mul_public
 from protocols.compare import absolute, binary_and, ltz, maximum, relu, select, sign
 from protocols.dealer import beaver_triple, dealer_correction, matrix_triple, serve, truncation_pair
-from protocols.party import DEFAULT_FAILURE_BUDGET, TRUNCATION_METHODS, Party, TruncationBudgetError
+from protocols.party import (
+    DEFAULT_FAILURE_BUDGET,
+    DEFAULT_GATHER_BYTES,
+    TRUNCATION_METHODS,
+    Party,
+    TruncationBudgetError,
+    check_device,
+)
+from protocols.profile import Profile
 from protocols.prg import AesCtrPrg, new_key
 from protocols.setup import dealer_keys, party_keys
 from protocols.sharing import add_public, reveal, share, share_public
@@ -14,13 +22,16 @@ from protocols.truncation import truncate
 
 __all__ = [
     "DEFAULT_FAILURE_BUDGET",
+    "DEFAULT_GATHER_BYTES",
     "TRUNCATION_METHODS",
     "AesCtrPrg",
     "Party",
+    "Profile",
     "TruncationBudgetError",
     "absolute",
     "add_public",
     "binary_and",
+    "check_device",
     "beaver_triple",
     "dealer_correction",
     "dealer_keys",

@@ -10,7 +10,9 @@ Kinds of correlated randomness (``a``, ``b``, ``c`` are what each party gets; "+
 Z_2^64, "^" XOR shares of 64-bit words):
   * ``MUL``: Beaver triple +a (shape x), +b (shape y), +c = a * b (broadcast shape).
   * ``MATMUL``: matrix triple +A, +B, +C = A @ B (torch.matmul shapes, batched too).
-  * ``TRUNC``: pair +r (uniform in Z_2^64, read unsigned), +s = floor(r / d) for a public divisor d >= 2.
+  * ``TRUNC``: +r (uniform in Z_2^64, read unsigned) in ``a``; in ``c``, stacked on a new first axis,
+    +s = floor(r / d) and +u = MSB(r) * (s + ceil((2^64 - r) / d)) mod 2^64, for a public divisor d >= 2
+    (``protocols.truncation`` uses u to correct, without a second opening, the rare masked sum that wrapped).
   * ``MASK_BITS``: +r and ^r: one uniform r, both additively shared and XOR-shared (for comparisons).
   * ``AND``: binary triple ^a (shape x), ^b (shape y), ^c = a & b (broadcast shape).
   * ``BIT``: a uniform bit rho, XOR-shared in bit 0 of ``a`` and additively shared in ``c``.
@@ -31,6 +33,10 @@ from protocols.party import Party
 from protocols.prg import AesCtrPrg
 
 MUL, MATMUL, TRUNC, MASK_BITS, AND, BIT = 1, 2, 3, 4, 5, 6
+#: Not a kind of randomness: a plan, asking the dealer to make a recorded list of requests ahead of time.
+PLAN = 99
+#: Cap on the correction elements one plan may ask for (512 MiB of corrections queued at the last party).
+MAX_PLAN_ELEMENTS = 1 << 26
 _KIND_NAMES = {
     MUL: "Beaver triple",
     MATMUL: "matrix triple",
@@ -92,7 +98,7 @@ class Request:
         return request
 
     def output_shapes(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
-        """Shapes of the three values: (a, b, c) for triples, (r, unused, s) for TRUNC."""
+        """Shapes of the three values: (a, b, c) for triples, (r, unused, (s, u) stacked) for TRUNC."""
         if self.kind == MUL:
             return self.shape_x, self.shape_y, tuple(torch.broadcast_shapes(self.shape_x, self.shape_y))
         if self.kind == AND:
@@ -102,6 +108,8 @@ class Request:
                 torch.empty(self.shape_x, device="meta"), torch.empty(self.shape_y, device="meta")
             ).shape
             return self.shape_x, self.shape_y, tuple(out)
+        if self.kind == TRUNC:
+            return self.shape_x, (0,), (2, *self.shape_x)
         return self.shape_x, (0,), self.shape_x
 
 
@@ -109,10 +117,11 @@ def _numel(shape: Sequence[int]) -> int:
     return math.prod(shape)
 
 
-def _expand(prg: AesCtrPrg, stream: int, shapes: Sequence[tuple[int, ...]]) -> list[torch.Tensor]:
-    """Cut one PRG stream into tensors of the given shapes, in order."""
+def _expand(prg: AesCtrPrg, stream: int, shapes: Sequence[tuple[int, ...]], party: Party | None = None
+            ) -> list[torch.Tensor]:
+    """Cut one PRG stream into tensors of the given shapes, in order (on ``party``'s device if given)."""
     sizes = [_numel(s) for s in shapes]
-    flat = prg.ring(stream, sum(sizes))
+    flat = prg.ring(stream, sum(sizes)) if party is None else party.expand(prg, stream, sum(sizes))
     return [part.reshape(shape) for part, shape in zip(torch.split(flat, sizes), shapes)]
 
 
@@ -129,8 +138,21 @@ def _combine(request: Request, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor
         return a
     if kind == BIT:
         return a & 1
-    unsigned = a.numpy().view(np.uint64)
-    return torch.from_numpy((unsigned // np.uint64(request.param)).view(np.int64))
+    return torch.stack(truncation_values(a, request.param))
+
+
+def truncation_values(r: torch.Tensor, divisor: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(s, u) of a TRUNC pair for the mask r: s = floor(r / d) and u = MSB(r) (s + ceil((2^64 - r) / d)),
+    r read as unsigned, all modulo 2^64 as int64."""
+    unsigned = r.numpy().view(np.uint64)
+    d = np.uint64(divisor)
+    s = unsigned // d
+    # 2^64 - r as unsigned is (-r) mod 2^64 (r = 0 only has MSB 0, where u is 0 anyway).
+    complement = (-r).numpy().view(np.uint64)
+    ceil_complement = complement // d + (complement % d != 0).astype(np.uint64)
+    high = (unsigned >> np.uint64(63)).astype(np.uint64)
+    u = high * (s + ceil_complement)
+    return torch.from_numpy(s.view(np.int64)), torch.from_numpy(u.view(np.int64))
 
 
 def dealer_correction(prgs: Sequence[AesCtrPrg], stream: int, request: Request) -> torch.Tensor:
@@ -161,6 +183,68 @@ def dealer_correction(prgs: Sequence[AesCtrPrg], stream: int, request: Request) 
     return value ^ c_others if xor_out else value - c_others
 
 
+class PlanMismatch(RuntimeError):
+    """The program asked the dealer for something other than what it had planned ahead of time."""
+
+
+def encode_plan(requests: Sequence[Request], times: int) -> np.ndarray:
+    """A PLAN message: ``times`` repetitions of ``requests``, in order."""
+    parts: list[int] = [PLAN, times, len(requests)]
+    for request in requests:
+        encoded = request.encode()
+        parts += [len(encoded), *encoded.tolist()]
+    return np.array(parts, dtype=np.int64)
+
+
+def decode_plan(array: np.ndarray) -> tuple[list[Request], int]:
+    """Parse and validate a PLAN message; ProtocolError on anything malformed or too large."""
+    values = np.asarray(array, dtype=np.int64).reshape(-1)
+    try:
+        times, count = int(values[1]), int(values[2])
+        requests, at = [], 3
+        for _ in range(count):
+            length = int(values[at])
+            if length < 4 or at + 1 + length > len(values):
+                raise ValueError("length")
+            requests.append(Request.decode(values[at + 1 : at + 1 + length]))
+            at += 1 + length
+        if at != len(values):
+            raise ValueError("trailing")
+    except (IndexError, ValueError):
+        raise ProtocolError("malformed dealer plan") from None
+    if times < 0 or count < 0:
+        raise ProtocolError("dealer plan with a negative count")
+    total = times * sum(_numel(request.output_shapes()[2]) for request in requests)
+    if total > MAX_PLAN_ELEMENTS:
+        raise ProtocolError(f"dealer plan for {total} correction elements, over the cap of {MAX_PLAN_ELEMENTS}")
+    return requests, times
+
+
+def request_plan(party: Party, requests: Sequence[Request], times: int, *, wait: bool = True) -> None:
+    """Ask the dealer to make ``times`` repetitions of ``requests`` now, ahead of their use (offline phase).
+
+    Every party calls this at the same point of the program (it takes one dealer stream id on each).  The last
+    party sends the plan; the dealer makes the corrections in order and sends each under its stream id, then an
+    acknowledgement under the plan's id.  With ``wait``, the last party blocks until that acknowledgement (so
+    every correction is in its mailbox and the online phase never waits on the dealer); without, the dealer
+    works in the background while the program goes on.  Later requests must match the plan, in order
+    (``PlanMismatch`` otherwise).  Costs no round among the parties.
+    """
+    if times < 0:
+        raise ValueError(f"times must be >= 0, got {times}")
+    plan_stream = party.next_dealer_request()
+    planned = [request for _ in range(times) for request in requests]
+    if party.rank == party.last:
+        encoded = encode_plan(requests, times)
+        decode_plan(encoded)  # refuse an oversized plan here, with the dealer's message
+        party.send(party.dealer_id, plan_stream, torch.from_numpy(encoded))
+        party.planned.extend(planned)
+        if wait:
+            party.recv(party.dealer_id, plan_stream, "dealer plan")
+        else:
+            party.pending_plan_acks.append(plan_stream)
+
+
 class Correlated:
     """This party's shares of one request: ``a``, ``b`` at once; ``c`` on first use (the last party waits
     for the dealer's correction then, so the dealer's latency overlaps the protocol's own round)."""
@@ -171,12 +255,22 @@ class Correlated:
         shape_a, shape_b, shape_c = request.output_shapes()
         stream = party.next_dealer_request()
         self._party, self._stream, self._shape_c, self._kind = party, stream, shape_c, request.kind
+        if party.recording is not None:
+            party.recording.append(request)
         if party.rank == party.last:
-            party.send(party.dealer_id, stream, torch.from_numpy(request.encode()))
-            self.a, self.b = _expand(party.dealer_prg, stream, (shape_a, shape_b))
+            if party.planned:
+                expected = party.planned.popleft()
+                if expected != request:
+                    raise PlanMismatch(
+                        f"dealer request {stream} is a {_KIND_NAMES[request.kind]} of shapes {request.shape_x}, "
+                        f"{request.shape_y}, but the plan made ahead of time has a {_KIND_NAMES[expected.kind]} of "
+                        f"shapes {expected.shape_x}, {expected.shape_y}: plan only steps that repeat exactly")
+            else:
+                party.send(party.dealer_id, stream, torch.from_numpy(request.encode()))
+            self.a, self.b = _expand(party.dealer_prg, stream, (shape_a, shape_b), party)
             self._c: torch.Tensor | None = None
         else:
-            self.a, self.b, self._c = _expand(party.dealer_prg, stream, (shape_a, shape_b, shape_c))
+            self.a, self.b, self._c = _expand(party.dealer_prg, stream, (shape_a, shape_b, shape_c), party)
 
     @property
     def c(self) -> torch.Tensor:
@@ -212,7 +306,8 @@ def random_bit(party: Party, shape: Sequence[int]) -> Correlated:
 
 
 def truncation_pair(party: Party, shape: Sequence[int], divisor: int) -> Correlated:
-    """Shares of (r, floor(r / divisor)) with r uniform over Z_2^64 (as unsigned): fields ``a`` and ``c``."""
+    """Shares of r uniform over Z_2^64 (as unsigned) in ``a``, and of s = floor(r / divisor) and
+    u = MSB(r) (s + ceil((2^64 - r) / divisor)) in ``c[0]`` and ``c[1]``."""
     return Correlated(party, Request(TRUNC, int(divisor), tuple(shape)))
 
 
@@ -222,12 +317,23 @@ def serve(transport: Transport, prgs: Sequence[AesCtrPrg]) -> int:
     The dealer only ever receives requests (kind and shapes) from the last party, never data.
     """
     last = len(prgs) - 1
-    stream = 0
+    stream = served = 0
     while True:
         stream += 1
         try:
             raw = transport.recv(last, stream, op="dealer request")
         except PeerClosedError:
-            return stream - 1
+            return served
+        if raw.size and int(raw.reshape(-1)[0]) == PLAN:
+            requests, times = decode_plan(raw)
+            plan_stream = stream
+            for _ in range(times):
+                for request in requests:
+                    stream += 1
+                    transport.send(last, stream, dealer_correction(prgs, stream, request).numpy())
+                    served += 1
+            transport.send(last, plan_stream, np.zeros(1, dtype=np.int64))
+            continue
         request = Request.decode(raw)
         transport.send(last, stream, dealer_correction(prgs, stream, request).numpy())
+        served += 1

@@ -6,6 +6,7 @@ of the program on every party; messages are matched by that tag, whatever order 
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
@@ -15,11 +16,19 @@ import torch
 from fixedpoint import FixedPoint
 from network import Transport
 from protocols.prg import AesCtrPrg
+from protocols.profile import Profile
 
 #: Tag 0 on every link is the key set-up; program tags and dealer request tags start at 1.
 SETUP_TAG = 0
 
 TRUNCATION_METHODS = ("dealer", "local")
+
+#: Default size (bytes of one party's share) from which an opening goes reduce-scatter/all-gather: two rounds
+#: but 2(n-1)/n instead of n-1 copies of the value sent per party.  Measured on 127.0.0.1 with CurveZMQ and
+#: three parties (``python -m benchmarks.opening``: 1.6 vs 1.8 ms at 128 KiB, 5.4 vs 4.3 ms at 512 KiB), the
+#: two-round form wins from about 256 KiB up; the network model puts a LAN's (0.2 ms, 10 Gbit/s) crossover
+#: near 375 KiB.  Set ``gather_bytes`` per session to move it.
+DEFAULT_GATHER_BYTES = 1 << 18
 
 #: Default ceiling on the expected number of wrong truncations in one session (local-shift method only;
 #: the dealer method is exact within the fixed-point bound).
@@ -47,6 +56,16 @@ class Party:
     pair_prgs: Mapping[int, AesCtrPrg]
     truncation: str = "dealer"
     failure_budget: float = DEFAULT_FAILURE_BUDGET
+    gather_bytes: int | None = DEFAULT_GATHER_BYTES
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    profile: Profile | None = field(default=None, repr=False)
+    #: When a list, every opening appends (label, bytes of this party's share) (the benchmark's cost model).
+    trace: list[tuple[str, int]] | None = field(default=None, repr=False)
+    #: When a list, every dealer request appends its Request (to plan a repeating step ahead of time).
+    recording: list | None = field(default=None, repr=False)
+    #: Requests the dealer is making ahead of time, in order (last party only; see dealer.request_plan).
+    planned: deque = field(default_factory=deque, repr=False)
+    pending_plan_acks: list[int] = field(default_factory=list, repr=False)
     rounds: int = 0
     truncated_elements: int = 0
     dealer_requests: int = 0
@@ -85,35 +104,95 @@ class Party:
         return self.dealer_requests
 
     def send(self, dst: int, tag: int, tensor: torch.Tensor) -> None:
-        self.transport.send(dst, tag, _wire(tensor))
+        self.transport.send(dst, tag, self._wire(tensor))
 
     def recv(self, src: int, tag: int, op: str) -> torch.Tensor:
+        """The message ``src`` sent under ``tag``, as a tensor on this party's device."""
         array = self.transport.recv(src, tag, op=op)
-        return torch.from_numpy(np.array(array, copy=True))
+        timer = self.profile.timer("serialization") if self.profile else None
+        tensor = torch.from_numpy(np.array(array, copy=True))
+        if self.device.type != "cpu":
+            tensor = tensor.to(self.device)
+        if timer:
+            timer.stop()
+        return tensor
+
+    def _wire(self, tensor: torch.Tensor) -> np.ndarray:
+        timer = self.profile.timer("serialization") if self.profile else None
+        wire = tensor.detach().to("cpu").contiguous().numpy()
+        if timer:
+            timer.stop()
+        return wire
+
+    def expand(self, prg: AesCtrPrg, stream: int, count: int) -> torch.Tensor:
+        """``prg.ring(stream, count)`` on this party's device (timed as "prg" when profiling)."""
+        timer = self.profile.timer("prg") if self.profile else None
+        values = prg.ring(stream, count)
+        if timer:
+            timer.stop()
+        return values if self.device.type == "cpu" else values.to(self.device)
+
+    def uses_gather(self, nbytes: int) -> bool:
+        """Whether an opening of ``nbytes`` per share goes reduce-scatter/all-gather (see ``exchange``)."""
+        return self.n_parties > 2 and self.gather_bytes is not None and nbytes >= self.gather_bytes
 
     def exchange(self, tensor: torch.Tensor, op: str, *, xor: bool = False) -> torch.Tensor:
-        """Open ``tensor``: send our share to every other party, return the sum (or, with ``xor``, the XOR)
-        of all shares.  One round.
+        """Open ``tensor``: return the sum (or, with ``xor``, the XOR) of all parties' shares.
 
-        Cost: (n-1) k itemsize bytes sent per party for k elements (8 for ring elements).
+        Two forms, picked by the share's size (the same on every party, so they always agree):
+          * broadcast (below ``gather_bytes``): send our share to every other party, add what arrives.
+            Rounds: 1.  Bytes sent per party: (n-1) S for a share of S bytes.
+          * reduce-scatter/all-gather (from ``gather_bytes`` up, n > 2): cut the share into n near-equal
+            chunks; 1. send chunk j to party j, add the chunks that arrive to ours: we hold chunk ``rank`` of
+            the opened value; 2. send that chunk to every other party, receive theirs.
+            Rounds: 2.  Bytes sent per party: 2 (n-1) S / n (rounded to whole elements).
+        Every message is a share of the value or a part of the opened value, as in the broadcast form.
         """
+        nbytes = tensor.numel() * tensor.element_size()
+        if self.trace is not None:
+            self.trace.append((op, nbytes))
+        if self.uses_gather(nbytes):
+            return self._gather_exchange(tensor, op, xor)
         tag = self.next_tag()
-        wire = _wire(tensor)
+        wire = self._wire(tensor)
         for peer in self.others:
             self.transport.send(peer, tag, wire)
         total = tensor.clone()
         for peer in self.others:
-            share = self.recv(peer, tag, op).reshape(tensor.shape)
-            if share.dtype != tensor.dtype:
-                raise ValueError(f"party {peer} sent {share.dtype} for {op}, expected {tensor.dtype}")
-            if xor:
-                total ^= share
-            else:
-                total += share
+            _combine_into(total, self._expect(peer, tag, op, tensor.dtype, tensor.numel()).reshape(tensor.shape), xor)
         self.rounds += 1
         if self.audit is not None:
             self.audit(op, tag, total)
         return total
+
+    def _gather_exchange(self, tensor: torch.Tensor, op: str, xor: bool) -> torch.Tensor:
+        flat = tensor.reshape(-1)
+        chunks = torch.tensor_split(flat, self.n_parties)
+        scatter_tag = self.next_tag()
+        for peer in self.others:
+            self.transport.send(peer, scatter_tag, self._wire(chunks[peer]))
+        mine = chunks[self.rank].clone()
+        for peer in self.others:
+            _combine_into(mine, self._expect(peer, scatter_tag, op, tensor.dtype, mine.numel()), xor)
+        gather_tag = self.next_tag()
+        wire = self._wire(mine)
+        for peer in self.others:
+            self.transport.send(peer, gather_tag, wire)
+        opened = [mine if peer == self.rank else self._expect(peer, gather_tag, op, tensor.dtype, chunks[peer].numel())
+                  for peer in range(self.n_parties)]
+        total = torch.cat(opened).reshape(tensor.shape)
+        self.rounds += 2
+        if self.audit is not None:
+            self.audit(op, gather_tag, total)
+        return total
+
+    def _expect(self, peer: int, tag: int, op: str, dtype: torch.dtype, numel: int) -> torch.Tensor:
+        share = self.recv(peer, tag, op).reshape(-1)
+        if share.dtype != dtype:
+            raise ValueError(f"party {peer} sent {share.dtype} for {op}, expected {dtype}")
+        if share.numel() != numel:
+            raise ValueError(f"party {peer} sent {share.numel()} elements for {op}, expected {numel}")
+        return share
 
     def check_truncation_budget(self, count: int) -> None:
         """Refuse a local-shift truncation that would push expected failures over the session budget."""
@@ -129,5 +208,25 @@ class Party:
             )
 
 
-def _wire(tensor: torch.Tensor) -> np.ndarray:
-    return tensor.detach().to("cpu").contiguous().numpy()
+def _combine_into(total: torch.Tensor, share: torch.Tensor, xor: bool) -> None:
+    if xor:
+        total ^= share
+    else:
+        total += share
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch.device, or ValueError when this torch cannot use it (no CUDA, bad index...)."""
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"unknown device {device!r}: {error}") from None
+    if resolved.type == "cpu":
+        return resolved
+    if resolved.type != "cuda":
+        raise ValueError(f"shares can live on 'cpu' or 'cuda', not {resolved.type!r}")
+    if not torch.cuda.is_available():
+        raise ValueError("device='cuda' asked for, but this torch sees no CUDA device")
+    if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+        raise ValueError(f"device {resolved} asked for, but torch sees {torch.cuda.device_count()} CUDA devices")
+    return resolved

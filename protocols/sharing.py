@@ -32,22 +32,26 @@ def share(party: Party, encoded: torch.Tensor | None, owner: int) -> torch.Tenso
         if encoded is None:
             raise ValueError(f"party {owner} owns this input and must pass a value, not None")
         header = torch.tensor([encoded.dim(), *encoded.shape], dtype=torch.int64)
+        if party.trace is not None:
+            party.trace.append(("share", header.numel() * 8))
         for peer in party.others:
             party.send(peer, tag, header)
         mine = encoded.clone()
         for peer in party.others:
-            mine -= party.pair_prgs[peer].ring(stream, encoded.numel()).reshape(encoded.shape)
+            mine -= party.expand(party.pair_prgs[peer], stream, encoded.numel()).reshape(encoded.shape)
         party.rounds += 1
         return mine
     if encoded is not None:
         raise ValueError(f"party {party.rank} does not own this input (owner is {owner}); pass None")
+    if party.trace is not None:
+        party.trace.append(("share", 0))
     header = party.recv(owner, tag, "share (shape)")
     ndim = int(header[0]) if header.numel() else -1
     if header.numel() != ndim + 1 or ndim < 0 or bool((header[1:] < 0).any()):
         raise ValueError(f"party {owner} sent a malformed shape for a shared input")
     shape = tuple(int(d) for d in header[1:])
     party.rounds += 1
-    return party.pair_prgs[owner].ring(stream, int(np.prod(shape, dtype=np.int64))).reshape(shape)
+    return party.expand(party.pair_prgs[owner], stream, int(np.prod(shape, dtype=np.int64))).reshape(shape)
 
 
 def share_public(party: Party, encoded: torch.Tensor) -> torch.Tensor:
@@ -67,6 +71,8 @@ def reveal(party: Party, shares: torch.Tensor, to: int | None = None) -> torch.T
         raise ValueError(f"reveal target must be a party rank in 0..{party.n_parties - 1}, got {to}")
     tag = party.next_tag()
     party.rounds += 1
+    if party.trace is not None:
+        party.trace.append(("reveal to one", shares.numel() * 8))
     if party.rank != to:
         party.send(to, tag, shares)
         return None

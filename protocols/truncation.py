@@ -2,10 +2,9 @@
 
 Two methods, chosen per session (``Party.truncation``):
 
-* ``"dealer"`` (default, any n >= 2): a dealer pair (r, floor(r/d)) masks the value, which is opened once.
-  Exact to one unit in the last place for every input inside the fixed-point bound: the one case where the
-  masked sum could have wrapped around the ring is visible from the (uniform, input-independent) opened value
-  itself, and only those elements are opened again with a fresh pair.
+* ``"dealer"`` (default, any n >= 2): a dealer pair (r, floor(r/d), and a correction share for a masked sum
+  that wrapped around the ring) masks the value, which is opened once.  One round, always, and exact to one
+  unit in the last place for every input inside the fixed-point bound.
 * ``"local"`` (two parties only): SecureML's local shift, no communication, but each element is wrong by about
   2^(64-frac_bits) with probability 2^(product_bits+1-64); refused when the session's expected failures would
   exceed its budget (``Party.check_truncation_budget``).
@@ -55,35 +54,36 @@ def _local_shift(party: Party, shares: torch.Tensor, bits: int) -> torch.Tensor:
 
 
 def _dealer_divide(party: Party, shares: torch.Tensor, divisor: int) -> torch.Tensor:
-    """Probabilistic truncation with a dealer pair, made exact by re-opening the ambiguous elements.
+    """Exact truncation with one opening: a dealer pair whose extra share corrects a wrapped masked sum.
 
     Let |x| < B = 2^product_bits and O = divisor * ceil(B / divisor), so x' = x + O lies in [0, T) with
-    T = O + B < 2^63.
+    T = O + B <= 2^63.  The dealer pair gives shares of r (uniform in Z_2^64, read unsigned), s = floor(r/d)
+    and u = MSB(r) (s + ceil((2^64 - r)/d)).
       1. Party 0 adds the public offset O to its share.
-      2. Take a dealer pair (r, s = floor(r/d)) per element; open c = x' + r mod 2^64 (one round).
-      3. c is uniform and independent of x.  If c >= T (as unsigned) the sum x' + r cannot have wrapped (a
-         wrap leaves c < x' < T), so floor(c/d) - s is floor(x'/d) or floor(x'/d) + 1 exactly; the result is
-         -s plus, at party 0, floor(c/d) - O/d.
-      4. Elements with c < T (probability T/2^64, about 2^(product_bits+1-64) each, whatever x is) are
-         opened again with fresh pairs until none is left.
-    Rounds: 1, plus one more with probability about k * 2^(product_bits+1-64).
-    Bytes sent per party: 8 (n-1) k (and the same for each re-opened element); the dealer sends the last
-    party 8 k.  Error: result - x/d lies in (-1, 1) units of the result; never more.
+      2. Open c = x' + r mod 2^64 (one round).  c is uniform and independent of x.
+      3. The sum wrapped (w = 1) exactly when c < T and MSB(r) = 1: if c >= T it cannot have wrapped (a wrap
+         leaves c < x' < T); if c < T and MSB(r) = 1, an unwrapped sum would be >= r >= 2^63 > T; if
+         MSB(r) = 0, x' + r < T + 2^63 <= 2^64.  So w = [c < T] MSB(r), with [c < T] public.
+      4. Without a wrap, x' = c - r and floor(c/d) - s is floor(x'/d) or floor(x'/d) + 1.  With one,
+         x' = c + (2^64 - r) and floor(c/d) + ceil((2^64 - r)/d) is floor(x'/d) or that + 1.  Both are
+         floor(c/d) - s + w (s + ceil((2^64 - r)/d)) = floor(c/d) - s + [c < T] u, linear in the shares:
+         each party keeps -s_i + [c < T] u_i, party 0 also adds floor(c/d) - O/d.
+    Rounds: 1, always.  Bytes sent per party: 8 (n-1) k; the dealer sends the last party 16 k.
+    Error: result - x/d lies in (-1, 1) units of the result; never more, for every x with |x| < B.
     """
     bound = 1 << party.encoding.product_bits
     offset = divisor * -(-bound // divisor)
     threshold = np.uint64(offset + bound)
-    result = torch.empty(shares.numel(), dtype=torch.int64)
-    pending = torch.arange(shares.numel())
-    values = shares.reshape(-1) + (offset if party.rank == 0 else 0)
-    while pending.numel():
-        pair = truncation_pair(party, (pending.numel(),), divisor)
-        opened = party.exchange(values + pair.a, "truncate").numpy().view(np.uint64)
-        clear = torch.from_numpy(opened >= threshold)
+    if offset + bound > 1 << 63:
+        raise ValueError(f"truncation by {divisor} needs product_bits + 1 <= 63 and a divisor below 2^62")
+    flat = shares.reshape(-1)
+    pair = truncation_pair(party, flat.shape, divisor)
+    values = flat + (offset if party.rank == 0 else 0)
+    opened = party.exchange(values + pair.a, "truncate").numpy().view(np.uint64)
+    wrapped = torch.from_numpy(opened < threshold)
+    floor_s, correction = pair.c[0], pair.c[1]
+    result = torch.where(wrapped, correction, 0) - floor_s
+    if party.rank == 0:
         quotient = torch.from_numpy((opened // np.uint64(divisor)).view(np.int64))
-        mine = -pair.c
-        if party.rank == 0:
-            mine = mine + quotient - offset // divisor
-        result[pending[clear]] = mine[clear]
-        pending, values = pending[~clear], values[~clear]
+        result = result + quotient - offset // divisor
     return result.reshape(shares.shape)

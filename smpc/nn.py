@@ -19,7 +19,7 @@ log and no division.  Each layer's ``forward`` caches exactly what its ``backwar
 consumes the cache (a second backward without a new forward raises, as torch does without retain_graph).
 
 Online rounds (R_sigmoid, R_tanh: those of ``SharedTensor.sigmoid`` and ``.tanh``, 13 each at the time of
-writing; products with truncation cost 2 rounds; any truncation may add a rare re-opening round):
+writing; products with truncation cost 2 rounds):
 
 ==================  ======================  ============================================================
 layer               forward                 backward

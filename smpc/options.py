@@ -11,9 +11,11 @@ from fixedpoint import FixedPoint
 PROTOCOL_NAME = "smpc-additive-z2^64"
 
 
-def handshake_params(n_parties: int, encoding: FixedPoint, truncation: str) -> dict[str, Any]:
+def handshake_params(n_parties: int, encoding: FixedPoint, truncation: str,
+                     gather_bytes: int | None = protocols.DEFAULT_GATHER_BYTES) -> dict[str, Any]:
     """What every node of a session must agree on; compared field by field when nodes connect."""
     return {
+        "gather_bytes": -1 if gather_bytes is None else int(gather_bytes),
         "protocol": PROTOCOL_NAME,
         "ring_bits": 64,
         "frac_bits": encoding.frac_bits,
@@ -34,6 +36,11 @@ class SessionOptions:
     failure_budget: float = protocols.DEFAULT_FAILURE_BUDGET
     recv_timeout: float = 120.0
     connect_timeout: float = 60.0
+    #: Openings of at least this many bytes go reduce-scatter/all-gather (two rounds, 2(n-1)/n of the value
+    #: sent per party) instead of one broadcast round ((n-1) of it); None: always broadcast.
+    gather_bytes: int | None = protocols.DEFAULT_GATHER_BYTES
+    #: Where this party keeps shares and does local arithmetic ("cpu", "cuda", "cuda:1", ...); not agreed.
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         if self.n_parties < 2:
@@ -42,6 +49,9 @@ class SessionOptions:
             raise ValueError(f"truncation must be one of {protocols.TRUNCATION_METHODS}, got {self.truncation!r}")
         if self.truncation == "local" and self.n_parties != 2:
             raise ValueError("local-shift truncation is only correct for two parties; use truncation='dealer'")
+        if self.gather_bytes is not None and self.gather_bytes < 0:
+            raise ValueError(f"gather_bytes must be None or >= 0, got {self.gather_bytes}")
+        protocols.check_device(self.device)
         self.encoding  # noqa: B018 - validates frac_bits and int_bits
 
     @property
@@ -49,7 +59,7 @@ class SessionOptions:
         return FixedPoint(self.frac_bits, self.int_bits)
 
     def handshake(self) -> dict[str, Any]:
-        return handshake_params(self.n_parties, self.encoding, self.truncation)
+        return handshake_params(self.n_parties, self.encoding, self.truncation, self.gather_bytes)
 
     def names(self) -> dict[int, str]:
         names = {i: f"party {i}" for i in range(self.n_parties)}

@@ -69,6 +69,8 @@ def run_local(
     failure_budget: float = protocols.DEFAULT_FAILURE_BUDGET,
     recv_timeout: float = 120.0,
     timeout: float | None = None,
+    gather_bytes: int | None = protocols.DEFAULT_GATHER_BYTES,
+    device: str = "cpu",
 ) -> list[Any]:
     """Run ``fn(session)`` once per party, plus a dealer, and return the results in rank order.
 
@@ -84,6 +86,8 @@ def run_local(
         truncation=truncation,
         failure_budget=failure_budget,
         recv_timeout=recv_timeout,
+        gather_bytes=gather_bytes,
+        device=device,
     )
     if transport == "inproc":
         return _run_threads(fn, options, timeout)

@@ -6,9 +6,11 @@ carries the session it belongs to, so one process can host several sessions.
 
 from __future__ import annotations
 
+import time
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -93,8 +95,14 @@ class Session:
         encoding: FixedPoint | None = None,
         truncation: str = "dealer",
         failure_budget: float = protocols.DEFAULT_FAILURE_BUDGET,
+        gather_bytes: int | None = protocols.DEFAULT_GATHER_BYTES,
+        device: str | torch.device = "cpu",
     ) -> "Session":
-        """Agree keys over a connected transport (dealer = node ``n_parties``) and return the session."""
+        """Agree keys over a connected transport (dealer = node ``n_parties``) and return the session.
+
+        ``device``: where shares live and local arithmetic runs ("cuda" when torch sees a GPU); messages
+        still travel from host memory.  ``gather_bytes``: see ``SessionOptions``; all parties must agree.
+        """
         dealer_prg, pair_prgs = protocols.party_keys(transport, rank, n_parties)
         party = Party(
             rank=rank,
@@ -105,6 +113,8 @@ class Session:
             pair_prgs=pair_prgs,
             truncation=truncation,
             failure_budget=failure_budget,
+            gather_bytes=gather_bytes,
+            device=protocols.check_device(device),
         )
         return cls(party)
 
@@ -112,7 +122,8 @@ class Session:
     def from_options(cls, transport: Transport, rank: int, options: SessionOptions) -> "Session":
         """``from_transport`` with a session's shared options."""
         return cls.from_transport(transport, rank=rank, n_parties=options.n_parties, encoding=options.encoding,
-                                  truncation=options.truncation, failure_budget=options.failure_budget)
+                                  truncation=options.truncation, failure_budget=options.failure_budget,
+                                  gather_bytes=options.gather_bytes, device=options.device)
 
     @classmethod
     def connect(cls, rank: int, roster: Roster | str | Path, key: str | Path, **options: Any) -> "Session":
@@ -120,7 +131,8 @@ class Session:
         ``key`` this party's secret key file (``smpc keygen``).  Blocks until every party and the dealer
         are connected and agree on the session's parameters.
 
-        Options: ``int_bits``, ``truncation``, ``failure_budget``, ``recv_timeout``, ``connect_timeout``.
+        Options: ``int_bits``, ``truncation``, ``failure_budget``, ``recv_timeout``, ``connect_timeout``,
+        ``gather_bytes`` (all parties must agree), ``device`` ("cpu" or "cuda").
         """
         roster = load_roster(roster)
         if not 0 <= rank < roster.n_parties:
@@ -146,6 +158,11 @@ class Session:
     @property
     def encoding(self) -> FixedPoint:
         return self._party.encoding
+
+    @property
+    def device(self) -> torch.device:
+        """Where this party's shares live."""
+        return self._party.device
 
     @property
     def party(self) -> Party:
@@ -178,10 +195,44 @@ class Session:
         self._check_open()
         return SharedTensor(self, protocols.share_public(self._party, self.encoding.encode(_as_tensor(value))))
 
+    # -- offline phase --------------------------------------------------------------------------------
+    @contextmanager
+    def record(self) -> Iterator[list]:
+        """Record the dealer requests the block makes (the same on every party), to plan them ahead:
+
+            with session.record() as plan:
+                train_step(first_batch)
+            session.preprocess(plan, times=remaining_batches)
+        """
+        self._check_open()
+        if self._party.recording is not None:
+            raise RuntimeError("already recording")
+        plan: list = []
+        self._party.recording = plan
+        try:
+            yield plan
+        finally:
+            self._party.recording = None
+
+    def preprocess(self, plan: list, times: int = 1, *, wait: bool = True) -> float:
+        """Offline phase: have the dealer make ``times`` repetitions of a recorded ``plan`` now.  Every party
+        calls it at the same point.  With ``wait`` (default) it returns once every correction has arrived, so
+        the online phase that follows never waits on the dealer; without, the dealer works in the background.
+        The following dealer requests must repeat the plan exactly (``protocols.dealer.PlanMismatch``).
+        Returns the seconds this party waited.  No round among the parties."""
+        self._check_open()
+        start = time.perf_counter()
+        protocols.dealer.request_plan(self._party, plan, times, wait=wait)
+        return time.perf_counter() - start
+
     # -- lifetime -------------------------------------------------------------------------------------
     def close(self, *, abort: bool = False) -> None:
         if not self._closed:
             self._closed = True
+            party = self._party
+            if not abort:
+                for stream in party.pending_plan_acks:  # the dealer finished a background plan
+                    party.transport.recv(party.dealer_id, stream, op="dealer plan")
             self._party.transport.close(abort=abort)
 
     @property

@@ -246,48 +246,11 @@ def test_local_truncation_sessions() -> None:
 
 
 # -- costs -----------------------------------------------------------------------------------------------
-class RetryCounter:
-    """Counts, per party, the dealer truncation's re-openings (rounds and elements), which happen with
-    probability about 2^-16 per truncated element and are not part of the documented round count."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.pairs: Counter[int] = Counter()
-        self.pair_elements: Counter[int] = Counter()
-        self.divisions: Counter[int] = Counter()
-        self.division_elements: Counter[int] = Counter()
-        real_pair, real_divide = protocols.truncation.truncation_pair, protocols.truncation._dealer_divide
-
-        def pair(party: protocols.Party, shape: tuple[int, ...], divisor: int) -> Any:
-            self.pairs[party.rank] += 1
-            self.pair_elements[party.rank] += math.prod(shape)
-            return real_pair(party, shape, divisor)
-
-        def divide(party: protocols.Party, shares: torch.Tensor, divisor: int) -> torch.Tensor:
-            self.divisions[party.rank] += 1
-            self.division_elements[party.rank] += shares.numel()
-            return real_divide(party, shares, divisor)
-
-        monkeypatch.setattr(protocols.truncation, "truncation_pair", pair)
-        monkeypatch.setattr(protocols.truncation, "_dealer_divide", divide)
-
-    def reset(self, rank: int) -> None:
-        for counter in (self.pairs, self.pair_elements, self.divisions, self.division_elements):
-            counter[rank] = 0
-
-    def rounds(self, rank: int) -> int:
-        return self.pairs[rank] - self.divisions[rank]
-
-    def elements(self, rank: int) -> int:
-        return self.pair_elements[rank] - self.division_elements[rank]
-
-
 @PARTIES
 @pytest.mark.parametrize("count", [1, 300])
-def test_rounds_and_bytes(n_parties: int, count: int, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rounds_and_bytes(n_parties: int, count: int) -> None:
     """Per call, from the party counters: exp 14 rounds and 1739 (n-1) payload bytes per element, sigmoid and
-    tanh 13 rounds and 861 (n-1); one message per round and other party, 114 header bytes each.  A truncation's
-    rare re-opening (counted by wrapping the truncation) adds its own round and 8 (n-1) bytes per element."""
-    retries = RetryCounter(monkeypatch)
+    tanh 13 rounds and 861 (n-1); one message per round and other party, 114 header bytes each, exactly."""
     values = torch.linspace(-9.0, 9.0, count, dtype=torch.float64)
     functions: dict[str, tuple[Function, int, int]] = {
         "exp": (exp, EXP_ROUNDS, EXP_BYTES), "sigmoid": (sigmoid, BOUNDED_ROUNDS, BOUNDED_BYTES),
@@ -300,20 +263,16 @@ def test_rounds_and_bytes(n_parties: int, count: int, monkeypatch: pytest.Monkey
         measured = {}
         for name, (function, _, _) in functions.items():
             session.stats.reset()
-            retries.reset(party.rank)
             function(party, shares)
-            measured[name] = {**session.stats.as_dict(), "retry_rounds": retries.rounds(party.rank),
-                              "retry_elements": retries.elements(party.rank)}
+            measured[name] = session.stats.as_dict()
         return measured
 
     others = n_parties - 1
     for rank, measured in enumerate(run_parties(program, n_parties)):
         for name, (_, rounds, payload) in functions.items():
             stats = measured[name]
-            rounds_seen = stats["rounds"] - stats["retry_rounds"]
-            payload_seen = (stats["bytes_sent"] - FRAME_OVERHEAD_BYTES * stats["messages"]
-                            - 8 * others * stats["retry_elements"])
-            assert rounds_seen == rounds, (rank, name, stats)
+            payload_seen = stats["bytes_sent"] - FRAME_OVERHEAD_BYTES * stats["messages"]
+            assert stats["rounds"] == rounds, (rank, name, stats)
             assert stats["messages"] == stats["rounds"] * others, (rank, name, stats)
             assert payload_seen == payload * others * count, (rank, name, stats)
 

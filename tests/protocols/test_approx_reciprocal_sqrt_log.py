@@ -3,8 +3,7 @@
 Each function is compared with the float64 function of the ENCODED input x^ = round(x 2^16) / 2^16 (its
 documented error is relative to the value it is given) and must meet the bound its docstring states:
 |y - f(x^)| <= R |f(x^)| + A on its domain, relative error <= 1e-3 where the docstring says so, and the documented
-value outside the domain (exactly 0 for x <= 0, ...).  Rounds are those documented, exactly, once the rare
-re-openings of the dealer truncation (probability about 2^-16 per truncated element) are taken off.
+value outside the domain (exactly 0 for x <= 0, ...).  Rounds are those documented, exactly.
 """
 
 from __future__ import annotations
@@ -254,23 +253,8 @@ def test_dense_grid_signed_reciprocal() -> None:
 
 # -- rounds ----------------------------------------------------------------------------------------------
 @PARTIES
-def test_documented_rounds(n_parties: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each call takes exactly its documented rounds (normalize: 8) once truncation re-openings are taken off;
-    the parties agree on the count."""
-    requests: dict[int, int] = {}
-    divisions: dict[int, int] = {}
-    pair, divide = protocols.truncation.truncation_pair, protocols.truncation._dealer_divide
-
-    def counting_pair(party: Party, *args: Any) -> Any:
-        requests[party.rank] = requests.get(party.rank, 0) + 1
-        return pair(party, *args)
-
-    def counting_divide(party: Party, *args: Any) -> Any:
-        divisions[party.rank] = divisions.get(party.rank, 0) + 1
-        return divide(party, *args)
-
-    monkeypatch.setattr(protocols.truncation, "truncation_pair", counting_pair)
-    monkeypatch.setattr(protocols.truncation, "_dealer_divide", counting_divide)
+def test_documented_rounds(n_parties: int) -> None:
+    """Each call takes exactly its documented rounds (normalize: 8); the parties agree on the count."""
     encoded = smpc.FixedPoint().encode(torch.tensor([[0.3, 7.0], [1e-3, 2000.0]], dtype=torch.float64))
 
     def program(session: smpc.Session) -> dict[str, int]:
@@ -279,11 +263,9 @@ def test_documented_rounds(n_parties: int, monkeypatch: pytest.MonkeyPatch) -> N
         counts = {}
         for name, case in [("normalize", None), *CASES.items()]:
             before = party.rounds
-            retries_before = requests.get(party.rank, 0) - divisions.get(party.rank, 0)
             result = normalize(party, shares).positive if case is None else case.function(party, shares)
             assert result.shape[-2:] == shares.shape
-            retries = requests.get(party.rank, 0) - divisions.get(party.rank, 0) - retries_before
-            counts[name] = party.rounds - before - retries
+            counts[name] = party.rounds - before
         return counts
 
     results = run_parties(program, n_parties)

@@ -72,9 +72,13 @@ def test_matrix_triple_reconstructs(n_parties: int, keys: list[bytes], stream: i
        st.one_of(st.sampled_from([2, 3, 1000, 1 << 16, (1 << 63) - 1]), st.integers(2, (1 << 63) - 1)))
 def test_truncation_pair_reconstructs(n_parties: int, keys: list[bytes], stream: int, count: int, divisor: int
                                       ) -> None:
-    """Shares of a truncation pair add up to (r, s) with s == floor(r / d), r read as an unsigned 64-bit value."""
-    r, _, s = reconstruct(keys, n_parties, stream, Request(TRUNC, divisor, (count,)))
-    assert [v % RING for v in s.tolist()] == [(v % RING) // divisor for v in r.tolist()]
+    """Shares of a truncation pair add up to (r, s, u) with s == floor(r / d) and
+    u == MSB(r) (s + ceil((2^64 - r) / d)) mod 2^64, r read as an unsigned 64-bit value."""
+    r, _, stacked = reconstruct(keys, n_parties, stream, Request(TRUNC, divisor, (count,)))
+    unsigned = [v % RING for v in r.tolist()]
+    assert [v % RING for v in stacked[0].tolist()] == [v // divisor for v in unsigned]
+    expected_u = [((v >> 63) * (v // divisor + -(-(RING - v) // divisor))) % RING for v in unsigned]
+    assert [v % RING for v in stacked[1].tolist()] == expected_u
 
 
 def test_triples_of_different_streams_differ() -> None:

@@ -1,5 +1,5 @@
 """protocols.truncation: the dealer method is exact within one unit on the whole fixed-point bound (also
-through its rare re-opening path); the two-party local shift works within its budget and is refused beyond it."""
+through the correction of a masked sum that wrapped); the two-party local shift works within its budget and is refused beyond it."""
 
 from __future__ import annotations
 
@@ -71,17 +71,30 @@ def test_dealer_truncation_is_within_one_unit(n_parties: int, values: list[int],
 @pytest.mark.parametrize("n_parties", [2, 3])
 @settings(max_examples=5)
 @given(values=st.lists(st.integers(-(1 << 61) + 1, (1 << 61) - 1), min_size=200, max_size=200))
-def test_reopening_path_stays_exact(n_parties: int, values: list[int]) -> None:
-    """With frac_bits=16, int_bits=29 (product_bits 61) about T/2^64 = 1/4 of the openings land below the
-    threshold and are opened again: every truncation takes more than one round (200 elements: all clear at
-    once with probability (3/4)^200 < 1e-24) and the results stay within one unit."""
+def test_wide_products_stay_exact_in_one_round(n_parties: int, values: list[int]) -> None:
+    """With frac_bits=16, int_bits=29 (product_bits 61) the masked sum x' + r wraps around the ring for about
+    x'/2^64 (up to 1/4) of the elements, and the wrap correction must take them: every truncation takes exactly
+    one round and every result stays within one unit."""
     encoding = FixedPoint(frac_bits=16, int_bits=29)
     assert encoding.product_bits == 61
     values = values + [(1 << 61) - 1, -(1 << 61) + 1]
     outcome = truncate_on_parties(values, FIXED_DIVISORS, n_parties, frac_bits=16, int_bits=29)
     for divisor, (results, rounds) in zip(FIXED_DIVISORS, outcome):
-        assert rounds > 1, f"divisor {divisor}: no re-opening happened"
+        assert rounds == 1, f"divisor {divisor}: {rounds} rounds"
         assert_within_one_unit(values, results, divisor or encoding.scale)
+
+
+@given(shifted=st.integers(0, (1 << 62) - 1), below=st.integers(1, 1 << 62), divisor=st.integers(2, 1 << 40))
+def test_wrap_correction_algebra(shifted: int, below: int, divisor: int) -> None:
+    """The dealer's (s, u) and the public rule floor(c/d) - s + [c < T] u give floor(x'/d) or that + 1, also
+    for a mask r chosen to make x' + r wrap (r = 2^64 - below, MSB set), and for masks that do not wrap."""
+    threshold = 1 << 62
+    for r in ((1 << 64) - below, below - 1, (1 << 63) + below):
+        mask = torch.tensor([r - (1 << 64) if r >= 1 << 63 else r], dtype=torch.int64)
+        s, u = protocols.dealer.truncation_values(mask, divisor)
+        c = (shifted + r) % (1 << 64)
+        result = (c // divisor - int(s) + (int(u) if c < threshold else 0)) % (1 << 64)
+        assert result - shifted // divisor in (0, 1), (shifted, r, divisor)
 
 
 def test_divisor_one_and_empty_need_no_round() -> None:

@@ -180,7 +180,8 @@ def beaver_openings() -> dict[str, tuple[np.ndarray, np.ndarray]]:
             protocols.mul(session.party, sx.local_share, sy.local_share, rescale=False)
         return recorder.openings()
 
-    results = run_parties(program, 3)
+    # Broadcast openings, so each tag carries one whole opening (the two-round form is tested in test_opening).
+    results = run_parties(program, 3, gather_bytes=None)
     for other in results[1:]:
         assert all(np.array_equal(a, b) for a, b in zip(other, results[0])), "parties opened different masks"
     openings = results[0]

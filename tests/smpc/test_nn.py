@@ -32,10 +32,9 @@ ACTIVATION_ERROR = 1e-3
 
 
 
-def assert_rounds(count: int, expected: int, truncations: int) -> None:
-    """``count`` rounds where ``expected`` are planned: each of the ``truncations`` dealer truncations may
-    re-open its rare ambiguous elements in one more round (probability about 2^-16 per element)."""
-    assert expected <= count <= expected + truncations, f"{count} rounds, expected {expected} (+{truncations})"
+def assert_rounds(count: int, expected: int) -> None:
+    """``count`` rounds where ``expected`` are planned (every protocol's round count is data-independent)."""
+    assert count == expected, f"{count} rounds, expected {expected}"
 
 
 needs_sigmoid = pytest.mark.skipif(not hasattr(smpc.SharedTensor, "sigmoid"), reason="SharedTensor.sigmoid missing")
@@ -437,8 +436,7 @@ def test_bce_value(n_parties: int) -> None:
 @PARTIES
 def test_rounds_of_a_relu_network(n_parties: int) -> None:
     """Linear, ReLU, Linear on a batch: forward 2 + 9 + 2 rounds, MSE backward 1 + (2 + 2) + 1 + 2 (the first
-    Linear computes no input gradient), SGD step 1; predict (no cache) costs the forward plus one reveal
-    (each up to one re-opening round per truncation more)."""
+    Linear computes no input gradient), SGD step 1; predict (no cache) costs the forward plus one reveal."""
     model = make_torch_model("relu", 6, 5, 1, seed=2)
     x = torch.randn(16, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
 
@@ -454,8 +452,8 @@ def test_rounds_of_a_relu_network(n_parties: int) -> None:
         return counts
 
     for counts in run_parties(program, n_parties):
-        for count, expected, truncations in zip(counts, [13, 13 + 8, 1, 14], [2, 2 + 4, 1, 2]):
-            assert_rounds(count, expected, truncations)
+        for count, expected in zip(counts, [13, 13 + 8, 1, 14]):
+            assert_rounds(count, expected)
 
 
 # -- optimizer -------------------------------------------------------------------------------------------
@@ -482,7 +480,7 @@ def test_sgd_matches_torch(n_parties: int, data: st.DataObject) -> None:
                     param.grad = session.share(grad if session.rank == n_parties - 1 else None, owner=n_parties - 1)
             before = session.stats.rounds
             optimizer.step()
-            assert_rounds(session.stats.rounds - before, 1, 1)
+            assert_rounds(session.stats.rounds - before, 1)
             opened.update({f"step{step}.param{i}": p.data.reveal() for i, p in enumerate(params)})
         return opened
 
@@ -659,8 +657,7 @@ def test_logistic_regression_trains_like_torch(n_parties: int) -> None:
 @needs_sigmoid
 def test_rounds_of_logistic_regression_on_a_loan_batch() -> None:
     """Linear(60, 1) + Sigmoid on a batch of 128 (the loan job): forward 2 + R_sigmoid (measured on the same
-    matmul and sigmoid), BCE backward 3 (exact division, then g^T x; no input gradient), SGD step 1, each up to
-    one re-opening round per truncation more (3 in the matmul and sigmoid)."""
+    matmul and sigmoid), BCE backward 3 (exact division, then g^T x; no input gradient), SGD step 1."""
     x = torch.randn(128, 60, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) / 4
     y = (x[:, :1] > 0).to(torch.float64)
     model = make_torch_model("logistic", 60, 0, 1, seed=0)
@@ -682,6 +679,6 @@ def test_rounds_of_logistic_regression_on_a_loan_batch() -> None:
 
     for n_parties in (2, 3):
         for sigmoid_and_matmul, forward, backward, step in run_parties(program, n_parties):
-            assert abs(forward - sigmoid_and_matmul) <= 3
-            assert_rounds(backward, 3, 2)
-            assert_rounds(step, 1, 1)
+            assert forward == sigmoid_and_matmul
+            assert_rounds(backward, 3)
+            assert_rounds(step, 1)
