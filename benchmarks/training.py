@@ -14,6 +14,7 @@ import argparse
 import functools
 import statistics
 import time
+from typing import Callable
 
 import numpy as np
 import torch
@@ -35,8 +36,9 @@ def _model(features: int) -> torch.nn.Module:
     return torch.nn.Sequential(torch.nn.Linear(features, 1), torch.nn.Sigmoid()).double()
 
 
-def secure_epochs(session: smpc.Session, rows: int, features: int, batch: int, epochs: int) -> dict:
-    torch.set_num_threads(1)
+def secure_epoch_runner(session: smpc.Session, rows: int, features: int, batch: int) -> Callable[[], int]:
+    """Share the synthetic data (each party its own rows) and the model; return a function that trains one
+    epoch and returns the number of batches."""
     x, y = synthetic(rows, features)
     parts = np.array_split(np.arange(rows), session.world_size)
     xs = torch.cat([session.share(x[p] if session.rank == r else None, owner=r) for r, p in enumerate(parts)])
@@ -44,10 +46,8 @@ def secure_epochs(session: smpc.Session, rows: int, features: int, batch: int, e
     model = smpc.nn.from_torch(_model(features), session, owner=0)
     optimizer = smpc.optim.SGD(model.parameters(), lr=0.1)
     criterion = smpc.nn.BCELoss()
-    seconds, batches = [], 0
-    for _ in range(epochs):
-        barrier(session)
-        start = time.perf_counter()
+
+    def epoch() -> int:
         batches = 0
         for first in range(0, rows, batch):
             index = torch.arange(first, min(first + batch, rows))
@@ -56,6 +56,19 @@ def secure_epochs(session: smpc.Session, rows: int, features: int, batch: int, e
             loss.backward()
             optimizer.step()
             batches += 1
+        return batches
+
+    return epoch
+
+
+def secure_epochs(session: smpc.Session, rows: int, features: int, batch: int, epochs: int) -> dict:
+    torch.set_num_threads(1)
+    epoch = secure_epoch_runner(session, rows, features, batch)
+    seconds, batches = [], 0
+    for _ in range(epochs):
+        barrier(session)
+        start = time.perf_counter()
+        batches = epoch()
         seconds.append(time.perf_counter() - start)
     stats = session.stats
     return {"seconds": seconds, "bytes_sent": stats.bytes_sent, "rounds": stats.rounds, "batches": batches,

@@ -99,6 +99,11 @@ def _parser() -> argparse.ArgumentParser:
     schema.add_argument("--out", required=True, help="schema JSON file to write")
     schema.set_defaults(handler=_cmd_schema)
 
+    bench = commands.add_parser("bench", help="the benchmark suite: time, bytes and rounds per op for 2 and 3 "
+                                              "parties over CurveZMQ, against plain torch; JSON and PNG under --out")
+    _bench_arguments(bench)
+    bench.set_defaults(handler=_cmd_bench)
+
     reveal = commands.add_parser("reveal-model", help="combine every party's model shares (the model owner's step)")
     reveal.add_argument("files", nargs="+", help="the parties' party<rank>.npz files, one per party")
     reveal.add_argument("--out", help="write the plain weights to this .pt file (torch.save of a dict)")
@@ -294,6 +299,18 @@ def _cmd_schema(args: argparse.Namespace) -> int:
     print(f"wrote {args.out}: {len(schema.numeric)} numeric and {len(schema.categorical)} categorical columns, "
           f"{schema.n_features} features, label {schema.label!r} positive {schema.positive!r}")
     return 0
+
+
+def _bench_arguments(parser: argparse.ArgumentParser) -> None:
+    from benchmarks.suite import build_parser
+
+    build_parser(parser)
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from benchmarks.suite import run_and_report
+
+    return run_and_report(args)
 
 
 def _cmd_reveal_model(args: argparse.Namespace) -> int:
