@@ -36,7 +36,7 @@ def share(party: Party, encoded: torch.Tensor | None, owner: int) -> torch.Tenso
             party.trace.append(("share", header.numel() * 8))
         for peer in party.others:
             party.send(peer, tag, header)
-        mine = encoded.clone()
+        mine = encoded.to(party.device).clone()
         for peer in party.others:
             mine -= party.expand(party.pair_prgs[peer], stream, encoded.numel()).reshape(encoded.shape)
         party.rounds += 1
@@ -56,6 +56,7 @@ def share(party: Party, encoded: torch.Tensor | None, owner: int) -> torch.Tenso
 
 def share_public(party: Party, encoded: torch.Tensor) -> torch.Tensor:
     """Shares of a public encoded value: party 0 holds it, the others zero.  No communication."""
+    encoded = encoded.to(party.device)
     return encoded.clone() if party.rank == 0 else torch.zeros_like(encoded)
 
 
