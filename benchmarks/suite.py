@@ -16,6 +16,7 @@ Writes a table to the terminal and, under ``--out DIR``, ``bench.json`` and ``be
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import platform
@@ -174,16 +175,10 @@ def party_program(session: smpc.Session, cases: list[Case], repeats: int, profil
             barrier(session)
             party.trace = []
             party.profile = protocols.Profile() if profile else None
-            recording = session.record() if not run else None
-            if recording:
-                plan = recording.__enter__()
-            start = time.perf_counter()
-            try:
+            with session.record() if not run else contextlib.nullcontext(plan) as plan:
+                start = time.perf_counter()
                 secure()
-            finally:
-                if recording:
-                    recording.__exit__(None, None, None)
-            elapsed = time.perf_counter() - start
+                elapsed = time.perf_counter() - start
             if run:
                 seconds.append(elapsed)
         stats = session.stats
