@@ -19,7 +19,7 @@ def mul(party: Party, x: torch.Tensor, y: torch.Tensor, *, rescale: bool = True)
     Steps:
       1. Take a triple (a, b, c = a*b) of the operands' shapes from the dealer.
       2. Open eps = x - a and delta = y - b together, in ONE round.
-      3. z = c + eps*b + a*delta, and party 0 adds eps*delta; now z = x*y exactly in the ring.
+      3. z = c + eps*b + a*delta, and party 0 adds eps*delta (as (a + eps)*delta); now z = x*y exactly.
       4. If ``rescale`` (operands are fixed point), truncate z by 2^frac_bits.
     Rounds: 1 (+1 for the truncation with the dealer method).  Bytes sent per party: 8 (n-1) (|x| + |y|),
     i.e. 16 (n-1) k for two k-element operands, plus 8 (n-1) k for the truncation.
@@ -31,9 +31,9 @@ def mul(party: Party, x: torch.Tensor, y: torch.Tensor, *, rescale: bool = True)
     opened = party.exchange(masked, "mul")
     eps = opened[: x.numel()].reshape(x.shape)
     delta = opened[x.numel() :].reshape(y.shape)
-    z = triple.c + eps * triple.b + triple.a * delta
-    if party.rank == 0:
-        z = z + eps * delta
+    # c + eps*b + a*delta (+ eps*delta at party 0) in two products: party 0 folds eps into a's term.
+    left = triple.a + eps if party.rank == 0 else triple.a
+    z = triple.c + eps * triple.b + left * delta
     return truncate(party, z) if rescale else z
 
 
@@ -43,7 +43,8 @@ def matmul(party: Party, x: torch.Tensor, y: torch.Tensor, *, rescale: bool = Tr
     Steps:
       1. Take a matrix triple (A, B, C = A @ B) of the operands' shapes from the dealer.
       2. Open E = x - A and D = y - B together, in ONE round.
-      3. z = C + E @ B + A @ D, and party 0 adds E @ D (exact ring matmuls).
+      3. z = C + E @ B + A @ D, and party 0 adds E @ D, computed as one exact ring matmul
+         [E, A'] @ [B; D] (A' = A + E at party 0, A elsewhere): inner dimension 2k, no third product.
       4. If ``rescale``, truncate z by 2^frac_bits.
     Rounds: 1 (+1 for the truncation).  Bytes sent per party: 8 (n-1) (mk + kp) for (m x k)(k x p), plus
     8 (n-1) mp for the truncation.
@@ -55,9 +56,11 @@ def matmul(party: Party, x: torch.Tensor, y: torch.Tensor, *, rescale: bool = Tr
     opened = party.exchange(masked, "matmul")
     e = opened[: x.numel()].reshape(x.shape)
     d = opened[x.numel() :].reshape(y.shape)
-    z = triple.c + ring_matmul(e, triple.b) + ring_matmul(triple.a, d)
-    if party.rank == 0:
-        z = z + ring_matmul(e, d)
+    # C + E@B + A@D (+ E@D at party 0) as ONE ring matmul with twice the inner dimension:
+    # [E, A'] @ [B; D] with A' = A + E at party 0 (E@B + (A+E)@D), A elsewhere.
+    left = torch.cat([e, triple.a + e if party.rank == 0 else triple.a], dim=-1)
+    right = torch.cat([triple.b, d], dim=-2 if d.dim() > 1 else -1)
+    z = triple.c + ring_matmul(left, right)
     return truncate(party, z) if rescale else z
 
 
