@@ -8,6 +8,7 @@ from network.errors import (
     PeerLostError,
     ProtocolError,
     ReceiveTimeout,
+    abort_reason,
 )
 from network.framing import PROTOCOL_VERSION, decode_frame
 from network.local import LocalNetwork, LocalTransport
@@ -29,6 +30,7 @@ __all__ = [
     "Transport",
     "TransportStats",
     "ZmqTransport",
+    "abort_reason",
     "check_wire_array",
     "decode_frame",
     "generate_keypair",

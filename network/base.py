@@ -77,8 +77,9 @@ class Transport(Protocol):
         The returned array may be read-only.
         """
 
-    def close(self, *, abort: bool = False) -> None:
-        """End the session: say goodbye (or abort) to every peer, then release sockets.  Idempotent."""
+    def close(self, *, abort: bool = False, reason: str = "") -> None:
+        """End the session: say goodbye (or abort, telling the peers ``reason``) to every peer, then release
+        sockets.  Idempotent."""
 
 
 def node_name(node: int, names: Mapping[int, str] | None) -> str:

@@ -31,6 +31,16 @@ class PeerClosedError(NetworkError):
         self.peer = peer
 
 
+def abort_reason(error: BaseException | None) -> str:
+    """What an ABORT frame may tell the peers about why we stop: a transport error's message (it names peers,
+    operations and tags, never payloads), otherwise only the exception's type (its text could hold data)."""
+    if error is None:
+        return "aborted by its application"
+    if isinstance(error, NetworkError):
+        return f"{type(error).__name__}: {error}"
+    return f"aborted by its application ({type(error).__name__})"
+
+
 class ReceiveTimeout(NetworkError):
     """No message with the awaited tag arrived before the receive deadline."""
 

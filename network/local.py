@@ -80,10 +80,10 @@ class LocalNetwork:
                     )
                 self._cond.wait(min(left, 0.5))
 
-    def _close(self, rank: int, abort: bool) -> None:
+    def _close(self, rank: int, abort: bool, reason: str = "") -> None:
         with self._cond:
             if abort:
-                self._aborted.setdefault(rank, "aborted")
+                self._aborted.setdefault(rank, reason or "aborted")
             self._closed.add(rank)
             self._cond.notify_all()
 
@@ -131,7 +131,7 @@ class LocalTransport:
         self._stats.count_received(src, FRAME_OVERHEAD_BYTES + array.nbytes)
         return array
 
-    def close(self, *, abort: bool = False) -> None:
+    def close(self, *, abort: bool = False, reason: str = "") -> None:
         if not self._closed:
             self._closed = True
-            self._network._close(self._rank, abort)
+            self._network._close(self._rank, abort, reason)

@@ -490,9 +490,12 @@ class ZmqTransport:
 
     def _accept(self, parts: list[zmq.Frame]) -> None:
         """Validate one incoming message and apply it: stash DATA, record HELLO, BYE and ABORT."""
+        link = self._sender_link(parts[-1])  # every part carries the connection's User-Id; a ROUTER gives >= 2
         if len(parts) < 3:
-            raise ProtocolError(f"message with {len(parts)} parts; frames have a header and at least one payload part")
-        link = self._sender_link(parts[1])
+            raise ProtocolError(
+                f"bad frame from {link.name}: message with {len(parts) - 1} part(s); frames have a header and at "
+                "least one payload part"
+            )
         try:
             payload = join_chunks(parts[2:], max_bytes=self._options.max_message_bytes)
             frame = decode_frame(
@@ -549,13 +552,14 @@ class ZmqTransport:
 
     # -------------------------------------------------------------------------------------------------- close
 
-    def close(self, *, abort: bool = False) -> None:
+    def close(self, *, abort: bool = False, reason: str = "") -> None:
         """End the session; idempotent, never raises a NetworkError, never hangs.
 
-        Sends BYE (ABORT if ``abort``) to every peer; unless aborting, waits up to ``close_timeout`` seconds for
-        every peer's BYE, so our last frames are not cut off by LINGER 0.  Then releases sockets and the port.
+        Sends BYE (ABORT carrying ``reason`` if ``abort``) to every peer; unless aborting, waits up to
+        ``close_timeout`` seconds for every peer's BYE, so our last frames are not cut off by LINGER 0.  Then
+        releases sockets and the port.
         """
-        self._shutdown(abort=abort, reason="aborted by its application" if abort else "")
+        self._shutdown(abort=abort, reason=(reason or "aborted by its application") if abort else "")
 
     def _shutdown(self, *, abort: bool, reason: str) -> None:
         """``close`` with a reason carried in the ABORT frame."""

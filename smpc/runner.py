@@ -26,6 +26,7 @@ from network import (
     PeerLostError,
     Transport,
     ZmqTransport,
+    abort_reason,
     generate_keypair,
 )
 from smpc.options import SessionOptions
@@ -51,8 +52,8 @@ def run_dealer(transport: Transport, n_parties: int) -> int:
     try:
         prgs = protocols.dealer_keys(transport, n_parties)
         served = protocols.serve(transport, prgs)
-    except BaseException:
-        transport.close(abort=True)
+    except BaseException as error:
+        transport.close(abort=True, reason=abort_reason(error))
         raise
     transport.close()
     return served
@@ -188,7 +189,7 @@ def _child_main(
     except BaseException as error:  # noqa: BLE001 - reported to the parent, then exit non-zero
         if transport is not None:
             try:
-                transport.close(abort=True)
+                transport.close(abort=True, reason=abort_reason(error))
             except NetworkError:
                 pass
         results.put((rank, "error", None, type(error).__name__, f"{error}\n{traceback.format_exc()}"))

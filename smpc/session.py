@@ -17,7 +17,7 @@ import torch
 
 import protocols
 from fixedpoint import FixedPoint
-from network import Roster, Transport
+from network import Roster, Transport, abort_reason
 from protocols import Party
 from smpc.hosts import connect_node, load_roster, roster_options
 from smpc.options import SessionOptions
@@ -226,14 +226,15 @@ class Session:
         return time.perf_counter() - start
 
     # -- lifetime -------------------------------------------------------------------------------------
-    def close(self, *, abort: bool = False) -> None:
+    def close(self, *, abort: bool = False, reason: str = "") -> None:
+        """End the session: goodbye to every peer, or with ``abort`` an ABORT telling them ``reason``."""
         if not self._closed:
             self._closed = True
             party = self._party
             if not abort:
                 for stream in party.pending_plan_acks:  # the dealer finished a background plan
                     party.transport.recv(party.dealer_id, stream, op="dealer plan")
-            self._party.transport.close(abort=abort)
+            self._party.transport.close(abort=abort, reason=reason)
 
     @property
     def closed(self) -> bool:
@@ -249,7 +250,7 @@ class Session:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.close(abort=exc_type is not None)
+        self.close(abort=exc_type is not None, reason=abort_reason(exc) if exc_type is not None else "")
 
     def __repr__(self) -> str:
         return f"Session(rank={self.rank}, parties={self.world_size}, frac_bits={self.encoding.frac_bits})"
