@@ -181,6 +181,12 @@ def _byte_view(buffer: Any, what: str) -> memoryview:
     """A flat byte view of ``buffer`` without copying; ProtocolError if it is not a contiguous buffer."""
     try:
         view = memoryview(buffer)
+    except (TypeError, ValueError) as error:
+        raise ProtocolError(f"frame {what} is not a contiguous byte buffer") from error
+    # A strided 1-D byte view passes the format test but struct and numpy refuse it later with BufferError.
+    if not view.c_contiguous:
+        raise ProtocolError(f"frame {what} is not a contiguous byte buffer")
+    try:
         return view if view.format == "B" and view.ndim == 1 else view.cast("B")
     except (TypeError, ValueError) as error:
         raise ProtocolError(f"frame {what} is not a contiguous byte buffer") from error
