@@ -159,7 +159,7 @@ class Party:
             self.transport.send(peer, tag, wire)
         total = tensor.clone()
         for peer in self.others:
-            _combine_into(total, self._expect(peer, tag, op, tensor.dtype, tensor.numel()).reshape(tensor.shape), xor)
+            _combine_into(total, self._expect(peer, tag, op, tensor.dtype, tensor.numel(), tensor.shape), xor)
         self.rounds += 1
         if self.audit is not None:
             self.audit(op, tag, total)
@@ -186,13 +186,18 @@ class Party:
             self.audit(op, gather_tag, total)
         return total
 
-    def _expect(self, peer: int, tag: int, op: str, dtype: torch.dtype, numel: int) -> torch.Tensor:
-        share = self.recv(peer, tag, op).reshape(-1)
+    def _expect(self, peer: int, tag: int, op: str, dtype: torch.dtype, numel: int,
+                shape: torch.Size | None = None) -> torch.Tensor:
+        """Party ``peer``'s message under ``tag``, refused (ValueError) unless of our dtype and size (and
+        ``shape``, when given: a broadcast share must have the shape of ours)."""
+        share = self.recv(peer, tag, op)
         if share.dtype != dtype:
             raise ValueError(f"party {peer} sent {share.dtype} for {op}, expected {dtype}")
         if share.numel() != numel:
             raise ValueError(f"party {peer} sent {share.numel()} elements for {op}, expected {numel}")
-        return share
+        if shape is not None and share.shape != shape:
+            raise ValueError(f"party {peer} sent shape {tuple(share.shape)} for {op}, expected {tuple(shape)}")
+        return share if shape is not None else share.reshape(-1)
 
     def check_truncation_budget(self, count: int) -> None:
         """Refuse a local-shift truncation that would push expected failures over the session budget."""

@@ -1,4 +1,4 @@
-"""A peer that sends a share of the wrong dtype or size is refused by the protocol layer, by name, within seconds.
+"""A peer that sends a share of the wrong dtype, size or shape is refused by the protocol layer, by name, within seconds.
 
 The wire-level refusals (unknown key, replayed, out-of-sequence, other session, undecodable dtype or shape,
 oversized, other protocol version) are in ``test_zmq.py``; here the frame is well formed and the transport
@@ -24,6 +24,7 @@ SHARE = torch.arange(4, dtype=torch.int64)
 WRONG_SHARES = {
     "dtype": (np.arange(4, dtype=np.float64), "party 1 sent torch.float64 for open, expected torch.int64"),
     "size": (np.arange(5, dtype=np.int64), "party 1 sent 5 elements for open, expected 4"),
+    "shape": (np.arange(4, dtype=np.int64).reshape(2, 2), "party 1 sent shape (2, 2) for open, expected (4,)"),
 }
 
 
@@ -41,9 +42,9 @@ def _open_with_a_cheat(wrong: str, session: smpc.Session) -> str:
 
 
 @pytest.mark.parametrize(
-    ("wrong", "transport"), [("dtype", "inproc"), ("size", "inproc"), ("size", "zmq")]
+    ("wrong", "transport"), [("dtype", "inproc"), ("size", "inproc"), ("shape", "inproc"), ("size", "zmq")]
 )
-def test_a_share_of_the_wrong_dtype_or_size_is_refused_naming_the_sender(wrong: str, transport: str) -> None:
+def test_a_share_of_the_wrong_dtype_size_or_shape_is_refused_naming_the_sender(wrong: str, transport: str) -> None:
     """PartyError from party 0 naming party 1, the operation, and what was expected.  Over ZeroMQ (one case: each
     party and the dealer is a fresh process importing torch, seconds each) start-up is included in the bound."""
     started = time.monotonic()
