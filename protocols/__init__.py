@@ -17,7 +17,7 @@ from protocols.party import (
 from protocols.profile import Profile
 from protocols.prg import AesCtrPrg, new_key
 from protocols.setup import dealer_keys, party_keys
-from protocols.sharing import add_public, reveal, share, share_public
+from protocols.sharing import add_public, rerandomize, reveal, share, share_public
 from protocols.truncation import truncate
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "new_key",
     "party_keys",
     "relu",
+    "rerandomize",
     "reveal",
     "select",
     "serve",

@@ -10,8 +10,9 @@ import torch
 
 from protocols.party import Party
 
-#: Stream-id domain of input sharing on the pairwise keys (top byte), so no other use can collide.
+#: Stream-id domains on the pairwise keys (top byte), so no two uses can collide.
 _SHARE_DOMAIN = 1 << 56
+_RERANDOMIZE_DOMAIN = 2 << 56
 
 
 def share(party: Party, encoded: torch.Tensor | None, owner: int) -> torch.Tensor:
@@ -52,6 +53,27 @@ def share(party: Party, encoded: torch.Tensor | None, owner: int) -> torch.Tenso
     shape = tuple(int(d) for d in header[1:])
     party.rounds += 1
     return party.expand(party.pair_prgs[owner], stream, int(np.prod(shape, dtype=np.int64))).reshape(shape)
+
+
+def rerandomize(party: Party, shares: torch.Tensor) -> torch.Tensor:
+    """Fresh shares of the same value: add a random sharing of zero.  No communication.
+
+    Steps:
+      1. Take the next tag t (the same on every party).
+      2. For every other party j, expand m_ij = PRG(K_{ij}, t) (the pair's key: both expand the same mask).
+      3. Party i adds m_ij for every j > i and subtracts it for every j < i; the masks cancel in the sum.
+    Rounds: 0.  Bytes: 0.  Error: none.
+    Purpose: after a resume the shares in use are not those of the checkpoint files, so an old file of one
+    party and a new file of another do not add up to the secret: each party's share moves by masks that only
+    it and one peer know (the pair keys are fresh in every session).
+    """
+    tag = party.next_tag()
+    stream = _RERANDOMIZE_DOMAIN | tag
+    fresh = shares.clone()
+    for peer in party.others:
+        mask = party.expand(party.pair_prgs[peer], stream, shares.numel()).reshape(shares.shape)
+        fresh = fresh + mask if party.rank < peer else fresh - mask
+    return fresh
 
 
 def share_public(party: Party, encoded: torch.Tensor) -> torch.Tensor:

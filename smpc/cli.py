@@ -83,6 +83,12 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--parties", type=int, default=3, help="number of banks / computing parties (default 3)")
     _train_arguments(train, own_file=False)
     train.add_argument("--report", help="write the results as JSON to this file")
+    train.add_argument("--truncation", choices=("dealer", "local"), default="dealer",
+                       help="dealer: exact (default); local: two parties only, no communication, each truncation "
+                            "wrong with a small probability, refused when a run's expected failures exceed "
+                            "--failure-budget")
+    train.add_argument("--failure-budget", type=float, default=1e-6,
+                       help="most expected wrong truncations a run may have with --truncation local (default 1e-6)")
     train.set_defaults(handler=_cmd_train)
 
     party = commands.add_parser("party", help="run one party of a session described by a roster: the demo, or "
@@ -135,6 +141,12 @@ def _train_arguments(parser: argparse.ArgumentParser, *, own_file: bool) -> None
     parser.add_argument("--audit", metavar="DIR", help="log every value each party learns to DIR")
     parser.add_argument("--out", metavar="DIR", help="write each party's model shares to DIR/party<rank>.npz")
     parser.add_argument("--reveal-to", type=int, help="reveal the trained weights to this party only")
+    parser.add_argument("--checkpoint-every", type=int, default=0, metavar="K",
+                        help="every K batches, each party writes its shares and counters to --checkpoint-dir "
+                             "(atomically; committed once all parties have written)")
+    parser.add_argument("--checkpoint-dir", metavar="DIR", help="where checkpoints go (default: the --resume DIR)")
+    parser.add_argument("--resume", metavar="DIR", help="continue from the newest checkpoint every party committed "
+                                                         "in DIR, with the same options (shares re-randomised)")
 
 
 def _train_config(args: argparse.Namespace, *, own_file: bool) -> TrainConfig:
@@ -146,7 +158,8 @@ def _train_config(args: argparse.Namespace, *, own_file: bool) -> TrainConfig:
         batch_size=args.batch_size, hidden=args.hidden, momentum=args.momentum, weight_decay=args.weight_decay,
         seed=args.seed, test_fraction=args.test_fraction, max_rows=args.max_rows, joint_init=args.joint_init,
         show_loss=args.show_loss, audit=args.audit, out=args.out, reveal_to=args.reveal_to,
-        own_rows_only=own_file,
+        own_rows_only=own_file, checkpoint_every=args.checkpoint_every, checkpoint_dir=args.checkpoint_dir,
+        resume=args.resume,
     )
 
 
@@ -256,6 +269,8 @@ def _cmd_party(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     if args.parties < 2:
         raise UsageError("--parties must be at least 2")
+    if args.truncation == "local" and args.parties != 2:
+        raise UsageError("--truncation local is only correct for two parties (--parties 2)")
     config = _train_config(args, own_file=False)
     if config.reveal_to is not None and not 0 <= config.reveal_to < args.parties:
         raise UsageError(f"--reveal-to must be a party rank in 0..{args.parties - 1}")
@@ -268,7 +283,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     results = run_local(functools.partial(train_party, config=config, progress=print_progress),
                         parties=args.parties, transport="zmq", frac_bits=args.frac_bits,
-                        int_bits=_int_bits(args.frac_bits))
+                        int_bits=_int_bits(args.frac_bits), truncation=args.truncation,
+                        failure_budget=args.failure_budget)
     seconds = time.perf_counter() - start
     owner = results[0]
     print(f"  {'':10}{'ROC AUC':>10}{'accuracy':>10}")

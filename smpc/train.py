@@ -23,7 +23,10 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+import protocols
 import smpc.nn as snn
+from protocols import TruncationBudgetError
+from smpc import checkpoint
 from smpc.dataset import DataError, Schema, accuracy, embedded_dataset, load_csv, roc_auc, split_rows
 from smpc.optim import SGD
 from smpc.session import Session
@@ -58,10 +61,29 @@ class TrainConfig:
     out: str | None = None  # directory for each party's model shares
     reveal_to: int | None = None
     own_rows_only: bool = False  # multi-host: `data` is this party's own file
+    checkpoint_every: int = 0  # batches between checkpoints; 0 = none
+    checkpoint_dir: str | None = None  # where each party writes its checkpoints
+    resume: str | None = None  # continue from the newest checkpoint every party committed in this directory
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0 or self.hidden < 0:
             raise ValueError("epochs, batch size and learning rate must be positive, hidden non-negative")
+        if self.checkpoint_every < 0:
+            raise ValueError("--checkpoint-every must be 0 (off) or a positive number of batches")
+        if self.checkpoint_every and not (self.checkpoint_dir or self.resume):
+            raise ValueError("--checkpoint-every needs --checkpoint-dir DIR (or --resume DIR)")
+
+    @property
+    def checkpoints(self) -> Path | None:
+        """Directory checkpoints are written to (the resumed one unless another is given)."""
+        chosen = self.checkpoint_dir or self.resume
+        return Path(chosen) if chosen else None
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What a resumed run must share with the checkpointed one (the model, data and schedule)."""
+        keep = ("data", "label", "positive", "schema", "epochs", "lr", "batch_size", "hidden", "momentum",
+                "weight_decay", "seed", "test_fraction", "max_rows", "joint_init")
+        return {name: getattr(self, name) for name in keep}
 
 
 # -- data each party holds ----------------------------------------------------------------------------------
@@ -196,19 +218,29 @@ def train_party(session: Session, config: TrainConfig, progress: Callable[[str],
         n_numeric = len(data.schema.numeric)
         features = torch.cat([session.share(data.features if rank == b else None, owner=b) for b in range(n)])
         labels = torch.cat([session.share(data.labels if rank == b else None, owner=b) for b in range(n)])
-        mean, inverse_std = _standardiser(session, features, n_numeric)
-        features = _standardise(features, mean, inverse_std)
+        n_rows = features.shape[0]
+        total_batches = config.epochs * math.ceil(n_rows / config.batch_size)
+        check_truncation_budget(session, n_rows, config)
         model = snn.from_torch(torch_model(data.schema.n_features, config), session,
                                owner=None if config.joint_init else 0,
                                seed=(config.seed * 1000 + rank) if config.joint_init else None)
         optimizer = SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                         weight_decay=config.weight_decay)
         criterion = snn.BCELoss()
-        n_rows = features.shape[0]
-        total_batches = config.epochs * math.ceil(n_rows / config.batch_size)
         done, losses = 0, []
+        if config.resume:
+            done, losses, mean, inverse_std = _resume(session, config, model, optimizer)
+            if progress is not None and rank == 0:
+                progress(f"resumed from {config.resume} at batch {done}/{total_batches} (shares re-randomised)")
+        else:
+            mean, inverse_std = _standardiser(session, features, n_numeric)
+        features = _standardise(features, mean, inverse_std)
+        start_step, step = done, 0
         for epoch in range(config.epochs):
             for rows in batch_order(n_rows, epoch, config):
+                step += 1
+                if step <= start_step:
+                    continue  # done before the checkpoint we resumed from
                 index = torch.from_numpy(rows)
                 loss = criterion(model(features[index]), labels[index].reshape(-1, 1))
                 optimizer.zero_grad()
@@ -218,14 +250,15 @@ def train_party(session: Session, config: TrainConfig, progress: Callable[[str],
                 value = loss.value(to=0) if config.show_loss else None
                 if value is not None:
                     losses.append(value)
+                    _check_divergence(losses, done, config)
+                if config.checkpoint_every and done % config.checkpoint_every == 0 and done < total_batches:
+                    _checkpoint(session, config, done, model, optimizer, mean, inverse_std, losses)
                 if progress is not None and rank == 0 and (done % 10 == 0 or done == total_batches):
                     elapsed = time.monotonic() - start
-                    left = elapsed / done * (total_batches - done)
+                    left = elapsed / max(done - start_step, 1) * (total_batches - done)
                     shown = f"loss {value:.4f}" if value is not None else "loss hidden (--show-loss)"
                     progress(f"epoch {epoch + 1}/{config.epochs}  batch {done}/{total_batches}  {shown}  "
                              f"{elapsed:.0f} s elapsed, about {left:.0f} s left")
-                    if value is not None and (not math.isfinite(value) or value > 50):
-                        progress("warning: the loss is diverging; lower --lr")
         test_features = session.share(data.test_features if rank == 0 else None, owner=0)
         predictions = model.predict(_standardise(test_features, mean, inverse_std), to=0)
         revealed = model.reveal(to=config.reveal_to) if config.reveal_to is not None else None
@@ -244,6 +277,133 @@ def train_party(session: Session, config: TrainConfig, progress: Callable[[str],
         session.party.audit = None
         if audit is not None:
             audit.close()
+
+
+class DivergedError(ValueError):
+    """The training loss is no longer finite or has grown far past where it started."""
+
+
+#: The loss has diverged when it is not finite, or when the mean of the last DIVERGED_WINDOW batches is more
+#: than DIVERGED_FACTOR times the first batch's (the untrained model's) loss.  BCE on shares is bounded (its
+#: logs are clamped at 2^-frac_bits), so a blow-up shows as a loss stuck far above where training started.
+DIVERGED_WINDOW = 10
+DIVERGED_FACTOR = 2.0
+
+
+def _check_divergence(losses: list[float], batch: int, config: TrainConfig) -> None:
+    """Stop (party 0, which alone sees the loss) when the loss diverges; the others are told by the abort."""
+    value = losses[-1]
+    recent = losses[-DIVERGED_WINDOW:]
+    diverged = not math.isfinite(value) or (
+        len(losses) > DIVERGED_WINDOW and sum(recent) / len(recent) > DIVERGED_FACTOR * losses[0])
+    if diverged:
+        raise DivergedError(
+            f"the training loss diverged by batch {batch}: mean {sum(recent) / len(recent):.4g} over the last "
+            f"{len(recent)} batches against {losses[0]:.4g} at the first; lower --lr (now {config.lr:g})")
+
+
+def check_truncation_budget(session: Session, n_rows: int, config: TrainConfig) -> None:
+    """Refuse, before training, a run whose local-shift truncations would exceed the session's failure budget.
+
+    The run truncates at least one element per example per batch (the model's first product), so
+    epochs x rows x p is a lower bound on its expected failures (p per element: 2^(product_bits+1-64));
+    when that bound is over the budget the run is refused here.  Every truncation is also checked as it
+    happens (``Party.check_truncation_budget``), so nothing the bound misses can slip through.  The dealer
+    method is exact and never refused.
+    """
+    party = session.party
+    if party.truncation != "local":
+        return
+    per_element = session.encoding.local_shift_failure_probability()
+    expected = config.epochs * n_rows * per_element
+    if expected > party.failure_budget:
+        raise TruncationBudgetError(
+            f"this run would make at least {config.epochs * n_rows} local-shift truncations, {expected:.3g} expected "
+            f"failures ({per_element:.3g} each), over the budget of {party.failure_budget:g}; use the dealer's "
+            "truncation (exact), or fewer epochs or rows")
+
+
+# -- checkpoints --------------------------------------------------------------------------------------------
+def _state_arrays(model: snn.Module, optimizer: SGD, mean: SharedTensor, inverse_std: SharedTensor
+                  ) -> dict[str, torch.Tensor]:
+    """This party's shares of everything training carries from one batch to the next."""
+    arrays = {f"model/{name}": share for name, share in model.state_shares().items()}
+    for name, parameter in model.named_parameters():
+        buffer = optimizer.state.get(parameter, {}).get("momentum_buffer")
+        if buffer is not None:
+            arrays[f"momentum/{name}"] = buffer.local_share
+    arrays["standardise/mean"] = mean.local_share
+    arrays["standardise/inverse_std"] = inverse_std.local_share
+    return arrays
+
+
+def _checkpoint(session: Session, config: TrainConfig, step: int, model: snn.Module, optimizer: SGD,
+                mean: SharedTensor, inverse_std: SharedTensor, losses: list[float]) -> None:
+    """Write this party's checkpoint of ``step``, then (one round) learn that every party wrote its own,
+    then commit.  A crash before the commit leaves the previous committed checkpoint in force."""
+    party = session.party
+    directory = config.checkpoints
+    assert directory is not None
+    arrays = {name: share.detach().cpu().numpy() for name, share in _state_arrays(model, optimizer, mean,
+                                                                                    inverse_std).items()}
+    meta = {"parties": session.world_size, "config": config.fingerprint(), "losses": losses,
+            "counters": {"tag": party._tag, "dealer_requests": party.dealer_requests}}
+    checkpoint.write(directory, step, session.rank, arrays, meta)
+    tag = party.next_tag()
+    written = torch.tensor([step], dtype=torch.int64)
+    for peer in party.others:
+        party.send(peer, tag, written)
+    for peer in party.others:
+        theirs = party.recv(peer, tag, "checkpoint written")
+        if theirs.tolist() != [step]:
+            raise checkpoint.CheckpointError(f"party {peer} wrote checkpoint {theirs.tolist()}, not {step}")
+    party.rounds += 1
+    checkpoint.commit(directory, step, session.rank)
+
+
+def _resume(session: Session, config: TrainConfig, model: snn.Module, optimizer: SGD
+            ) -> tuple[int, list[float], SharedTensor, SharedTensor]:
+    """Agree with every party on the newest checkpoint all of them committed, load this party's part, and
+    re-randomise every share (fresh pair and dealer keys: no mask or triple is used twice).
+    Returns (batches done, losses so far, mean, inverse_std)."""
+    party = session.party
+    directory = Path(config.resume or "")
+    if not directory.is_dir():
+        raise checkpoint.CheckpointError(f"--resume {directory}: no such directory")
+    mine = checkpoint.committed_steps(directory, session.rank)
+    tag = party.next_tag()
+    for peer in party.others:
+        party.send(peer, tag, torch.tensor(mine or [-1], dtype=torch.int64))
+    common = set(mine)
+    for peer in party.others:
+        common &= set(party.recv(peer, tag, "checkpoint steps").tolist())
+    party.rounds += 1
+    if not common:
+        raise checkpoint.CheckpointError(
+            f"--resume {directory}: no checkpoint that every party committed (party {session.rank} has "
+            f"{mine or 'none'}); start again without --resume")
+    step = max(common)
+    arrays, meta = checkpoint.load(directory, step, session.rank)
+    if meta.get("parties") != session.world_size or meta.get("config") != config.fingerprint():
+        saved = meta.get("config", {})
+        differing = sorted(k for k in set(saved) | set(config.fingerprint())
+                           if saved.get(k) != config.fingerprint().get(k))
+        raise checkpoint.CheckpointError(
+            f"--resume {directory}: checkpoint {step} was made with other settings ({', '.join(differing) or 'parties'}); "
+            "resume with the same options")
+    fresh = {name: protocols.rerandomize(party, torch.from_numpy(arrays[name]).to(party.device))
+             for name in sorted(arrays)}
+    model.load_state_shares({name[len("model/"):]: share for name, share in fresh.items() if name.startswith("model/")})
+    for name, parameter in model.named_parameters():
+        if f"momentum/{name}" in fresh:
+            optimizer.state.setdefault(parameter, {})["momentum_buffer"] = SharedTensor(session, fresh[f"momentum/{name}"])
+    # Program tags continue past the checkpointed run's.  Dealer streams restart at 1 with the dealer (its
+    # serve loop counts from 1): every key of this session is fresh, so no stream of the old keys, hence no
+    # mask or triple, is ever drawn again.
+    party._tag = max(party._tag, int(meta["counters"]["tag"]))
+    mean = SharedTensor(session, fresh["standardise/mean"])
+    inverse_std = SharedTensor(session, fresh["standardise/inverse_std"])
+    return step, list(meta.get("losses", [])), mean, inverse_std
 
 
 # -- model files --------------------------------------------------------------------------------------------
