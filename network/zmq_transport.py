@@ -251,7 +251,9 @@ class ZmqTransport:
         except BaseException as error:
             router.close(linger=0)
             if isinstance(error, zmq.ZMQError):
-                raise NetworkError(f"cannot bind {bind!r}: {error.strerror}") from error
+                hint = ("; another program, or an earlier node still running, holds that port: stop it or give "
+                        "this node another port in the roster") if error.errno == zmq.EADDRINUSE else ""
+                raise NetworkError(f"cannot bind {bind!r}: {error.strerror}{hint}") from error
             raise
         return router
 
