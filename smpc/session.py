@@ -234,7 +234,10 @@ class Session:
             if not abort:
                 for stream in party.pending_plan_acks:  # the dealer finished a background plan
                     party.transport.recv(party.dealer_id, stream, op="dealer plan")
-            self._party.transport.close(abort=abort, reason=reason)
+            try:
+                self._party.transport.close(abort=abort, reason=reason)
+            except TypeError:  # a transport written before close() took a reason (close is idempotent)
+                self._party.transport.close(abort=abort)
 
     @property
     def closed(self) -> bool:

@@ -151,8 +151,8 @@ class RecordingTransport:
         self.received.append((src, tag, op, np.array(array, copy=True)))
         return array
 
-    def close(self, *, abort: bool = False) -> None:
-        self._inner.close(abort=abort)
+    def close(self, *, abort: bool = False, reason: str = "") -> None:
+        self._inner.close(abort=abort, reason=reason)
 
     def take(self) -> tuple[list[tuple[int, int, np.ndarray]], list[tuple[int, int, str, np.ndarray]]]:
         """Everything recorded so far, and start afresh."""

@@ -149,8 +149,8 @@ class RecordingTransport:
             self.received.setdefault(tag, []).append((src, np.array(array, copy=True)))
         return array
 
-    def close(self, *, abort: bool = False) -> None:
-        self._inner.close(abort=abort)
+    def close(self, *, abort: bool = False, reason: str = "") -> None:
+        self._inner.close(abort=abort, reason=reason)
 
     def openings(self) -> list[np.ndarray]:
         """The values opened under the recorded op, in tag order: our own sent share plus every received one."""
