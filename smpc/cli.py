@@ -24,6 +24,7 @@ from smpc.demo import demo_program, plain_reference
 from smpc.hosts import connect_node, load_roster, roster_options
 from smpc.runner import PartyError, run_dealer, run_local
 from smpc.session import Session
+from smpc.privacy import Ledger, dataset_id
 from smpc.train import TrainConfig, combine_shares, print_progress, train_party, train_plain
 
 
@@ -89,6 +90,11 @@ def _parser() -> argparse.ArgumentParser:
                             "--failure-budget")
     train.add_argument("--failure-budget", type=float, default=1e-6,
                        help="most expected wrong truncations a run may have with --truncation local (default 1e-6)")
+    train.add_argument("--ledger", metavar="FILE",
+                       help="privacy-budget ledger: record what this run spends on its data set, and refuse it "
+                            "if that would exceed --budget (runs without --dp-epsilon are refused)")
+    train.add_argument("--budget", type=float, nargs=2, default=(10.0, 1e-4), metavar=("EPS", "DELTA"),
+                       help="the data set's total privacy budget in the ledger (default 10 1e-4)")
     train.set_defaults(handler=_cmd_train)
 
     party = commands.add_parser("party", help="run one party of a session described by a roster: the demo, or "
@@ -147,6 +153,19 @@ def _train_arguments(parser: argparse.ArgumentParser, *, own_file: bool) -> None
     parser.add_argument("--checkpoint-dir", metavar="DIR", help="where checkpoints go (default: the --resume DIR)")
     parser.add_argument("--resume", metavar="DIR", help="continue from the newest checkpoint every party committed "
                                                          "in DIR, with the same options (shares re-randomised)")
+    parser.add_argument("--mode", choices=("secure", "fedavg"), default="secure",
+                        help="secure: train on shares (default); fedavg: each bank trains locally in plain torch, "
+                             "updates averaged under MPC")
+    parser.add_argument("--rounds", type=int, default=10, help="fedavg rounds (default 10)")
+    parser.add_argument("--local-steps", type=int, default=10, help="fedavg: SGD steps per bank per round (default 10)")
+    parser.add_argument("--keep-shared", action="store_true", help="fedavg: keep the final model shared")
+    parser.add_argument("--split-by", metavar="COLUMN",
+                        help="deal the training rows to the banks by this column's value (skewed) instead of at random")
+    parser.add_argument("--dp-epsilon", type=float, metavar="EPS",
+                        help="differential privacy: the whole run spends at most this epsilon (secure: DP-SGD with "
+                             "per-example clipping and joint noise; fedavg: clipped bank updates, noise on the sum)")
+    parser.add_argument("--dp-delta", type=float, default=1e-5, help="DP delta (default 1e-5)")
+    parser.add_argument("--dp-clip", type=float, default=1.0, help="DP clipping norm (default 1.0)")
 
 
 def _train_config(args: argparse.Namespace, *, own_file: bool) -> TrainConfig:
@@ -159,7 +178,9 @@ def _train_config(args: argparse.Namespace, *, own_file: bool) -> TrainConfig:
         seed=args.seed, test_fraction=args.test_fraction, max_rows=args.max_rows, joint_init=args.joint_init,
         show_loss=args.show_loss, audit=args.audit, out=args.out, reveal_to=args.reveal_to,
         own_rows_only=own_file, checkpoint_every=args.checkpoint_every, checkpoint_dir=args.checkpoint_dir,
-        resume=args.resume,
+        resume=args.resume, mode=args.mode, rounds=args.rounds, local_steps=args.local_steps,
+        keep_shared=args.keep_shared, split_by=args.split_by, dp_epsilon=args.dp_epsilon, dp_delta=args.dp_delta,
+        dp_clip=args.dp_clip,
     )
 
 
@@ -274,12 +295,24 @@ def _cmd_train(args: argparse.Namespace) -> int:
     config = _train_config(args, own_file=False)
     if config.reveal_to is not None and not 0 <= config.reveal_to < args.parties:
         raise UsageError(f"--reveal-to must be a party rank in 0..{args.parties - 1}")
+    ledger = dataset = None
+    if args.ledger:
+        if config.dp_epsilon is None:
+            raise UsageError("with --ledger every run must be differentially private: add --dp-epsilon (a run "
+                             "without it spends an unbounded budget)")
+        ledger, dataset = Ledger(args.ledger), dataset_id(Path(config.data or embedded_dataset()))
+        # Charged before the run (a reservation of its target): a run that fails midway may already have
+        # released something, so it stays charged; one over the budget is refused here, before any data moves.
+        ledger.charge(dataset, config.dp_epsilon, config.dp_delta,
+                      f"smpc train --mode {config.mode} ({config.data or 'embedded German Credit'})", tuple(args.budget))
     print(f"smpc train: {args.parties} banks and a dealer as processes over CurveZMQ on 127.0.0.1; "
           f"data {config.data or 'German Credit (embedded)'}", flush=True)
     plain = train_plain(config, args.parties)
     print(f"  {plain['train_rows']} training rows split among {args.parties} banks, {plain['test_rows']} test rows "
           f"held by party 0; {'MLP with ' + str(config.hidden) + ' hidden units' if config.hidden else 'logistic regression'}, "
-          f"{config.epochs} epochs, batch {config.batch_size}, lr {config.lr}", flush=True)
+          f"{config.epochs} epochs, batch {config.batch_size}, lr {config.lr}"
+          + (f"; fedavg: {config.rounds} rounds of {config.local_steps} local steps per bank, plain reference "
+             f"trained centrally" if config.mode == "fedavg" else ""), flush=True)
     start = time.perf_counter()
     results = run_local(functools.partial(train_party, config=config, progress=print_progress),
                         parties=args.parties, transport="zmq", frac_bits=args.frac_bits,
@@ -287,8 +320,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
                         failure_budget=args.failure_budget)
     seconds = time.perf_counter() - start
     owner = results[0]
+    if ledger is not None and dataset is not None:
+        spent = ledger.spent(dataset)
+        print(f"  ledger {args.ledger}: this data set has spent epsilon {spent[0]:.3f}, delta {spent[1]:.2g} "
+              f"of {args.budget[0]:g}, {args.budget[1]:g}")
+    if "epsilon_spent" in owner:
+        print(f"  differential privacy: epsilon spent {owner['epsilon_spent']:.3f} (target {config.dp_epsilon:g}), "
+              f"delta {owner['delta']:g}, noise multiplier {owner['noise_multiplier']:.3f}")
     print(f"  {'':10}{'ROC AUC':>10}{'accuracy':>10}")
-    print(f"  {'secure':10}{owner['auc']:10.4f}{owner['accuracy']:10.4f}")
+    print(f"  {config.mode:10}{owner['auc']:10.4f}{owner['accuracy']:10.4f}")
     print(f"  {'plain':10}{plain['auc']:10.4f}{plain['accuracy']:10.4f}")
     sent = [r["stats"]["bytes_sent"] for r in results]
     print(f"  {seconds:.1f} s; bytes sent per party: {sent}; rounds: {owner['stats']['rounds']}")
@@ -299,10 +339,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if config.out:
         print(f"  each party's model shares are in {config.out}/party<rank>.npz; combine with smpc reveal-model")
     if args.report:
-        report = {"secure": {"auc": owner["auc"], "accuracy": owner["accuracy"]},
+        report = {"mode": config.mode, "secure": {"auc": owner["auc"], "accuracy": owner["accuracy"]},
                   "plain": {"auc": plain["auc"], "accuracy": plain["accuracy"]},
                   "seconds": seconds, "bytes_sent_per_party": sent, "rounds": owner["stats"]["rounds"],
                   "rows": {"train": plain["train_rows"], "test": plain["test_rows"]}}
+        if "epsilon_spent" in owner:
+            report.update(epsilon_spent=owner["epsilon_spent"], delta=owner["delta"])
+        if "rounds" in owner:
+            report["rounds_detail"] = owner["rounds"]
         Path(args.report).write_text(json.dumps(report, indent=2) + "\n")
     return 0
 

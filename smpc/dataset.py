@@ -190,8 +190,11 @@ class Split:
     banks: tuple[np.ndarray, ...] = field(default_factory=tuple)
 
 
-def split_rows(labels: np.ndarray, n_banks: int, test_fraction: float, seed: int) -> Split:
-    """A stratified test hold-out, then the training rows dealt at random among the banks (horizontal split).
+def split_rows(labels: np.ndarray, n_banks: int, test_fraction: float, seed: int,
+               by: Sequence[str] | None = None) -> Split:
+    """A stratified test hold-out, then the training rows dealt among the banks (horizontal split): at random,
+    or with ``by`` (one value per row) sorted by that column and cut into contiguous blocks, so each bank gets
+    a different range of it (a skewed split: numbers sort numerically, other values as text).
 
     The split is public and seeded (a numpy Generator: this shuffles public row indices, it makes no share).
     """
@@ -207,10 +210,21 @@ def split_rows(labels: np.ndarray, n_banks: int, test_fraction: float, seed: int
         train.append(rows[cut:])
     train_rows = np.concatenate(train)
     generator.shuffle(train_rows)
+    if by is not None:
+        if len(by) != len(labels):
+            raise ValueError("the split column needs one value per row")
+        train_rows = np.array(sorted(train_rows, key=lambda row: _sort_key(by[row])), dtype=train_rows.dtype)
     banks = tuple(np.sort(part) for part in np.array_split(train_rows, n_banks))
     if any(len(part) == 0 for part in banks):
         raise DataError(f"too few rows to give each of {n_banks} banks at least one")
     return Split(np.sort(np.concatenate(test)), banks)
+
+
+def _sort_key(value: str) -> tuple[int, float, str]:
+    try:
+        return (0, float(value), "")
+    except ValueError:
+        return (1, 0.0, value)
 
 
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:

@@ -26,7 +26,7 @@ import torch
 import protocols
 import smpc.nn as snn
 from protocols import TruncationBudgetError
-from smpc import checkpoint
+from smpc import checkpoint, dp, federated, privacy
 from smpc.dataset import DataError, Schema, accuracy, embedded_dataset, load_csv, roc_auc, split_rows
 from smpc.optim import SGD
 from smpc.session import Session
@@ -64,6 +64,14 @@ class TrainConfig:
     checkpoint_every: int = 0  # batches between checkpoints; 0 = none
     checkpoint_dir: str | None = None  # where each party writes its checkpoints
     resume: str | None = None  # continue from the newest checkpoint every party committed in this directory
+    mode: str = "secure"  # "secure": train on shares; "fedavg": local plain training, secure aggregation
+    rounds: int = 10  # fedavg rounds
+    local_steps: int = 10  # fedavg: SGD steps per bank per round
+    keep_shared: bool = False  # fedavg: the final model stays shared
+    split_by: str | None = None  # deal training rows to banks by this column (skewed) instead of at random
+    dp_epsilon: float | None = None  # differential privacy target over the whole run
+    dp_delta: float = 1e-5
+    dp_clip: float = 1.0  # per-example gradient (secure) or per-bank update (fedavg) L2 clip
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0 or self.hidden < 0:
@@ -72,6 +80,19 @@ class TrainConfig:
             raise ValueError("--checkpoint-every must be 0 (off) or a positive number of batches")
         if self.checkpoint_every and not (self.checkpoint_dir or self.resume):
             raise ValueError("--checkpoint-every needs --checkpoint-dir DIR (or --resume DIR)")
+        if self.mode not in ("secure", "fedavg"):
+            raise ValueError(f"--mode must be secure or fedavg, not {self.mode!r}")
+        if self.rounds < 1 or self.local_steps < 1:
+            raise ValueError("--rounds and --local-steps must be positive")
+        if self.dp_epsilon is not None:
+            if not self.dp_epsilon > 0 or not 0 < self.dp_delta < 1 or not self.dp_clip > 0:
+                raise ValueError("--dp-epsilon and --dp-clip must be positive and --dp-delta in (0, 1)")
+            if self.mode == "secure" and self.hidden:
+                raise ValueError("--dp-epsilon in secure mode trains logistic regression only (no --hidden)")
+            if self.mode == "secure" and (self.momentum or self.checkpoint_every or self.resume):
+                raise ValueError("--dp-epsilon in secure mode runs plain SGD without checkpoints")
+        if self.keep_shared and self.mode != "fedavg":
+            raise ValueError("--keep-shared is for --mode fedavg (secure mode never reveals the model)")
 
     @property
     def checkpoints(self) -> Path | None:
@@ -82,7 +103,7 @@ class TrainConfig:
     def fingerprint(self) -> dict[str, Any]:
         """What a resumed run must share with the checkpointed one (the model, data and schedule)."""
         keep = ("data", "label", "positive", "schema", "epochs", "lr", "batch_size", "hidden", "momentum",
-                "weight_decay", "seed", "test_fraction", "max_rows", "joint_init")
+                "weight_decay", "seed", "test_fraction", "max_rows", "joint_init", "split_by")
         return {name: getattr(self, name) for name in keep}
 
 
@@ -112,6 +133,18 @@ def load_all(config: TrainConfig) -> tuple[Schema, np.ndarray, np.ndarray]:
     return schema, features, labels
 
 
+def split_column(config: TrainConfig) -> list[str] | None:
+    """The values of ``--split-by``'s column, one per row (None for a random split)."""
+    if config.split_by is None:
+        return None
+    header, rows = load_csv(config.data or embedded_dataset())
+    if config.split_by not in header:
+        raise DataError(f"--split-by column {config.split_by!r} not found; columns are: {', '.join(header)}")
+    if config.max_rows:
+        rows = rows[: config.max_rows]
+    return [row[config.split_by] for row in rows]
+
+
 def party_data(config: TrainConfig, rank: int, n_parties: int) -> PartyData:
     """What party ``rank`` holds.  Local runs deal the one file's rows out by the seeded split and each party
     keeps only its share; multi-host runs read this party's own file, party 0 holding out its test rows."""
@@ -125,7 +158,7 @@ def party_data(config: TrainConfig, rank: int, n_parties: int) -> PartyData:
         train = split.banks[0]
         return PartyData(schema, features[train], labels[train], features[split.test], labels[split.test])
     schema, features, labels = load_all(config)
-    split = split_rows(labels, n_parties, config.test_fraction, config.seed)
+    split = split_rows(labels, n_parties, config.test_fraction, config.seed, by=split_column(config))
     mine = split.banks[rank]
     test = (features[split.test], labels[split.test]) if rank == 0 else (None, None)
     return PartyData(schema, features[mine], labels[mine], *test)
@@ -215,6 +248,8 @@ def train_party(session: Session, config: TrainConfig, progress: Callable[[str],
     try:
         data = party_data(config, rank, n)
         _agree(session, data.schema.fingerprint())
+        if config.mode == "fedavg":
+            return _fedavg_party(session, config, data, progress, start)
         n_numeric = len(data.schema.numeric)
         features = torch.cat([session.share(data.features if rank == b else None, owner=b) for b in range(n)])
         labels = torch.cat([session.share(data.labels if rank == b else None, owner=b) for b in range(n)])
@@ -235,6 +270,11 @@ def train_party(session: Session, config: TrainConfig, progress: Callable[[str],
         else:
             mean, inverse_std = _standardiser(session, features, n_numeric)
         features = _standardise(features, mean, inverse_std)
+        sigma = sample_rate = None
+        if config.dp_epsilon is not None:
+            sample_rate = min(1.0, config.batch_size / n_rows)
+            sigma = privacy.noise_multiplier_for(config.dp_epsilon, config.dp_delta, sample_rate, total_batches)
+            limits = dp.row_limits(features, config.dp_clip)
         start_step, step = done, 0
         for epoch in range(config.epochs):
             for rows in batch_order(n_rows, epoch, config):
@@ -242,9 +282,17 @@ def train_party(session: Session, config: TrainConfig, progress: Callable[[str],
                 if step <= start_step:
                     continue  # done before the checkpoint we resumed from
                 index = torch.from_numpy(rows)
-                loss = criterion(model(features[index]), labels[index].reshape(-1, 1))
                 optimizer.zero_grad()
-                loss.backward()
+                if sigma is None:
+                    loss = criterion(model(features[index]), labels[index].reshape(-1, 1))
+                    loss.backward()
+                else:  # DP-SGD: clipped per-example gradients plus joint noise, on shares
+                    output = model(features[index])
+                    loss = criterion(output, labels[index].reshape(-1, 1))
+                    error = (output - labels[index].reshape(-1, 1)).reshape(-1)
+                    linear = model[0]
+                    linear.weight.grad, linear.bias.grad = dp.clipped_noisy_gradient(
+                        session, features[index], error, limits[index], config.dp_clip, sigma)
                 optimizer.step()
                 done += 1
                 value = loss.value(to=0) if config.show_loss else None
@@ -257,6 +305,9 @@ def train_party(session: Session, config: TrainConfig, progress: Callable[[str],
                     elapsed = time.monotonic() - start
                     left = elapsed / max(done - start_step, 1) * (total_batches - done)
                     shown = f"loss {value:.4f}" if value is not None else "loss hidden (--show-loss)"
+                    if sigma is not None:
+                        spent = privacy.epsilon_spent(sample_rate, sigma, done, config.dp_delta)
+                        shown += f"  epsilon spent {spent:.3f} of {config.dp_epsilon:g}"
                     progress(f"epoch {epoch + 1}/{config.epochs}  batch {done}/{total_batches}  {shown}  "
                              f"{elapsed:.0f} s elapsed, about {left:.0f} s left")
         test_features = session.share(data.test_features if rank == 0 else None, owner=0)
@@ -266,6 +317,9 @@ def train_party(session: Session, config: TrainConfig, progress: Callable[[str],
             save_shares(Path(config.out), session, model, mean, inverse_std, data.schema, config)
         result: dict[str, Any] = {"rank": rank, "stats": session.stats.as_dict(),
                                   "train_rows": int(n_rows), "seconds": time.monotonic() - start, "losses": losses}
+        if sigma is not None:
+            result.update(epsilon_spent=privacy.epsilon_spent(sample_rate, sigma, done, config.dp_delta),
+                          delta=config.dp_delta, noise_multiplier=sigma)
         if rank == 0:
             scores = predictions.reshape(-1).numpy()
             result.update(test_rows=len(scores), auc=roc_auc(scores, data.test_labels),
@@ -321,6 +375,79 @@ def check_truncation_budget(session: Session, n_rows: int, config: TrainConfig) 
             f"this run would make at least {config.epochs * n_rows} local-shift truncations, {expected:.3g} expected "
             f"failures ({per_element:.3g} each), over the budget of {party.failure_budget:g}; use the dealer's "
             "truncation (exact), or fewer epochs or rows")
+
+
+# -- federated averaging ------------------------------------------------------------------------------------
+def _fedavg_party(session: Session, config: TrainConfig, data: PartyData, progress: Callable[[str], None] | None,
+                  start: float) -> dict:
+    """``--mode fedavg`` on one bank: standardise with jointly aggregated statistics, then ``fedavg``."""
+    rank = session.rank
+    n_numeric = len(data.schema.numeric)
+    mean, inverse_std = _aggregated_standardiser(session, data.features, n_numeric)
+    features = data.features.copy()
+    features[:, :n_numeric] = (features[:, :n_numeric] - mean) * inverse_std
+    evaluate = None
+    if rank == 0:
+        test = data.test_features.copy()
+        test[:, :n_numeric] = (test[:, :n_numeric] - mean) * inverse_std
+
+        def evaluate(model: torch.nn.Module) -> dict:
+            with torch.no_grad():
+                scores = model(torch.from_numpy(test)).reshape(-1).numpy()
+            return {"auc": roc_auc(scores, data.test_labels), "accuracy": accuracy(scores, data.test_labels)}
+
+    sigma = None
+    if config.dp_epsilon is not None:  # every bank takes part in every round: sampling rate 1
+        sigma = privacy.noise_multiplier_for(config.dp_epsilon, config.dp_delta, 1.0, config.rounds)
+    outcome = federated.fedavg(
+        session, torch_model(data.schema.n_features, config), features, data.labels, rounds=config.rounds,
+        local_steps=config.local_steps, lr=config.lr, batch_size=config.batch_size, seed=config.seed,
+        keep_shared=config.keep_shared, dp_noise_multiplier=sigma or 0.0, clip=config.dp_clip,
+        evaluate=evaluate, progress=progress)
+    result: dict[str, Any] = {"rank": rank, "stats": session.stats.as_dict(), "train_rows": len(features),
+                              "seconds": time.monotonic() - start, "losses": [], "rounds": outcome.rounds}
+    if sigma is not None:
+        result.update(epsilon_spent=privacy.epsilon_spent(1.0, sigma, config.rounds, config.dp_delta),
+                      delta=config.dp_delta, noise_multiplier=sigma)
+    if outcome.shares is not None:  # kept shared: party 0's test predictions from the shared model
+        model = snn.from_torch(torch_model(data.schema.n_features, config), session, owner=0)
+        flat, at, shares = outcome.shares.local_share, 0, {}
+        for name, parameter in model.named_parameters():
+            count = math.prod(parameter.shape)
+            shares[name] = flat[at : at + count].reshape(tuple(parameter.shape))
+            at += count
+        model.load_state_shares(shares)
+        test_shared = session.share(test if rank == 0 else None, owner=0)
+        predictions = model.predict(test_shared, to=0)
+        if config.out:
+            mean_t, inv_t = session.public(torch.from_numpy(mean)), session.public(torch.from_numpy(inverse_std))
+            save_shares(Path(config.out), session, model, mean_t, inv_t, data.schema, config)
+        if rank == 0:
+            scores = predictions.reshape(-1).numpy()
+            result.update(test_rows=len(scores), auc=roc_auc(scores, data.test_labels),
+                          accuracy=accuracy(scores, data.test_labels))
+    elif rank == 0:
+        result.update(test_rows=len(data.test_labels), auc=outcome.rounds[-1]["auc"],
+                      accuracy=outcome.rounds[-1]["accuracy"])
+    return result
+
+
+def _aggregated_standardiser(session: Session, features: np.ndarray, n_numeric: int
+                             ) -> tuple[np.ndarray, np.ndarray]:
+    """Joint mean and 1/std of the numeric columns from every bank's sums, aggregated on shares: only the
+    totals are revealed (fedavg reveals the model every round anyway)."""
+    count = sum(federated.public_row_counts(session, len(features)))
+    # Each bank's contribution to the joint means (its sums over the total count): schema-scaled values, so
+    # well inside the fixed-point range.
+    sums = np.concatenate([features[:, :n_numeric].sum(0), (features[:, :n_numeric] ** 2).sum(0)]) / count
+    total = None
+    for bank in range(session.world_size):
+        part = session.share(torch.from_numpy(sums) if session.rank == bank else None, owner=bank)
+        total = part if total is None else total + part
+    assert total is not None
+    opened = total.reveal().numpy()
+    mean, mean_square = opened[:n_numeric], opened[n_numeric:]
+    return mean, 1.0 / np.sqrt(np.maximum(mean_square - mean * mean, 0.0) + _VARIANCE_FLOOR)
 
 
 # -- checkpoints --------------------------------------------------------------------------------------------
@@ -475,7 +602,7 @@ def combine_shares(paths: list[str | Path]) -> tuple[dict[str, Any], dict[str, t
 def train_plain(config: TrainConfig, n_parties: int) -> dict[str, Any]:
     """The same job in plain torch: same split, standardisation, initial weights, batch order, loss and SGD."""
     schema, features, labels = load_all(config)
-    split = split_rows(labels, n_parties, config.test_fraction, config.seed)
+    split = split_rows(labels, n_parties, config.test_fraction, config.seed, by=split_column(config))
     train = np.concatenate(split.banks)
     n_numeric = len(schema.numeric)
     x_train, y_train = torch.from_numpy(features[train]), torch.from_numpy(labels[train])

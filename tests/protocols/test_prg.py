@@ -143,6 +143,8 @@ ALLOWED_RANDOMNESS = {
     "smpc/train.py": {"np.random.default_rng", "np.random", "torch.Generator", "torch.rand"},
     # A party's own private contribution to a joint initialisation (its input, then secret-shared by AES).
     "smpc/nn.py": {"torch.Generator", "torch.rand"},
+    # A bank's public, seeded order of its own rows for local fedavg steps (plain training, no share).
+    "smpc/federated.py": {"np.random.default_rng", "np.random"},
 }
 
 
