@@ -79,13 +79,15 @@ def fedavg(session: Session, model: torch.nn.Module, features: np.ndarray, label
            local_steps: int, lr: float, batch_size: int = 32, seed: int = 0, keep_shared: bool = False,
            dp_noise_multiplier: float = 0.0, clip: float = 1.0,
            evaluate: Callable[[torch.nn.Module], dict] | None = None,
+           epsilon_after: Callable[[int], float] | None = None,
            progress: Callable[[str], None] | None = None) -> FedAvgResult:
     """Federated averaging of ``model`` over the banks' rows with secure aggregation (see the module docstring).
 
     Every party calls it with the same initial ``model`` and public settings and its own ``features`` (encoded,
     standardised) and ``labels`` (0/1).  ``dp_noise_multiplier`` > 0 turns on DP-FedAvg with update clipping
     to ``clip``.  ``evaluate(model) -> dict`` (e.g. party 0's test AUC) is called on the revealed model after
-    every round.  Returns the final model (every bank holds the same one) and per-round records.
+    every round; ``epsilon_after(rounds_done)`` (the accountant) adds the privacy spent so far to each record.
+    Returns the final model (every bank holds the same one) and per-round records.
     """
     if rounds < 1 or local_steps < 1 or not lr > 0:
         raise ValueError("rounds, local steps and the learning rate must be positive")
@@ -124,6 +126,8 @@ def fedavg(session: Session, model: torch.nn.Module, features: np.ndarray, label
         record: dict = {"round": round_index + 1}
         if evaluate is not None:
             record.update(evaluate(model))
+        if epsilon_after is not None:
+            record["epsilon_spent"] = epsilon_after(round_index + 1)
         result.rounds.append(record)
         if progress is not None and session.rank == 0:
             shown = "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items())

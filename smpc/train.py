@@ -403,7 +403,9 @@ def _fedavg_party(session: Session, config: TrainConfig, data: PartyData, progre
         session, torch_model(data.schema.n_features, config), features, data.labels, rounds=config.rounds,
         local_steps=config.local_steps, lr=config.lr, batch_size=config.batch_size, seed=config.seed,
         keep_shared=config.keep_shared, dp_noise_multiplier=sigma or 0.0, clip=config.dp_clip,
-        evaluate=evaluate, progress=progress)
+        evaluate=evaluate, progress=progress,
+        epsilon_after=None if sigma is None else
+        (lambda done: privacy.epsilon_spent(1.0, sigma, done, config.dp_delta)))
     result: dict[str, Any] = {"rank": rank, "stats": session.stats.as_dict(), "train_rows": len(features),
                               "seconds": time.monotonic() - start, "losses": [], "rounds": outcome.rounds}
     if sigma is not None:
