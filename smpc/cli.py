@@ -339,14 +339,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if config.out:
         print(f"  each party's model shares are in {config.out}/party<rank>.npz; combine with smpc reveal-model")
     if args.report:
-        report = {"mode": config.mode, "secure": {"auc": owner["auc"], "accuracy": owner["accuracy"]},
+        report = {"secure": {"auc": owner["auc"], "accuracy": owner["accuracy"]},
                   "plain": {"auc": plain["auc"], "accuracy": plain["accuracy"]},
                   "seconds": seconds, "bytes_sent_per_party": sent, "rounds": owner["stats"]["rounds"],
                   "rows": {"train": plain["train_rows"], "test": plain["test_rows"]}}
         if "epsilon_spent" in owner:
             report.update(epsilon_spent=owner["epsilon_spent"], delta=owner["delta"])
-        if "rounds" in owner:
-            report["rounds_detail"] = owner["rounds"]
+        if config.mode == "fedavg":  # "secure" then holds the fedavg model's figures
+            report.update(mode="fedavg", rounds_detail=owner["rounds"])
         Path(args.report).write_text(json.dumps(report, indent=2) + "\n")
     return 0
 
