@@ -63,7 +63,9 @@ class FixedPoint:
         return self.int_bits + 2 * self.frac_bits
 
     def encode(self, value: ArrayLike) -> torch.Tensor:
-        """Float(s) -> int64 ring elements.  Raises ValueError on NaN, infinity or ``|v| >= 2^int_bits``.
+        """Float(s) -> int64 ring elements.  Raises ValueError on NaN, infinity or a value whose rounded
+        encoding is not below ``2^int_bits`` in magnitude (so every accepted value decodes to ``|v| < 2^int_bits``;
+        the largest accepted magnitude is ``2^int_bits - 2^-frac_bits``).
 
         Error: ``|decode(encode(v)) - v| <= 2^-(frac_bits+1)``.
         """
@@ -83,13 +85,19 @@ class FixedPoint:
                 bad = tensor[~finite]
                 kind = "NaN" if bool(torch.isnan(bad).any()) else "infinite"
                 raise ValueError(f"cannot encode {kind} values ({int((~finite).sum())} of {tensor.numel()} elements)")
-            largest = float(tensor.abs().max())
-            if largest >= self.max_abs:
+        # The bound applies to what is stored, so it is checked after rounding: 32767.999995 rounds to 2^31 at
+        # 16 fractional bits, which would decode to 32768.0, outside |v| < 2^15.
+        rounded = torch.round(tensor * self.scale)
+        if rounded.numel():
+            largest = float(rounded.abs().max())
+            if largest >= float(1 << (self.int_bits + self.frac_bits)):
+                shown = float(tensor.abs().max())
                 raise ValueError(
-                    f"value {largest:.6g} is outside the safe fixed-point range |v| < 2^{self.int_bits} = "
-                    f"{self.max_abs:g}; rescale the input or raise int_bits (int_bits + 2*frac_bits <= 61)"
+                    f"value {shown:.9g} is outside the safe fixed-point range |v| < 2^{self.int_bits} = "
+                    f"{self.max_abs:g} (after rounding to a multiple of 2^-{self.frac_bits}); rescale the input "
+                    "or raise int_bits (int_bits + 2*frac_bits <= 61)"
                 )
-        return torch.round(tensor * self.scale).to(torch.int64)
+        return rounded.to(torch.int64)
 
     def encode_unchecked_int(self, value: ArrayLike) -> torch.Tensor:
         """Encode exact integers (e.g. counts) with the same scale, refusing only non-integers and overflow."""

@@ -33,8 +33,8 @@ def valid_encodings(draw: st.DrawFn) -> FixedPoint:
 def encodings_and_values(draw: st.DrawFn) -> tuple[FixedPoint, list[float]]:
     """A valid encoding and a list of finite values strictly inside its range."""
     encoding = draw(valid_encodings())
-    # The largest float strictly below 2^int_bits.
-    limit = math.nextafter(encoding.max_abs, 0.0)
+    # The largest float that rounds to an encoding strictly below 2^int_bits (half a unit below it rounds up).
+    limit = math.nextafter(encoding.max_abs - encoding.resolution / 2, 0.0)
     values = draw(st.lists(st.floats(-limit, limit, allow_nan=False, allow_infinity=False), min_size=1, max_size=64))
     return encoding, values
 
@@ -110,15 +110,31 @@ def test_encode_refuses_values_outside_the_range(encoding: FixedPoint, factor: f
 
 
 def test_range_boundary() -> None:
-    """The largest float below 2^int_bits is accepted, 2^int_bits itself is refused (default 2^15 = 32768)."""
+    """The bound holds for what is stored: 2^15 - 2^-16 is the largest magnitude accepted (default 2^15 = 32768),
+    and a value just below 2^15 that rounds to 2^15 is refused like 2^15 itself."""
     encoding = FixedPoint()
     assert encoding.max_abs == 32768.0
-    below = math.nextafter(32768.0, 0.0)
-    edge = torch.tensor([below, -below], dtype=torch.float64)
-    assert float((encoding.decode(encoding.encode(edge)) - edge).abs().max()) <= encoding_error(encoding)
-    for edge in (32768.0, -32768.0):
-        with pytest.raises(ValueError):
+    largest = 32768.0 - 2.0**-16
+    below = math.nextafter(32768.0 - 2.0**-17, 0.0)  # rounds down to the largest
+    edge = torch.tensor([largest, -largest, below, -below], dtype=torch.float64)
+    decoded = encoding.decode(encoding.encode(edge))
+    assert float((decoded - edge).abs().max()) <= encoding_error(encoding)
+    assert float(decoded.abs().max()) < 32768.0
+    for edge in (32768.0, -32768.0, 32767.999995, -32767.999995, math.nextafter(32768.0, 0.0)):
+        with pytest.raises(ValueError, match="outside the safe fixed-point range"):
             encoding.encode(edge)
+
+
+@given(valid_encodings(), st.floats(0.0, 1.0))
+def test_every_accepted_value_decodes_inside_the_range(encoding: FixedPoint, fraction: float) -> None:
+    """Near the top of the range, whatever encode accepts decodes to |v| < 2^int_bits (checked after rounding)."""
+    value = encoding.max_abs - fraction * encoding.resolution
+    try:
+        encoded = encoding.encode(value)
+    except ValueError:
+        assert round(value * encoding.scale) >= 1 << (encoding.int_bits + encoding.frac_bits)
+        return
+    assert abs(float(encoding.decode(encoded))) < encoding.max_abs
 
 
 def test_encode_refuses_complex_and_decode_refuses_non_int64() -> None:
