@@ -46,3 +46,9 @@ class AesCtrPrg:
             encryptor = Cipher(self._algorithm, modes.CTR(nonce)).encryptor()
             encryptor.update_into(bytes(8 * count), out.view(np.uint8))
         return torch.from_numpy(out)
+
+    def uniform(self, stream_id: int, count: int) -> torch.Tensor:
+        """``count`` float64 values uniform in (0, 1) from stream ``stream_id``: the top 53 bits of each ring
+        element, plus half a unit, times 2^-53 (so never exactly 0 or 1).  Cost: one AES pass over 8*count bytes."""
+        words = self.ring(stream_id, count).numpy().view(np.uint64)
+        return torch.from_numpy(((words >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0**-53)

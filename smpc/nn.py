@@ -47,11 +47,12 @@ the batch).
 
 from __future__ import annotations
 
-import secrets
+import hashlib
 from typing import TYPE_CHECKING, Any, Iterator
 
 import torch
 
+from protocols.prg import AesCtrPrg, new_key
 from smpc.tensor import SharedTensor
 
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BCELoss",
+    "InitDraws",
     "Linear",
     "Loss",
     "MSELoss",
@@ -232,14 +234,15 @@ class Linear(Module):
     ``init="joint"`` (default): nobody knows the start weights.  Every party draws its own contribution
     uniform(-B/sqrt(n), B/sqrt(n)) with B = 1/sqrt(in_features) (torch's default bound) and shares it; W and b
     are the sums.  The sum has torch's variance B^2/3 (its shape tends to a normal of that variance, within
-    +-B sqrt(n) instead of +-B).  ``seed`` makes this party's contribution reproducible: an int or a
-    torch.Generator (several layers may draw from one); None takes a seed from the OS.  Parties must not
-    share seeds.  Cost: n rounds (one sharing per party, weight and bias together).
+    +-B sqrt(n) instead of +-B).  Each contribution comes from AES-CTR keyed by the OS's CSPRNG (``InitDraws``),
+    so nobody can predict the sum; ``seed`` (an int, or an ``InitDraws`` several layers draw from) makes this
+    party's contribution reproducible, for tests only: parties must not share or publish seeds.  Cost: n rounds
+    (one sharing per party, weight and bias together).
     ``init="zeros"``: public zeros, no communication (fine for convex models such as logistic regression).
     """
 
     def __init__(self, session: "Session", in_features: int, out_features: int, bias: bool = True, *,
-                 init: str = "joint", seed: int | torch.Generator | None = None) -> None:
+                 init: str = "joint", seed: int | InitDraws | None = None) -> None:
         super().__init__()
         if in_features < 1 or out_features < 1:
             raise ValueError(f"Linear needs positive sizes, got {in_features} -> {out_features}")
@@ -542,28 +545,29 @@ class Loss:
 
 # -- conversion and initialisation ------------------------------------------------------------------------
 def from_torch(module: torch.nn.Module, session: "Session", owner: int | None = None, *,
-               seed: int | torch.Generator | None = None) -> Module:
+               seed: int | InitDraws | None = None) -> Module:
     """A shared model of ``module``'s architecture (torch.nn Linear, Sigmoid, ReLU, Tanh, Sequential).
 
     Every party passes a module of the same architecture.  With ``owner``, the owner's weights are shared
     (one round per parameter) and the others' weights are ignored (only their shapes are checked).  With
-    ``owner=None`` the weights are drawn jointly (``Linear(init="joint")``; ``seed`` is this party's).
+    ``owner=None`` the weights are drawn jointly (``Linear(init="joint")``); ``seed`` is this party's own, for
+    reproducible tests only (``InitDraws``); leave it None so that the contribution comes from the OS's CSPRNG.
     """
     if owner is not None and seed is not None:
         raise ValueError("seed applies to joint initialisation (owner=None) only")
-    if owner is None and not isinstance(seed, torch.Generator):
-        seed = _generator(seed)
-    return _convert(module, session, owner, seed)
+    draws = None
+    if owner is None:
+        draws = seed if isinstance(seed, InitDraws) else InitDraws(seed)
+    return _convert(module, session, owner, draws)
 
 
-def _convert(module: torch.nn.Module, session: "Session", owner: int | None,
-             generator: torch.Generator | None) -> Module:
+def _convert(module: torch.nn.Module, session: "Session", owner: int | None, draws: InitDraws | None) -> Module:
     if isinstance(module, torch.nn.Sequential):
-        return Sequential(*(_convert(child, session, owner, generator) for child in module))
+        return Sequential(*(_convert(child, session, owner, draws) for child in module))
     if isinstance(module, torch.nn.Linear):
         has_bias = module.bias is not None
         if owner is None:
-            return Linear(session, module.in_features, module.out_features, has_bias, seed=generator)
+            return Linear(session, module.in_features, module.out_features, has_bias, seed=draws)
         weight = _share_parameter(session, module.weight, owner)
         bias = _share_parameter(session, module.bias, owner) if has_bias else None
         return Linear.from_shared(weight, bias)
@@ -583,19 +587,48 @@ def _share_parameter(session: "Session", tensor: torch.Tensor, owner: int) -> Sh
     return shared
 
 
-def joint_init_contribution(numel: int, fan_in: int, world_size: int, generator: torch.Generator) -> torch.Tensor:
+class InitDraws:
+    """One party's private source of uniform draws for joint initialisation.
+
+    AES-128-CTR keyed by the operating system's CSPRNG (``seed=None``, what training uses), so no one else can
+    predict the contribution; or, for reproducible tests only, keyed by a hash of an integer ``seed`` that this
+    party alone must know (anyone who knows a party's seed knows its contribution; parties must not share seeds).
+    Each call of ``uniform`` reads a fresh stream of the key, so several layers may draw from one source.
+    """
+
+    __slots__ = ("_prg", "_stream")
+
+    def __init__(self, seed: int | None = None) -> None:
+        if seed is None:
+            key = new_key()
+        else:
+            key = hashlib.sha256(b"smpc joint-init seed:" + str(int(seed)).encode("ascii")).digest()[:16]
+        self._prg = AesCtrPrg(key)
+        self._stream = 0
+
+    def uniform(self, count: int) -> torch.Tensor:
+        """``count`` float64 values uniform in (0, 1), from the next stream."""
+        values = self._prg.uniform(self._stream, count)
+        self._stream += 1
+        return values
+
+    def __repr__(self) -> str:
+        return "InitDraws()"
+
+
+def joint_init_contribution(numel: int, fan_in: int, world_size: int, draws: InitDraws) -> torch.Tensor:
     """One party's private contribution to a joint initialisation: ``numel`` float64 values drawn uniformly
     from (-B/sqrt(n), B/sqrt(n)), B = 1/sqrt(fan_in), so that the sum over n parties has variance B^2/3."""
     bound = (1.0 / fan_in) ** 0.5 / world_size**0.5
-    return (torch.rand(numel, generator=generator, dtype=torch.float64) * 2.0 - 1.0) * bound
+    return (draws.uniform(numel) * 2.0 - 1.0) * bound
 
 
 def _joint_values(session: "Session", shapes: list[tuple[int, ...]], fan_in: int,
-                  seed: int | torch.Generator | None) -> list[SharedTensor]:
+                  seed: int | InitDraws | None) -> list[SharedTensor]:
     """The shared sums of every party's contribution, one sharing per party for all ``shapes``."""
     numel = sum(int(torch.Size(shape).numel()) for shape in shapes)
-    generator = seed if isinstance(seed, torch.Generator) else _generator(seed)
-    mine = joint_init_contribution(numel, fan_in, session.world_size, generator)
+    draws = seed if isinstance(seed, InitDraws) else InitDraws(seed)
+    mine = joint_init_contribution(numel, fan_in, session.world_size, draws)
     total = session.share(mine if session.rank == 0 else None, owner=0)
     for owner in range(1, session.world_size):
         total = total + session.share(mine if session.rank == owner else None, owner=owner)
@@ -605,12 +638,6 @@ def _joint_values(session: "Session", shapes: list[tuple[int, ...]], fan_in: int
         values.append(total[offset : offset + count].reshape(shape))
         offset += count
     return values
-
-
-def _generator(seed: int | None) -> torch.Generator:
-    # The contribution is this party's own secret, not a mask of anyone's data: a seeded generator keeps
-    # tests reproducible, and an OS-random 63-bit seed keeps it unpredictable to the others.
-    return torch.Generator().manual_seed(secrets.randbits(63) if seed is None else int(seed))
 
 
 # -- helpers ----------------------------------------------------------------------------------------------

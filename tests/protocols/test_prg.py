@@ -141,8 +141,6 @@ ALLOWED_RANDOMNESS = {
     "smpc/dataset.py": {"np.random.default_rng", "np.random"},
     # The public, seeded mini-batch order; the model owner's plain initial weights (torch's default init).
     "smpc/train.py": {"np.random.default_rng", "np.random", "torch.Generator", "torch.rand"},
-    # A party's own private contribution to a joint initialisation (its input, then secret-shared by AES).
-    "smpc/nn.py": {"torch.Generator", "torch.rand"},
     # A bank's public, seeded order of its own rows for local fedavg steps (plain training, no share).
     "smpc/federated.py": {"np.random.default_rng", "np.random"},
 }

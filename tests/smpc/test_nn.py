@@ -561,7 +561,7 @@ def test_joint_init_is_nobodys_contribution(n_parties: int) -> None:
     assert not torch.equal(first["unseeded"], again["unseeded"])
 
     numel = d_in * d_out + d_out
-    contributions = [snn.joint_init_contribution(numel, d_in, n_parties, torch.Generator().manual_seed(100 + r))
+    contributions = [snn.joint_init_contribution(numel, d_in, n_parties, snn.InitDraws(100 + r))
                      for r in range(n_parties)]
     combined = torch.cat([first["weight"].reshape(-1), first["bias"]])
     assert first["weight"].shape == (d_out, d_in) and first["bias"].shape == (d_out,)
