@@ -4,18 +4,19 @@ when every party has written its part.
 Layout under the checkpoint directory: ``step-<8 digits>/party<rank>.npz`` (this party's int64 shares and a JSON
 ``meta``) and ``step-<8 digits>/party<rank>.committed`` (written after every party said it has written that
 step).  Every file is written to a temporary name, flushed, fsynced and renamed, and the directory fsynced,
-so after a crash a file is either whole or absent.  A party only ever reads and deletes its own files.
+so after a crash a file is either whole or absent; files are mode 0600 in folders made 0700 (``smpc.files``).  A party only ever reads and deletes its own files.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from smpc.files import write_private
 
 #: Checkpoint file format version.
 FORMAT = 1
@@ -32,34 +33,18 @@ def step_dir(directory: Path, step: int) -> Path:
     return Path(directory) / f"step-{step:08d}"
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    with temporary.open("wb") as handle:
-        write(handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    temporary.replace(path)
-    descriptor = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
 def write(directory: Path, step: int, rank: int, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Path:
     """Write this party's part of checkpoint ``step`` (not yet committed)."""
-    folder = step_dir(directory, step)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"party{rank}.npz"
+    path = step_dir(directory, step) / f"party{rank}.npz"
     document = json.dumps({"format": FORMAT, "step": step, "rank": rank, **meta})
-    _atomic_write(path, lambda handle: np.savez(handle, meta=np.array(document), **arrays))
-    return path
+    return write_private(path, lambda handle: np.savez(handle, meta=np.array(document), **arrays), durable=True)
 
 
 def commit(directory: Path, step: int, rank: int) -> None:
     """Mark ``step`` committed for this party (call once every party has written it), then drop this party's
     files of older committed steps beyond the newest ``KEEP``."""
-    _atomic_write(step_dir(directory, step) / f"party{rank}.committed", lambda handle: handle.write(b"ok\n"))
+    write_private(step_dir(directory, step) / f"party{rank}.committed", lambda handle: handle.write(b"ok\n"),
+                  durable=True)
     for old in committed_steps(directory, rank)[:-KEEP]:
         folder = step_dir(directory, old)
         for name in (f"party{rank}.npz", f"party{rank}.committed"):

@@ -25,10 +25,11 @@ import json
 import math
 import os
 import secrets
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from smpc.files import open_private, write_private
 
 #: RDP orders alpha tried by :func:`epsilon_spent` (those of TF Privacy's ``compute_dp_sgd_privacy``): integer
 #: orders use the exact binomial expansion, the fractional ones Mironov et al.'s series (see
@@ -303,14 +304,6 @@ def noise_multiplier_for(epsilon: float, delta: float, sample_rate: float, steps
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _unlink_quietly(path: str) -> None:
-    """Remove ``path`` if it exists, ignoring errors (cleanup of a temporary file after a failed write)."""
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
-
 class BudgetExceeded(ValueError):
     """A privacy charge that would take a data set past its (epsilon, delta) budget; the message says what to do."""
 
@@ -423,27 +416,11 @@ class Ledger:
     def _write(self, entries: list[dict[str, Any]]) -> None:
         """Replace the file atomically by one holding ``entries`` (temporary file, fsync, rename, fsync dir)."""
         text = json.dumps({"format": LEDGER_FORMAT, "entries": entries}, indent=1, allow_nan=False) + "\n"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        try:
-            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, self.path)
-        except BaseException:
-            _unlink_quietly(temporary)
-            raise
-        directory = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        write_private(self.path, lambda handle: handle.write(text.encode("utf-8")), durable=True)
 
     def _locked(self) -> Any:
         """Open (creating) ``<file>.lock`` and take an exclusive flock on it; closing the handle releases it."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path.with_name(self.path.name + ".lock"), "a+b")
+        handle = open_private(self.path.with_name(self.path.name + ".lock"), "a+b")
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         except BaseException:
