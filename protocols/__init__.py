@@ -16,6 +16,7 @@ from protocols.party import (
 )
 from protocols.profile import Profile
 from protocols.prg import AesCtrPrg, new_key
+from protocols.sampling import bernoulli, representable_probability
 from protocols.setup import dealer_keys, party_keys
 from protocols.sharing import add_public, rerandomize, reveal, share, share_public
 from protocols.truncation import truncate
@@ -33,6 +34,7 @@ __all__ = [
     "binary_and",
     "check_device",
     "beaver_triple",
+    "bernoulli",
     "dealer_correction",
     "dealer_keys",
     "ltz",
@@ -45,6 +47,7 @@ __all__ = [
     "new_key",
     "party_keys",
     "relu",
+    "representable_probability",
     "rerandomize",
     "reveal",
     "select",

@@ -27,6 +27,12 @@ def embedded_dataset() -> Path:
     return Path(str(resources.files("smpc") / "data" / "german_credit.csv"))
 
 
+def embedded_schema() -> Path:
+    """Path of the embedded data's declared public schema: the categories its documentation lists and public
+    power-of-two scales, written down once, never computed from the rows (what differential privacy needs)."""
+    return Path(str(resources.files("smpc") / "data" / "german_credit.schema.json"))
+
+
 class DataError(ValueError):
     """A data file or schema a user must fix; the message says what and where."""
 
@@ -116,24 +122,49 @@ class Schema:
             raise DataError("no feature columns besides the label")
         return Schema(label, positive, tuple(numeric), tuple(categorical))
 
-    def encode(self, rows: Sequence[dict[str, str]]) -> tuple[np.ndarray, np.ndarray]:
-        """(features N x D float64, labels N float64 in {0, 1}); numeric columns divided by their public scale."""
+    @property
+    def max_square_norm(self) -> float:
+        """A bound on the squared L2 norm of any encoded row: each numeric feature lies in [-1, 1] (clipped to
+        its scale) and each categorical column sets at most one 1."""
+        return float(len(self.numeric) + len(self.categorical))
+
+    def encode(self, rows: Sequence[dict[str, str]], *, clip: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(features N x D float64, labels N float64 in {0, 1}); numeric columns divided by their public scale.
+
+        A numeric value beyond its scale, or a category the schema lacks, is refused (DataError naming the row),
+        or with ``clip`` clipped to [-scale, scale] (resp. encoded as no category), so that no error depends on
+        the data (differential privacy needs that: an abort would tell every bank something about the rows).
+        """
+        features, labels, _ = self._encode(rows, clip)
+        return features, labels
+
+    def count_clipped(self, rows: Sequence[dict[str, str]]) -> int:
+        """How many values ``encode(rows, clip=True)`` clips (numeric beyond the scale, unknown categories)."""
+        return self._encode(rows, True)[2]
+
+    def _encode(self, rows: Sequence[dict[str, str]], clip: bool) -> tuple[np.ndarray, np.ndarray, int]:
         features = np.zeros((len(rows), self.n_features), dtype=np.float64)
         labels = np.zeros(len(rows), dtype=np.float64)
+        clipped = 0
         for index, row in enumerate(rows):
             try:
                 column = 0
                 for name, scale in self.numeric:
                     value = float(row[name])
                     if abs(value) > scale:
-                        raise DataError(f"row {index + 1}: {name}={value} exceeds the schema's scale {scale}")
+                        if not clip:
+                            raise DataError(f"row {index + 1}: {name}={value} exceeds the schema's scale {scale}")
+                        value, clipped = math.copysign(scale, value), clipped + 1
                     features[index, column] = value / scale
                     column += 1
                 for name, categories in self.categorical:
                     value = row[name]
-                    if value not in categories:
+                    if value in categories:
+                        features[index, column + categories.index(value)] = 1.0
+                    elif clip:
+                        clipped += 1
+                    else:
                         raise DataError(f"row {index + 1}: {name}={value!r} is not a category of the schema")
-                    features[index, column + categories.index(value)] = 1.0
                     column += len(categories)
                 labels[index] = 1.0 if row[self.label] == self.positive else 0.0
             except KeyError as error:
@@ -142,7 +173,7 @@ class Schema:
                 if isinstance(error, DataError):
                     raise
                 raise DataError(f"row {index + 1}: {error}") from None
-        return features, labels
+        return features, labels, clipped
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -1,5 +1,5 @@
-"""Differential privacy inside MPC: noise generated jointly (no single party knows it) and the clipped,
-noised gradient step of logistic regression (DP-SGD, Abadi et al. 2016) on shares.
+"""Differential privacy inside MPC: noise generated jointly (no single party knows it), secret Poisson sampling,
+and the clipped, noised gradient step of logistic regression (DP-SGD, Abadi et al. 2016) on shares.
 
 The accountant (how much noise a target epsilon needs, and how much a run has spent) is ``smpc.privacy``.
 """
@@ -12,16 +12,20 @@ from typing import Sequence
 import numpy as np
 import torch
 
+import protocols
+from protocols.approx.sqrt import INV_SQRT_ERROR
 from protocols.prg import AesCtrPrg, new_key
 from smpc.session import Session
 from smpc.tensor import SharedTensor
+
+#: inv_sqrt's accurate domain: relative error bound R on (0, 2^INV_SQRT_DOMAIN_BITS].
+_INV_SQRT_DOMAIN_BITS = 10
 
 
 def gaussian(count: int, std: float) -> torch.Tensor:
     """``count`` draws of N(0, std^2) from a fresh AES-CTR stream keyed by the OS's CSPRNG (Box-Muller on
     53-bit uniforms in (0, 1)); never numpy's or torch's generators."""
-    words = AesCtrPrg(new_key()).ring(0, 2 * count).numpy().view(np.uint64)
-    uniform = ((words >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0 ** -53
+    uniform = AesCtrPrg(new_key()).uniform(0, 2 * count).numpy()
     u1, u2 = uniform[:count], uniform[count:]
     return torch.from_numpy(std * np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * math.pi * u2))
 
@@ -45,19 +49,88 @@ def joint_gaussian(session: Session, shape: Sequence[int], std: float) -> Shared
     return total
 
 
+def poisson_sample(session: Session, steps: int, n_rows: int, rate: float) -> tuple[SharedTensor, float]:
+    """Secret Poisson sampling: a shared 0/1 matrix (steps x rows), each entry 1 independently with probability
+    ``rate`` (rounded to a multiple of 2^-63, returned), known to no party.
+
+    Row i takes part in step t when entry (t, i) is 1.  Because no party, the model owner included, learns the
+    sample, the accountant's amplification by subsampling holds for whoever sees the model.  Cost: that of
+    ``protocols.bernoulli`` on steps x rows elements (16 rounds).
+    """
+    bits, exact = protocols.bernoulli(session.party, (steps, n_rows), rate)
+    return SharedTensor(session, bits * session.encoding.scale, bit=bits), exact
+
+
+def row_limits(x: SharedTensor, clip: float, max_square_norm: float) -> SharedTensor:
+    """t_i with t_i sqrt(|x_i|^2 + 1) <= clip for every row x_i of shared x, and t_i close to that bound.
+
+    ``max_square_norm`` is a public bound B >= |x_i|^2 for every row, which the caller guarantees (the loan job
+    clips every feature to its declared range before sharing, so B = number of numeric columns + number of
+    categorical columns).  Every row the bound admits gets a limit that holds, whatever its value.
+
+    Steps:
+      1. k = the smallest even shift with (B + 1) / 2^k <= 2^10, inverse_sqrt's accurate domain.
+      2. s_i = |x_i|^2 / 2^k + 2^-k: the squares as exact ring products, summed, then ONE truncation by
+         2^(f + k) (error below one unit, where per-element truncations would err by up to D units).
+      3. t_i = inv_sqrt(s_i) * clip 2^(-k/2) S, with S < 1 the safety factor below.
+    Rounds: 1 + 1 + 15 + 1 = 18.  Bytes: those of the product, the truncation, inv_sqrt and a public product.
+    Error: inv_sqrt(s) <= (1 + R) / sqrt(s) + A u (``INV_SQRT_ERROR``: R = 1.2e-4, A = 1.5 units u = 2^-f) and
+    the truncation errs below one unit, so t_i sqrt(|x_i|^2 + 1) is at most
+        (1 + R)(clip S + u 2^(k/2 - 1)) / sqrt(1 - u 2^k) + u (A (clip 2^(-k/2) + u) + 1) sqrt(B + 1),
+    and S is the largest factor that makes this <= clip (about 1 - 3e-4 for the loan job's B = 20).  A bound B
+    that leaves S below 1/2 (rows too long for the clip at this precision) is refused with a ValueError.
+    """
+    session = x.session
+    encoding = session.encoding
+    if not clip > 0 or not max_square_norm >= 0:
+        raise ValueError("the clip must be positive and the squared-norm bound non-negative")
+    if max_square_norm + 1 >= encoding.max_abs:
+        raise ValueError(f"rows of squared norm up to {max_square_norm:g} do not fit the fixed-point range "
+                         f"(|v| < {encoding.max_abs:g}); scale the features down")
+    shift = 0
+    while (max_square_norm + 1) / 2.0**shift > 2.0**_INV_SQRT_DOMAIN_BITS:
+        shift += 2
+    safety = limit_safety(clip, max_square_norm, shift, encoding.frac_bits)
+    party = session.party
+    share = x.local_share
+    squares = protocols.mul(party, share, share, rescale=False).sum(-1)
+    scaled = protocols.truncate(party, squares, divisor=1 << (encoding.frac_bits + shift))
+    norms = SharedTensor(session, scaled) + 2.0**-shift
+    return norms.rsqrt() * (clip * 2.0 ** (-shift / 2) * safety)
+
+
+def limit_safety(clip: float, max_square_norm: float, shift: int, frac_bits: int) -> float:
+    """The safety factor S of ``row_limits`` (see its docstring for the bound it solves)."""
+    relative, absolute_units = INV_SQRT_ERROR
+    unit = 2.0**-frac_bits
+    additive = unit * (absolute_units * (clip * 2.0 ** (-shift / 2) + unit) + 1.0) * math.sqrt(max_square_norm + 1)
+    room = (clip - additive) * math.sqrt(1.0 - unit * 2.0**shift) / (1.0 + relative) - unit * 2.0 ** (shift / 2 - 1)
+    safety = room / clip
+    if safety < 0.5:
+        raise ValueError(f"a clip of {clip:g} is too small for rows of squared norm up to {max_square_norm:g} at "
+                         f"{frac_bits} fractional bits; raise the clip or scale the features down")
+    return safety
+
+
 def clipped_noisy_gradient(session: Session, x: SharedTensor, error: SharedTensor, limit: SharedTensor,
-                           clip: float, noise_multiplier: float) -> tuple[SharedTensor, SharedTensor]:
-    """DP-SGD gradient of logistic regression on a batch, on shares: (weight gradient, bias gradient).
+                           clip: float, noise_multiplier: float, *, sample: SharedTensor | None = None,
+                           denominator: float | None = None) -> tuple[SharedTensor, SharedTensor]:
+    """DP-SGD gradient of logistic regression on shares: (weight gradient, bias gradient).
 
     For example i the BCE gradient is e_i [x_i, 1] with e_i = p_i - y_i, of norm |e_i| sqrt(|x_i|^2 + 1), so
-    clipping it to ``clip`` is clamping e_i to +-t_i with t_i = clip / sqrt(|x_i|^2 + 1) (``limit``, computed
-    once per row).  Steps: 1. e' = e - relu(e - t) + relu(-t - e) (two ReLUs, batched: 9 rounds);
-    2. G = e'^T x and g_b = sum e' (one matmul, 2 rounds); 3. add joint Gaussian noise of standard deviation
-    noise_multiplier * clip to each (n rounds); 4. divide by the batch size (public).
+    clipping it to ``clip`` is clamping e_i to +-t_i with t_i from ``row_limits``.  Steps:
+      1. e' = e - relu(e - t) + relu(-t - e) (two ReLUs, batched: 9 rounds);
+      2. with ``sample`` (shared 0/1 per row, from ``poisson_sample``): e'' = where(sample, e', 0) (1 round), so
+         only the sampled rows count, and no party knows which;
+      3. G = e''^T x and g_b = sum e'' (one matmul, 2 rounds);
+      4. add joint Gaussian noise of standard deviation noise_multiplier * clip to each (n rounds);
+      5. divide by ``denominator`` (public; default the number of rows; with Poisson sampling, the expected
+         batch size, as Opacus does).
     """
-    batch = x.shape[0]
     both = torch.stack([error - limit, -limit - error]).relu()
     clipped = error - both[0] + both[1]
+    if sample is not None:
+        clipped = clipped.where(sample, 0.0)
     weight_grad = clipped.reshape(1, -1) @ x
     bias_grad = clipped.sum().reshape(1)
     std = noise_multiplier * clip
@@ -65,10 +138,5 @@ def clipped_noisy_gradient(session: Session, x: SharedTensor, error: SharedTenso
         noise = joint_gaussian(session, (weight_grad.numel() + 1,), std)
         weight_grad = weight_grad + noise[:-1].reshape(weight_grad.shape)
         bias_grad = bias_grad + noise[-1:]
-    return weight_grad * (1.0 / batch), bias_grad * (1.0 / batch)
-
-
-def row_limits(x: SharedTensor, clip: float) -> SharedTensor:
-    """t_i = clip / sqrt(|x_i|^2 + 1) for every row of shared x (one product, one inverse square root)."""
-    squares = (x * x).sum(1) + 1.0
-    return squares.rsqrt() * clip
+    scale = 1.0 / (denominator if denominator is not None else x.shape[0])
+    return weight_grad * scale, bias_grad * scale

@@ -27,7 +27,9 @@ import protocols
 import smpc.nn as snn
 from protocols import TruncationBudgetError
 from smpc import checkpoint, dp, federated, privacy
-from smpc.dataset import DataError, Schema, accuracy, embedded_dataset, load_csv, roc_auc, split_rows
+from smpc.dataset import (DataError, Schema, accuracy, embedded_dataset, embedded_schema, load_csv, roc_auc,
+                          split_rows)
+from smpc.files import open_private, write_private
 from smpc.optim import SGD
 from smpc.session import Session
 from smpc.tensor import SharedTensor
@@ -91,6 +93,14 @@ class TrainConfig:
                 raise ValueError("--dp-epsilon in secure mode trains logistic regression only (no --hidden)")
             if self.mode == "secure" and (self.momentum or self.checkpoint_every or self.resume):
                 raise ValueError("--dp-epsilon in secure mode runs plain SGD without checkpoints")
+            if self.show_loss:
+                raise ValueError("--show-loss opens each batch's exact loss outside the privacy accountant (and "
+                                 "the divergence stop tells every party a bit about it): it cannot be combined "
+                                 "with --dp-epsilon")
+            if self.data is not None and self.schema is None:
+                raise ValueError("--dp-epsilon needs a declared public schema (--schema FILE, e.g. written by "
+                                 "`smpc schema`): one inferred from the rows at run time would release their "
+                                 "category sets and magnitudes outside the privacy accountant")
         if self.keep_shared and self.mode != "fedavg":
             raise ValueError("--keep-shared is for --mode fedavg (secure mode never reveals the model)")
 
@@ -118,9 +128,21 @@ class PartyData:
 
 
 def load_schema(config: TrainConfig, header: list[str], rows: list[dict[str, str]]) -> Schema:
+    """The public schema: declared (a file), or inferred from the rows.  With differential privacy it must be
+    declared (the embedded data ships its own), since an inferred one is computed from the data."""
     if config.schema:
         return Schema.load(config.schema)
+    if config.dp_epsilon is not None:
+        if config.data is not None:
+            raise DataError("differential privacy needs a declared public schema, not one inferred from the rows")
+        return Schema.load(embedded_schema())
     return Schema.infer(header, rows, config.label, config.positive)
+
+
+def encode_rows(config: TrainConfig, schema: Schema, rows: list[dict[str, str]]) -> tuple[np.ndarray, np.ndarray]:
+    """Features and labels of ``rows``.  Under differential privacy, values outside the declared schema are
+    clipped to it instead of refused (an error would tell the other banks something about the rows)."""
+    return schema.encode(rows, clip=config.dp_epsilon is not None)
 
 
 def load_all(config: TrainConfig) -> tuple[Schema, np.ndarray, np.ndarray]:
@@ -129,7 +151,7 @@ def load_all(config: TrainConfig) -> tuple[Schema, np.ndarray, np.ndarray]:
     if config.max_rows:
         rows = rows[: config.max_rows]
     schema = load_schema(config, header, rows)
-    features, labels = schema.encode(rows)
+    features, labels = encode_rows(config, schema, rows)
     return schema, features, labels
 
 
@@ -151,7 +173,7 @@ def party_data(config: TrainConfig, rank: int, n_parties: int) -> PartyData:
     if config.own_rows_only:
         header, rows = load_csv(config.data or embedded_dataset())
         schema = load_schema(config, header, rows)
-        features, labels = schema.encode(rows)
+        features, labels = encode_rows(config, schema, rows)
         if rank != 0:
             return PartyData(schema, features, labels, None, None)
         split = split_rows(labels, 1, config.test_fraction, config.seed)
@@ -197,8 +219,7 @@ class AuditLog:
     little-endian values (base64).  Masked openings only, by construction; tests check it."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle = path.open("w", encoding="utf-8")
+        self._handle = open_private(path, "w")
 
     def __call__(self, op: str, tag: int, value: torch.Tensor) -> None:
         data = value.detach().contiguous().numpy()
@@ -254,72 +275,41 @@ def train_party(session: Session, config: TrainConfig, progress: Callable[[str],
         features = torch.cat([session.share(data.features if rank == b else None, owner=b) for b in range(n)])
         labels = torch.cat([session.share(data.labels if rank == b else None, owner=b) for b in range(n)])
         n_rows = features.shape[0]
-        total_batches = config.epochs * math.ceil(n_rows / config.batch_size)
         check_truncation_budget(session, n_rows, config)
+        # Joint initialisation: every party's contribution comes from the OS's CSPRNG (never from --seed,
+        # which every party knows), so no one can predict the initial weights.
         model = snn.from_torch(torch_model(data.schema.n_features, config), session,
-                               owner=None if config.joint_init else 0,
-                               seed=(config.seed * 1000 + rank) if config.joint_init else None)
+                               owner=None if config.joint_init else 0)
         optimizer = SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                         weight_decay=config.weight_decay)
-        criterion = snn.BCELoss()
-        done, losses = 0, []
-        if config.resume:
-            done, losses, mean, inverse_std = _resume(session, config, model, optimizer)
-            if progress is not None and rank == 0:
-                progress(f"resumed from {config.resume} at batch {done}/{total_batches} (shares re-randomised)")
-        else:
-            mean, inverse_std = _standardiser(session, features, n_numeric)
-        features = _standardise(features, mean, inverse_std)
-        sigma = sample_rate = None
+        result: dict[str, Any] = {"rank": rank, "train_rows": int(n_rows)}
+        standardiser: tuple[SharedTensor, SharedTensor] | None = None
         if config.dp_epsilon is not None:
-            sample_rate = min(1.0, config.batch_size / n_rows)
-            sigma = privacy.noise_multiplier_for(config.dp_epsilon, config.dp_delta, sample_rate, total_batches)
-            limits = dp.row_limits(features, config.dp_clip)
-        start_step, step = done, 0
-        for epoch in range(config.epochs):
-            for rows in batch_order(n_rows, epoch, config):
-                step += 1
-                if step <= start_step:
-                    continue  # done before the checkpoint we resumed from
-                index = torch.from_numpy(rows)
-                optimizer.zero_grad()
-                if sigma is None:
-                    loss = criterion(model(features[index]), labels[index].reshape(-1, 1))
-                    loss.backward()
-                else:  # DP-SGD: clipped per-example gradients plus joint noise, on shares
-                    output = model(features[index])
-                    loss = criterion(output, labels[index].reshape(-1, 1))
-                    error = (output - labels[index].reshape(-1, 1)).reshape(-1)
-                    linear = model[0]
-                    linear.weight.grad, linear.bias.grad = dp.clipped_noisy_gradient(
-                        session, features[index], error, limits[index], config.dp_clip, sigma)
-                optimizer.step()
-                done += 1
-                value = loss.value(to=0) if config.show_loss else None
-                if value is not None:
-                    losses.append(value)
-                    _check_divergence(losses, done, config)
-                if config.checkpoint_every and done % config.checkpoint_every == 0 and done < total_batches:
-                    _checkpoint(session, config, done, model, optimizer, mean, inverse_std, losses)
-                if progress is not None and rank == 0 and (done % 10 == 0 or done == total_batches):
-                    elapsed = time.monotonic() - start
-                    left = elapsed / max(done - start_step, 1) * (total_batches - done)
-                    shown = f"loss {value:.4f}" if value is not None else "loss hidden (--show-loss)"
-                    if sigma is not None:
-                        spent = privacy.epsilon_spent(sample_rate, sigma, done, config.dp_delta)
-                        shown += f"  epsilon spent {spent:.3f} of {config.dp_epsilon:g}"
-                    progress(f"epoch {epoch + 1}/{config.epochs}  batch {done}/{total_batches}  {shown}  "
-                             f"{elapsed:.0f} s elapsed, about {left:.0f} s left")
+            # Public standardisation: the features are the declared scales' quotients, clipped to [-1, 1];
+            # no statistic of the rows leaves MPC, so nothing escapes the accountant.
+            result.update(_train_dp(session, config, model, optimizer, features, labels, data.schema, progress,
+                                    start))
+            losses: list[float] = []
+        else:
+            done, losses = 0, []
+            if config.resume:
+                done, losses, mean, inverse_std = _resume(session, config, model, optimizer)
+                if progress is not None and rank == 0:
+                    progress(f"resumed from {config.resume} at batch {done} (shares re-randomised)")
+            else:
+                mean, inverse_std = _standardiser(session, features, n_numeric)
+            standardiser = (mean, inverse_std)
+            features = _standardise(features, mean, inverse_std)
+            _train_steps(session, config, model, optimizer, features, labels, standardiser, done, losses, progress,
+                         start)
         test_features = session.share(data.test_features if rank == 0 else None, owner=0)
-        predictions = model.predict(_standardise(test_features, mean, inverse_std), to=0)
+        if standardiser is not None:
+            test_features = _standardise(test_features, *standardiser)
+        predictions = model.predict(test_features, to=0)
         revealed = model.reveal(to=config.reveal_to) if config.reveal_to is not None else None
         if config.out:
-            save_shares(Path(config.out), session, model, mean, inverse_std, data.schema, config)
-        result: dict[str, Any] = {"rank": rank, "stats": session.stats.as_dict(),
-                                  "train_rows": int(n_rows), "seconds": time.monotonic() - start, "losses": losses}
-        if sigma is not None:
-            result.update(epsilon_spent=privacy.epsilon_spent(sample_rate, sigma, done, config.dp_delta),
-                          delta=config.dp_delta, noise_multiplier=sigma)
+            save_shares(Path(config.out), session, model, standardiser, data.schema, config)
+        result.update(stats=session.stats.as_dict(), seconds=time.monotonic() - start, losses=losses)
         if rank == 0:
             scores = predictions.reshape(-1).numpy()
             result.update(test_rows=len(scores), auc=roc_auc(scores, data.test_labels),
@@ -331,6 +321,79 @@ def train_party(session: Session, config: TrainConfig, progress: Callable[[str],
         session.party.audit = None
         if audit is not None:
             audit.close()
+
+
+def _train_steps(session: Session, config: TrainConfig, model: snn.Module, optimizer: SGD, features: SharedTensor,
+                 labels: SharedTensor, standardiser: tuple[SharedTensor, SharedTensor], done: int,
+                 losses: list[float], progress: Callable[[str], None] | None, start: float) -> None:
+    """Mini-batch SGD on shares in the public seeded batch order, from batch ``done`` (a resumed run) on."""
+    n_rows = features.shape[0]
+    total_batches = config.epochs * math.ceil(n_rows / config.batch_size)
+    criterion = snn.BCELoss()
+    start_step, step = done, 0
+    for epoch in range(config.epochs):
+        for rows in batch_order(n_rows, epoch, config):
+            step += 1
+            if step <= start_step:
+                continue  # done before the checkpoint we resumed from
+            index = torch.from_numpy(rows)
+            optimizer.zero_grad()
+            loss = criterion(model(features[index]), labels[index].reshape(-1, 1))
+            loss.backward()
+            optimizer.step()
+            done += 1
+            value = loss.value(to=0) if config.show_loss else None
+            if value is not None:
+                losses.append(value)
+                _check_divergence(losses, done, config)
+            if config.checkpoint_every and done % config.checkpoint_every == 0 and done < total_batches:
+                _checkpoint(session, config, done, model, optimizer, *standardiser, losses)
+            if progress is not None and session.rank == 0 and (done % 10 == 0 or done == total_batches):
+                shown = f"loss {value:.4f}" if value is not None else "loss hidden (--show-loss)"
+                progress(_progress_line(epoch, config, done, total_batches, start_step, start, shown))
+
+
+def _train_dp(session: Session, config: TrainConfig, model: snn.Module, optimizer: SGD, features: SharedTensor,
+              labels: SharedTensor, schema: Schema, progress: Callable[[str], None] | None,
+              start: float) -> dict[str, Any]:
+    """DP-SGD on shares (logistic regression): every step, each training row takes part independently with
+    probability q = batch size / rows (secret Poisson sampling: no party knows which rows did, as the
+    accountant assumes), its gradient clipped to the clip norm; joint Gaussian noise is added to the sum, which
+    is divided by the expected batch size q N.  Every step computes on all rows (the sample is secret), so a
+    step costs about what a batch of N rows would.  Returns the privacy figures of the run."""
+    n_rows = features.shape[0]
+    steps_per_epoch = math.ceil(n_rows / config.batch_size)
+    total_steps = config.epochs * steps_per_epoch
+    rate = protocols.representable_probability(min(1.0, config.batch_size / n_rows))
+    sigma = privacy.noise_multiplier_for(config.dp_epsilon, config.dp_delta, rate, total_steps)
+    limits = dp.row_limits(features, config.dp_clip, schema.max_square_norm)
+    targets = labels.reshape(-1)
+    linear = model[0]
+    done = 0
+    for epoch in range(config.epochs):
+        sample, _ = dp.poisson_sample(session, steps_per_epoch, n_rows, rate)
+        for step in range(steps_per_epoch):
+            optimizer.zero_grad()
+            error = model.forward(features, record=False).reshape(-1) - targets
+            linear.weight.grad, linear.bias.grad = dp.clipped_noisy_gradient(
+                session, features, error, limits, config.dp_clip, sigma, sample=sample[step],
+                denominator=rate * n_rows)
+            optimizer.step()
+            done += 1
+            if progress is not None and session.rank == 0 and (done % 10 == 0 or done == total_steps):
+                spent = privacy.epsilon_spent(rate, sigma, done, config.dp_delta)
+                shown = f"epsilon spent {spent:.3f} of {config.dp_epsilon:g}"
+                progress(_progress_line(epoch, config, done, total_steps, 0, start, shown))
+    return {"epsilon_spent": privacy.epsilon_spent(rate, sigma, total_steps, config.dp_delta),
+            "delta": config.dp_delta, "noise_multiplier": sigma, "sampling_rate": rate}
+
+
+def _progress_line(epoch: int, config: TrainConfig, done: int, total: int, start_step: int, start: float,
+                   shown: str) -> str:
+    elapsed = time.monotonic() - start
+    left = elapsed / max(done - start_step, 1) * (total - done)
+    return (f"epoch {epoch + 1}/{config.epochs}  batch {done}/{total}  {shown}  {elapsed:.0f} s elapsed, "
+            f"about {left:.0f} s left")
 
 
 class DivergedError(ValueError):
@@ -380,10 +443,15 @@ def check_truncation_budget(session: Session, n_rows: int, config: TrainConfig) 
 # -- federated averaging ------------------------------------------------------------------------------------
 def _fedavg_party(session: Session, config: TrainConfig, data: PartyData, progress: Callable[[str], None] | None,
                   start: float) -> dict:
-    """``--mode fedavg`` on one bank: standardise with jointly aggregated statistics, then ``fedavg``."""
+    """``--mode fedavg`` on one bank: standardise with jointly aggregated statistics (under differential
+    privacy, with the declared scales alone: the statistics would be a release outside the accountant), then
+    ``fedavg``."""
     rank = session.rank
     n_numeric = len(data.schema.numeric)
-    mean, inverse_std = _aggregated_standardiser(session, data.features, n_numeric)
+    if config.dp_epsilon is None:
+        mean, inverse_std = _aggregated_standardiser(session, data.features, n_numeric)
+    else:
+        mean, inverse_std = np.zeros(n_numeric), np.ones(n_numeric)
     features = data.features.copy()
     features[:, :n_numeric] = (features[:, :n_numeric] - mean) * inverse_std
     evaluate = None
@@ -422,8 +490,9 @@ def _fedavg_party(session: Session, config: TrainConfig, data: PartyData, progre
         test_shared = session.share(test if rank == 0 else None, owner=0)
         predictions = model.predict(test_shared, to=0)
         if config.out:
-            mean_t, inv_t = session.public(torch.from_numpy(mean)), session.public(torch.from_numpy(inverse_std))
-            save_shares(Path(config.out), session, model, mean_t, inv_t, data.schema, config)
+            standardiser = None if config.dp_epsilon is not None else (
+                session.public(torch.from_numpy(mean)), session.public(torch.from_numpy(inverse_std)))
+            save_shares(Path(config.out), session, model, standardiser, data.schema, config)
         if rank == 0:
             scores = predictions.reshape(-1).numpy()
             result.update(test_rows=len(scores), auc=roc_auc(scores, data.test_labels),
@@ -548,29 +617,27 @@ def _layout(model: snn.Module) -> list[dict[str, Any]]:
     return described
 
 
-def save_shares(directory: Path, session: Session, model: snn.Module, mean: SharedTensor, inverse_std: SharedTensor,
-                schema: Schema, config: TrainConfig) -> Path:
+def save_shares(directory: Path, session: Session, model: snn.Module,
+                standardiser: tuple[SharedTensor, SharedTensor] | None, schema: Schema, config: TrainConfig) -> Path:
     """Write this party's shares of the model (and of the standardiser) to ``directory/party<rank>.npz``.
 
     Format: int64 arrays ``share/<parameter>`` (this party's additive shares mod 2^64), plus
-    ``share/standardise.mean`` and ``share/standardise.inverse_std``, and a JSON string ``meta`` with the
-    format version, party rank and count, fractional bits, the model layout and the public schema.  Written to
-    a temporary file, flushed and renamed, so a file is either whole or absent.  Never the plain weights.
+    ``share/standardise.mean`` and ``share/standardise.inverse_std`` when the run standardised with joint
+    statistics (``meta["standardise"]`` is "joint"; "public" when the declared scales alone were used, as under
+    differential privacy), and a JSON string ``meta`` with the format version, party rank and count,
+    fractional bits, the model layout and the public schema.  Written to a temporary file (mode 0600, in a
+    folder made 0700), flushed and renamed, so a file is either whole or absent.  Never the plain weights.
     """
-    directory.mkdir(parents=True, exist_ok=True)
     arrays = {f"share/{name}": share.numpy() for name, share in model.state_shares().items()}
-    arrays["share/standardise.mean"] = mean.local_share.numpy()
-    arrays["share/standardise.inverse_std"] = inverse_std.local_share.numpy()
+    if standardiser is not None:
+        arrays["share/standardise.mean"] = standardiser[0].local_share.numpy()
+        arrays["share/standardise.inverse_std"] = standardiser[1].local_share.numpy()
     meta = {"format": MODEL_FORMAT, "rank": session.rank, "parties": session.world_size,
             "frac_bits": session.encoding.frac_bits, "layout": _layout(model), "schema": schema.to_dict(),
-            "config": asdict(config)}
-    target = directory / f"party{session.rank}.npz"
-    temporary = directory / f".party{session.rank}.npz.tmp"
-    with temporary.open("wb") as handle:
-        np.savez(handle, meta=np.array(json.dumps(meta)), **arrays)
-        handle.flush()
-    temporary.replace(target)
-    return target
+            "standardise": "public" if standardiser is None else "joint", "config": asdict(config)}
+    document = json.dumps(meta)
+    return write_private(Path(directory) / f"party{session.rank}.npz",
+                         lambda handle: np.savez(handle, meta=np.array(document), **arrays))
 
 
 def combine_shares(paths: list[str | Path]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:

@@ -33,6 +33,10 @@ INV_SQRT_COEFFICIENTS: dict[str, tuple[float, ...]] = {
               4.479217515212421e-05),
 }
 
+#: inv_sqrt ("poly4")'s guaranteed error, as (R, A): |y - 1/sqrt(x)| <= R / sqrt(x) + A units of 2^-frac_bits
+#: (see ``inv_sqrt``); relative <= 1e-3 up to x = 2^10.
+INV_SQRT_ERROR = (1.2e-4, 1.5)
+
 
 def _parity_gains(normalization: Normalization, power: float) -> list[tuple[BinTable, float]]:
     """2^(power k) = g_even(k) (k even) or sqrt(2) g_odd(k) (k odd), g both powers of two (power = +-1/2)."""

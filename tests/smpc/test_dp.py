@@ -4,6 +4,7 @@ single party, and the ledger refuses a run that would exceed the data set's budg
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -15,9 +16,12 @@ import numpy as np
 import pytest
 import torch
 
+import protocols
 import smpc
+import smpc.dataset
 from smpc import dp, privacy
 from tests.harness import run_parties
+from tests.protocols.test_uniformity import uniformity_failures
 
 
 def _env() -> dict[str, str]:
@@ -82,3 +86,102 @@ def test_the_ledger_refuses_an_over_budget_run_before_it_starts(tmp_path: Path) 
     assert len(entries if isinstance(entries, list) else entries["entries"]) == 1
     plain = _train(tmp_path, "--mode", "fedavg", "--ledger", "ledger.json")
     assert plain.returncode == 2 and "add --dp-epsilon" in plain.stderr
+
+
+# -- what leaves MPC under differential privacy ----------------------------------------------------------------
+def test_dp_refuses_to_show_the_loss(tmp_path: Path) -> None:
+    """--show-loss opens exact losses outside the accountant: refused before anything starts, in one line."""
+    done = _train(tmp_path, "--dp-epsilon", "3", "--show-loss")
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--show-loss" in lines[0] and "--dp-epsilon" in lines[0], done.stderr
+    assert "banks and a dealer" not in done.stdout
+
+
+def test_dp_needs_a_declared_schema_for_a_users_data(tmp_path: Path) -> None:
+    """A schema inferred from the rows is computed from the data: under DP the user must declare one."""
+    done = _train(tmp_path, "--data", str(smpc.dataset.embedded_dataset()), "--label", "creditability",
+                  "--positive", "bad", "--dp-epsilon", "3")
+    assert done.returncode == 2 and "declared public schema" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_dp_fedavg_opens_no_statistics(tmp_path: Path) -> None:
+    """Under DP, fedavg standardises with the declared scales only: the only values a bank learns are the
+    noised round sums (before the fix it also opened the exact joint column sums and second moments)."""
+    done = _train(tmp_path, "--mode", "fedavg", "--rounds", "2", "--local-steps", "2", "--dp-epsilon", "3",
+                  "--audit", "audit")
+    assert done.returncode == 0, done.stderr
+    for rank in range(3):
+        lines = (tmp_path / "audit" / f"audit-party{rank}.jsonl").read_text().splitlines()
+        reveals = [json.loads(line) for line in lines if json.loads(line)["op"] == "reveal"]
+        assert len(reveals) == 2, [r["count"] for r in reveals]  # one noised sum per round
+
+
+def test_dp_secure_model_files_carry_no_statistics(tmp_path: Path) -> None:
+    """Under DP the secure job standardises with the declared scales: the share files hold the model and no
+    statistic of the rows (before the fix they held shares of the exact joint mean and deviation)."""
+    done = _train(tmp_path, "--epochs", "1", "--dp-epsilon", "8", "--out", "model")
+    assert done.returncode == 0, done.stderr
+    with np.load(tmp_path / "model" / "party0.npz", allow_pickle=False) as archive:
+        names = set(archive.files)
+        meta = json.loads(str(archive["meta"]))
+    assert names == {"meta", "share/0.weight", "share/0.bias"} and meta["standardise"] == "public"
+
+
+def _limits(session: smpc.Session, rows: torch.Tensor, clip: float, bound: float) -> torch.Tensor:
+    shared = session.share(rows if session.rank == 0 else None, owner=0)
+    return dp.row_limits(shared, clip, bound).reveal()
+
+
+@pytest.mark.parametrize("width, bound, clip", [(20, 20.0, 1.0), (63, 20.0, 1.0), (50, 5000.0, 1.0),
+                                                 (100, 20000.0, 4.0), (20, 20.0, 0.05)])
+def test_the_clip_holds_at_the_extremes(width: int, bound: float, clip: float) -> None:
+    """t_i sqrt(|x_i|^2 + 1) <= clip for every row the bound admits: rows at the bound (every entry at
+    +-sqrt(B/D)), zero rows, one-hot-like rows and random rows, over squared norms from 0 to 20,000 (before the
+    fix, |x|^2 + 1 beyond rsqrt's domain gave a limit 38x too large, and inside it limits overshot by 5e-4);
+    and the limit is not needlessly small (within 1 % of the bound)."""
+    top = math.sqrt(bound / width)
+    generator = torch.Generator().manual_seed(width)
+    rows = torch.cat([
+        torch.full((1, width), top), torch.full((1, width), -top), torch.zeros(1, width),
+        torch.eye(width)[:3] * min(top * math.sqrt(width), math.sqrt(bound)),
+        (torch.rand(60, width, generator=generator, dtype=torch.float64) * 2 - 1) * top,
+    ]).double()
+    limits = run_parties(functools.partial(_limits, rows=rows, clip=clip, bound=bound), 3)[0]
+    norms = limits * torch.sqrt((rows * rows).sum(1) + 1)
+    assert float(norms.max()) <= clip, float(norms.max() / clip)
+    assert float(norms.min()) >= 0.99 * clip, float(norms.min() / clip)
+
+
+def test_row_limits_refuse_what_they_cannot_bound() -> None:
+    def program(session: smpc.Session) -> list[str]:
+        x = session.share(torch.ones(2, 2) if session.rank == 0 else None, owner=0)
+        outcomes = []
+        for bound, clip in ((40000.0, 1.0), (1000.0, 1e-4)):
+            try:
+                dp.row_limits(x, clip, bound)
+                outcomes.append("accepted")
+            except ValueError as error:
+                outcomes.append(str(error))
+        return outcomes
+
+    outcomes = run_parties(program, 2)[0]
+    assert "fixed-point range" in outcomes[0] and "too small" in outcomes[1]
+
+
+def _sample(session: smpc.Session) -> tuple[torch.Tensor, torch.Tensor, float]:
+    bits, rate = dp.poisson_sample(session, 4, 25_000, 0.05)
+    raw, _ = protocols.bernoulli(session.party, (20_000,), 0.05)  # the ring shares behind such a sample
+    return bits.reveal(), raw, rate
+
+
+def test_poisson_sampling_is_secret_and_has_the_accountants_rate() -> None:
+    """Each row joins each step with the sampling rate the accountant uses (5-sigma bound on 100,000 draws),
+    every party opens the same sample, and each party's share of it is uniform on its own (no party knows it)."""
+    results = run_parties(_sample, 3)
+    opened, _, rate = results[0]
+    assert abs(rate - 0.05) < 1e-15 and set(opened.unique().tolist()) <= {0.0, 1.0}
+    assert all(torch.equal(opened, other) for other, _, _ in results)
+    assert abs(float(opened.mean()) - rate) < 5 * math.sqrt(rate * (1 - rate) / opened.numel())
+    for _, share, _ in results[1:]:
+        assert uniformity_failures(share.numpy().reshape(-1).view(np.uint64), 1e-6) == []

@@ -113,3 +113,20 @@ def test_parties_and_dealer_started_separately_each_with_its_own_rows(tmp_path: 
     owner_output = outcomes[1][1]
     auc_line = next(line for line in owner_output.splitlines() if "ROC AUC" in line)
     assert 0.5 < float(auc_line.split("ROC AUC")[1].split(",")[0]) <= 1.0
+
+
+def test_joint_init_is_unpredictable_even_with_the_same_seed(tmp_path: Path) -> None:
+    """--joint-init draws every party's contribution from the OS's CSPRNG, not from --seed (which every party
+    knows): two runs with the same seed start from, hence end with, different models."""
+    revealed = []
+    for run in ("first", "second"):
+        done = subprocess.run([sys.executable, "-m", "smpc", "train", "--joint-init", "--seed", "0", "--max-rows",
+                               "200", "--epochs", "1", "--out", run], cwd=tmp_path, env=_env(), capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        files = sorted(str(p) for p in (tmp_path / run).glob("party*.npz"))
+        shown = subprocess.run([sys.executable, "-m", "smpc", "reveal-model", *files], cwd=tmp_path, env=_env(),
+                               capture_output=True, text=True, timeout=120)
+        assert shown.returncode == 0, shown.stderr
+        revealed.append([line for line in shown.stdout.splitlines() if "weight" in line])
+    assert revealed[0] and revealed[0] != revealed[1]
