@@ -497,46 +497,71 @@ def _stack(tensors: Sequence[SharedTensor], dim: int = 0, *, out: Any = None) ->
     return items[0]._new(torch.stack([t._share for t in items], dim=dim))
 
 
-def _binary(op: Callable[[Any, Any], SharedTensor]) -> Callable[..., SharedTensor]:
-    def handler(a: Any, b: Any, *, out: Any = None) -> SharedTensor:
-        if out is not None:
-            raise TypeError("out= is not supported for SharedTensors")
+def _binary(name: str, forward: Callable[[SharedTensor, Any], SharedTensor],
+            reverse: Callable[[SharedTensor, Any], SharedTensor]) -> Callable[..., SharedTensor]:
+    """The handler of a two-operand torch function: ``forward(a, b)`` when the SharedTensor comes first,
+    ``reverse(b, a)`` when it comes second (each spelled out, never a fallback)."""
+
+    def handler(a: Any, b: Any, *, out: Any = None, **kwargs: Any) -> SharedTensor:
+        if out is not None or kwargs:
+            unsupported = "out" if out is not None else ", ".join(sorted(kwargs))
+            raise TypeError(f"torch.{name}({unsupported}=...) is not supported for SharedTensors")
         if isinstance(a, SharedTensor):
-            return op(a, b)
-        return op(b, a) if op in (_add, _mul) else _reverse(op, a, b)
+            return forward(a, b)
+        if isinstance(b, SharedTensor):
+            return reverse(b, a)
+        raise TypeError(f"torch.{name} needs a SharedTensor operand")
 
     return handler
 
 
-def _add(a: SharedTensor, b: Any) -> SharedTensor:
-    return a + b
+def _maximum(a: SharedTensor, b: Any) -> SharedTensor:
+    """Elementwise max(a, b) (torch.maximum): b + relu(a - b), one comparison and one product; exact."""
+    return (a - b).relu() + b
 
 
-def _sub(a: SharedTensor, b: Any) -> SharedTensor:
-    return a - b
+def _minimum(a: SharedTensor, b: Any) -> SharedTensor:
+    """Elementwise min(a, b) (torch.minimum): a - relu(a - b); exact."""
+    return a - (a - b).relu()
 
 
-def _mul(a: SharedTensor, b: Any) -> SharedTensor:
-    return a * b
-
-
-def _matmul(a: SharedTensor, b: Any) -> SharedTensor:
-    return a @ b
-
-
-def _reverse(op: Callable[[Any, Any], SharedTensor], a: Any, b: SharedTensor) -> SharedTensor:
-    if op is _sub:
-        return b.__rsub__(a)
-    return b.__rmatmul__(a)
+#: Two-operand torch functions: (forward(shared, other), reverse(shared, other)) for other - shared order.
+_BINARY = {
+    torch.add: ("add", lambda a, b: a + b, lambda b, a: b + a),
+    torch.sub: ("sub", lambda a, b: a - b, lambda b, a: b.__rsub__(a)),
+    torch.subtract: ("subtract", lambda a, b: a - b, lambda b, a: b.__rsub__(a)),
+    torch.mul: ("mul", lambda a, b: a * b, lambda b, a: b * a),
+    torch.multiply: ("multiply", lambda a, b: a * b, lambda b, a: b * a),
+    torch.div: ("div", lambda a, b: a / b, lambda b, a: b.__rtruediv__(a)),
+    torch.true_divide: ("true_divide", lambda a, b: a / b, lambda b, a: b.__rtruediv__(a)),
+    torch.divide: ("divide", lambda a, b: a / b, lambda b, a: b.__rtruediv__(a)),
+    torch.matmul: ("matmul", lambda a, b: a @ b, lambda b, a: b.__rmatmul__(a)),
+    torch.maximum: ("maximum", _maximum, lambda b, a: _maximum(b, a)),
+    torch.minimum: ("minimum", _minimum, lambda b, a: _minimum(b, a)),
+}
 
 
 def _binary_method(name: str) -> Callable[..., SharedTensor]:
+    """A comparison: a.<name>(b), or the reflected comparison of b with a when the SharedTensor is second."""
     reflected = {"lt": "gt", "gt": "lt", "le": "ge", "ge": "le", "eq": "eq", "ne": "ne"}
 
     def handler(a: Any, b: Any) -> SharedTensor:
         if isinstance(a, SharedTensor):
             return getattr(a, name)(b)
-        return getattr(b, reflected[name])(a)
+        if isinstance(b, SharedTensor):
+            return getattr(b, reflected[name])(a)
+        raise TypeError(f"torch.{name} needs a SharedTensor operand")
+
+    return handler
+
+
+def _unary(name: str, method: Callable[..., SharedTensor]) -> Callable[..., SharedTensor]:
+    """The handler of a torch function whose first argument must be the SharedTensor."""
+
+    def handler(a: Any, *args: Any, **kwargs: Any) -> SharedTensor:
+        if not isinstance(a, SharedTensor):
+            raise TypeError(f"torch.{name} takes the SharedTensor as its first argument here")
+        return method(a, *args, **kwargs)
 
     return handler
 
@@ -547,45 +572,45 @@ _TORCH_FUNCTIONS: MappingProxyType = MappingProxyType(
         torch.cat: _cat,
         torch.concat: _cat,
         torch.stack: _stack,
-        torch.add: _binary(_add),
-        torch.sub: _binary(_sub),
-        torch.mul: _binary(_mul),
-        torch.matmul: _binary(_matmul),
-        torch.neg: lambda a: -a,
-        torch.sum: lambda a, dim=None, keepdim=False: a.sum(dim, keepdim),
-        torch.mean: lambda a, dim=None, keepdim=False: a.mean(dim, keepdim),
-        torch.transpose: lambda a, dim0, dim1: a.transpose(dim0, dim1),
-        torch.reshape: lambda a, shape: a.reshape(shape),
-        torch.flatten: lambda a, start_dim=0, end_dim=-1: a.flatten(start_dim, end_dim),
-        torch.t: lambda a: a.t(),
+        **{function: _binary(*spec) for function, spec in _BINARY.items()},
         torch.where: where,
-        torch.exp: lambda a, method="piecewise": a.exp(method),
-        torch.sigmoid: lambda a, method="piecewise": a.sigmoid(method),
-        torch.tanh: lambda a, method="piecewise": a.tanh(method),
-        torch.reciprocal: lambda a: a.reciprocal(),
-        torch.sqrt: lambda a: a.sqrt(),
-        torch.rsqrt: lambda a: a.rsqrt(),
-        torch.log: lambda a: a.log(),
-        torch.softmax: lambda a, dim, dtype=None: a.softmax(dim),
-        torch.log_softmax: lambda a, dim, dtype=None: a.log_softmax(dim),
-        torch.nn.functional.softmax: lambda a, dim=None, _stacklevel=3, dtype=None: a.softmax(dim),
-        torch.nn.functional.log_softmax: lambda a, dim=None, _stacklevel=3, dtype=None: a.log_softmax(dim),
-        torch.div: _binary(lambda a, b: a / b),
         torch.lt: _binary_method("lt"),
         torch.gt: _binary_method("gt"),
         torch.le: _binary_method("le"),
         torch.ge: _binary_method("ge"),
         torch.eq: _binary_method("eq"),
         torch.ne: _binary_method("ne"),
-        torch.sign: lambda a: a.sign(),
-        torch.abs: lambda a: a.abs(),
-        torch.relu: lambda a: a.relu(),
-        torch.nn.functional.relu: lambda a, inplace=False: a.relu(),
-        torch.clamp: lambda a, min=None, max=None: a.clamp(min, max),
-        torch.clip: lambda a, min=None, max=None: a.clamp(min, max),
-        torch.max: lambda a, dim=None, keepdim=False: a.max(dim, keepdim),
-        torch.min: lambda a, dim=None, keepdim=False: a.min(dim, keepdim),
-        torch.argmax: lambda a, dim=None, keepdim=True: a.argmax(dim, keepdim),
-        torch.argmin: lambda a, dim=None, keepdim=True: a.argmin(dim, keepdim),
+        **{function: _unary(name, method) for function, name, method in (
+            (torch.neg, "neg", lambda a: -a),
+            (torch.sum, "sum", lambda a, dim=None, keepdim=False: a.sum(dim, keepdim)),
+            (torch.mean, "mean", lambda a, dim=None, keepdim=False: a.mean(dim, keepdim)),
+            (torch.transpose, "transpose", lambda a, dim0, dim1: a.transpose(dim0, dim1)),
+            (torch.reshape, "reshape", lambda a, shape: a.reshape(shape)),
+            (torch.flatten, "flatten", lambda a, start_dim=0, end_dim=-1: a.flatten(start_dim, end_dim)),
+            (torch.t, "t", lambda a: a.t()),
+            (torch.exp, "exp", lambda a, method="piecewise": a.exp(method)),
+            (torch.sigmoid, "sigmoid", lambda a, method="piecewise": a.sigmoid(method)),
+            (torch.tanh, "tanh", lambda a, method="piecewise": a.tanh(method)),
+            (torch.reciprocal, "reciprocal", lambda a: a.reciprocal()),
+            (torch.sqrt, "sqrt", lambda a: a.sqrt()),
+            (torch.rsqrt, "rsqrt", lambda a: a.rsqrt()),
+            (torch.log, "log", lambda a: a.log()),
+            (torch.softmax, "softmax", lambda a, dim, dtype=None: a.softmax(dim)),
+            (torch.log_softmax, "log_softmax", lambda a, dim, dtype=None: a.log_softmax(dim)),
+            (torch.nn.functional.softmax, "nn.functional.softmax",
+             lambda a, dim=None, _stacklevel=3, dtype=None: a.softmax(dim)),
+            (torch.nn.functional.log_softmax, "nn.functional.log_softmax",
+             lambda a, dim=None, _stacklevel=3, dtype=None: a.log_softmax(dim)),
+            (torch.sign, "sign", lambda a: a.sign()),
+            (torch.abs, "abs", lambda a: a.abs()),
+            (torch.relu, "relu", lambda a: a.relu()),
+            (torch.nn.functional.relu, "nn.functional.relu", lambda a, inplace=False: a.relu()),
+            (torch.clamp, "clamp", lambda a, min=None, max=None: a.clamp(min, max)),
+            (torch.clip, "clip", lambda a, min=None, max=None: a.clamp(min, max)),
+            (torch.max, "max", lambda a, dim=None, keepdim=False: a.max(dim, keepdim)),
+            (torch.min, "min", lambda a, dim=None, keepdim=False: a.min(dim, keepdim)),
+            (torch.argmax, "argmax", lambda a, dim=None, keepdim=True: a.argmax(dim, keepdim)),
+            (torch.argmin, "argmin", lambda a, dim=None, keepdim=True: a.argmin(dim, keepdim)),
+        )},
     }
 )
