@@ -1,8 +1,9 @@
 """ZmqTransport: the real network, ZeroMQ over TCP, every link encrypted and authenticated with CurveZMQ.
 
-Each node binds one ROUTER (a CURVE server whose ZAP handler admits only roster keys) and opens one DEALER per
-peer (a CURVE client pinned to that peer's roster key).  A node sends on its DEALERs and receives on its ROUTER;
-the sender of a frame is the User-Id our ZAP handler gave the authenticated connection, never a routing id.
+Each node binds one ROUTER (a CURVE server whose ZAP handler admits only roster keys, and which admits nobody if
+that handler stops answering) and opens one DEALER per peer (a CURVE client pinned to that peer's roster key).  A
+node sends on its DEALERs and receives on its ROUTER; the sender of a frame is the User-Id our ZAP handler gave the
+authenticated connection, never a routing id.
 
 Set-up is two-phase so that local runs can use random ports: construct (binds, ``endpoint`` tells the port), then
 ``connect(addresses)`` (HELLO exchange, fails with HandshakeError).  Liveness comes from ZeroMQ heartbeats on
@@ -247,6 +248,8 @@ class ZmqTransport:
             router.curve_secretkey = self._secret_key
             router.curve_publickey = self._public_key
             router.zap_domain = ZAP_DOMAIN
+            # Without it libzmq admits ANY CURVE client when no ZAP handler answers (our thread stopped or died).
+            router.setsockopt(zmq.ZAP_ENFORCE_DOMAIN, 1)
             router.bind(bind)
         except BaseException as error:
             router.close(linger=0)

@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import pytest
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from network.base import WIRE_DTYPES
 from network.errors import HandshakeError, NetworkError, PeerClosedError, PeerLostError, ProtocolError, ReceiveTimeout
@@ -227,6 +228,35 @@ def test_unknown_key_is_refused_within_seconds(cluster: Cluster) -> None:
     with pytest.raises(HandshakeError, match=r"refused 1 connection\(s\) from a key not on the roster") as caught:
         honest.connect({1: "tcp://127.0.0.1:9"})
     assert stranger_keys[0][:8].decode() in str(caught.value) and stranger_keys[0].decode() not in str(caught.value)
+
+
+def test_with_its_zap_handler_stopped_a_node_still_refuses_an_unlisted_key(cluster: Cluster) -> None:
+    """libzmq admits any CURVE client when no ZAP handler answers, unless ZAP_ENFORCE_DOMAIN is set: the
+    stranger's handshake must fail, and nothing it sends may reach the node."""
+    victim, _ = connected(cluster, 2)
+    victim._zap.close()
+    stranger = zmq.Context()
+    try:
+        dealer = stranger.socket(zmq.DEALER)
+        dealer.linger = 0
+        dealer.curve_publickey, dealer.curve_secretkey = zmq.curve_keypair()
+        dealer.curve_serverkey = cluster.keypair(0)[0]
+        monitor = dealer.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+                                            | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                                            | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_DISCONNECTED)
+        dealer.connect(victim.endpoint)
+        array = np.arange(3, dtype=np.int64)
+        dealer.send_multipart([encode_header(Kind.DATA, session_id=SESSION, sender=1, seq=1, tag=1, array=array),
+                               array.tobytes()])
+        assert monitor.poll(30_000), "no handshake outcome"  # generous: any outcome at all ends the wait
+        event = recv_monitor_message(monitor)["event"]
+        assert event != zmq.EVENT_HANDSHAKE_SUCCEEDED
+        assert not victim._router.poll(500), "a message from a key not on the roster reached the node"
+        dealer.disable_monitor()
+        monitor.close(linger=0)
+        dealer.close(linger=0)
+    finally:
+        stranger.destroy(linger=0)
 
 
 def _timed(function: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[BaseException | None, float]:
