@@ -26,7 +26,15 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from .base import TransportStats, check_wire_array, node_name
-from .errors import HandshakeError, NetworkError, PeerClosedError, PeerLostError, ProtocolError, ReceiveTimeout
+from .errors import (
+    HandshakeError,
+    NetworkError,
+    PeerClosedError,
+    PeerLostError,
+    ProtocolError,
+    ReceiveTimeout,
+    duplicate_tag,
+)
 from .framing import (
     CHUNK_BYTES,
     HEADER_SIZE,
@@ -137,7 +145,7 @@ class ZmqTransport:
         )
         self._stats = TransportStats()
         self._links: dict[int, _Link] = {}
-        self._mailbox: dict[tuple[int, int], list[np.ndarray]] = {}
+        self._mailbox: dict[tuple[int, int], np.ndarray] = {}
         self._closed = False
         self._context = zmq.Context()
         try:
@@ -392,14 +400,8 @@ class ZmqTransport:
             self._pump(remaining)
 
     def _take(self, src: int, tag: int) -> np.ndarray | None:
-        """Pop the oldest stashed message for ``(src, tag)``, if any."""
-        queue = self._mailbox.get((src, tag))
-        if not queue:
-            return None
-        array = queue.pop(0)
-        if not queue:
-            del self._mailbox[(src, tag)]
-        return array
+        """Pop the stashed message for ``(src, tag)``, if any."""
+        return self._mailbox.pop((src, tag), None)
 
     def _raise_if_failed(self, src: int, tag: int, op: str) -> None:
         """Raise if ``src`` or any other peer is lost or aborted, or ``src`` closed without sending ``tag``."""
@@ -547,7 +549,9 @@ class ZmqTransport:
             self._check_hello(link, frame)
             link.hello = True
         elif frame.kind == Kind.DATA:
-            self._mailbox.setdefault((link.node, frame.tag), []).append(frame.array)
+            if (link.node, frame.tag) in self._mailbox:
+                raise duplicate_tag(link.name, frame.tag, self._name(self._rank))
+            self._mailbox[(link.node, frame.tag)] = frame.array
             self._stats.count_received(link.node, HEADER_SIZE + frame.array.nbytes)
         elif frame.kind == Kind.BYE:
             link.bye = True
