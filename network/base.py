@@ -24,7 +24,8 @@ WIRE_DTYPES: tuple[np.dtype, ...] = (
 
 @dataclass
 class TransportStats:
-    """Traffic counters of one node, per peer.  Bytes count our frame header plus payload."""
+    """Traffic counters of one node, per peer.  Bytes count one frame header per message plus its payload (a large
+    message's continuation frames add no header here, so 114 bytes per message is exact)."""
 
     bytes_sent: dict[int, int] = field(default_factory=dict)
     bytes_received: dict[int, int] = field(default_factory=dict)

@@ -22,7 +22,7 @@ from network.errors import (
     duplicate_tag,
 )
 
-#: Header bytes the real transport adds to every frame; counted here too so both transports report alike.
+#: Header bytes the real transport counts per message; counted here too so both transports report alike.
 FRAME_OVERHEAD_BYTES = 114
 
 

@@ -67,6 +67,7 @@ class Options:
     heartbeat_ivl_ms: int
     heartbeat_timeout_ms: int
     max_message_bytes: int
+    max_buffered_bytes: int
 
 
 @dataclass(frozen=True)
@@ -244,6 +245,20 @@ def check_keys(rank: int, public: bytes, secret: bytes, roster: Mapping[int, byt
     if len(set(checked.values())) != len(checked):
         raise ValueError("two roster nodes share a public key; every node needs its own keypair")
     return Keys(public=public, secret=secret, roster=checked)
+
+
+def buffer_budget(max_buffered_bytes: int | None, max_message_bytes: int, charge: int) -> int:
+    """The per-peer budget of bytes buffered here: as given, or room for two messages at the cap plus 1 MiB
+    (about a thousand small messages); ValueError if it could not hold one message at the cap."""
+    if max_buffered_bytes is None:
+        return 2 * max_message_bytes + (1 << 20)
+    budget = int(positive(max_buffered_bytes, "max_buffered_bytes"))
+    if budget < max_message_bytes + charge:
+        raise ValueError(
+            f"max_buffered_bytes={budget} cannot hold one message at max_message_bytes={max_message_bytes} "
+            f"(plus {charge} bytes of bookkeeping); give at least {max_message_bytes + charge}"
+        )
+    return budget
 
 
 def check_session_id(session_id: bytes) -> bytes:

@@ -10,9 +10,19 @@ Set-up is two-phase so that local runs can use random ports: construct (binds, `
 every connection and a socket monitor per DEALER: a peer that dies or freezes shows up as a disconnect within about
 ``heartbeat_interval + heartbeat_timeout`` seconds, and every waiting ``recv`` raises PeerLostError naming it.
 
+Every message is ``[header, payload of at most CHUNK_BYTES]`` (larger arrays continue in MORE frames,
+``network.framing``), and our mailbox holds at most ``max_buffered_bytes`` per peer (default 2 x
+``max_message_bytes`` + 1 MiB, so 2 GiB + 1 MiB), counting messages not taken yet and incomplete ones.  A message
+with any other number of parts, a first frame declaring more than ``max_message_bytes``, a continuation out of
+place, and a peer past its budget are ProtocolErrors naming the peer.  What remains: libzmq delivers a multipart
+message only once it has buffered all of its parts, and no libzmq option caps their number or total size, so a peer
+holding a roster key can still send one enormous multipart message that libzmq buffers in full before we see it.
+Our own peers never do, and we refuse it the moment it is delivered.
+
 A transport belongs to one thread (ZeroMQ sockets are not thread-safe); its ZAP handler runs in a thread of its own.
 This module is the event loop and the receive checks; ``zmq_setup`` makes the sockets and checks the HELLOs,
-``delivery`` sends frames and keeps the mailbox, ``zmq_liveness`` follows the peers and releases everything.
+``delivery`` sends frames and assembles them into the mailbox, ``zmq_liveness`` follows the peers and releases
+everything.
 """
 
 from __future__ import annotations
@@ -26,9 +36,9 @@ import zmq
 from . import zmq_liveness as liveness
 from . import zmq_setup as setup
 from .base import TransportStats, check_wire_array, node_name
-from .delivery import Mailbox, send_frame
+from .delivery import MESSAGE_CHARGE_BYTES, Mailbox, send_message
 from .errors import HandshakeError, NetworkError, PeerClosedError, PeerLostError, ProtocolError, ReceiveTimeout
-from .framing import HEADER_SIZE, Frame, Kind, decode_frame, join_chunks
+from .framing import HEADER_SIZE, Frame, Header, Kind, decode_header, whole_frame
 from .zap import ZapHandler
 
 
@@ -38,6 +48,11 @@ class ZmqTransport:
     ``public_key``/``secret_key`` are this node's Z85 keys, ``roster_keys`` maps every node id (self included) to
     its Z85 public key, ``handshake`` holds the session parameters every peer must agree on exactly (compared in
     the HELLO), ``names`` is how errors name nodes.  Binding happens here; ``endpoint`` is the address bound.
+
+    ``max_message_bytes`` caps one array (sent or received); ``max_buffered_bytes`` caps, per peer, what its
+    messages hold here until taken, incomplete ones included, each charged ``MESSAGE_CHARGE_BYTES`` (1 KiB) on top
+    of its payload (default: 2 x ``max_message_bytes`` + 1 MiB; at least one message at the cap must fit).
+    ``recv_timeout`` bounds a receive and the wait for queue space for each frame sent.
     """
 
     def __init__(
@@ -57,23 +72,26 @@ class ZmqTransport:
         heartbeat_interval: float = 1.0,
         heartbeat_timeout: float = 4.0,
         max_message_bytes: int = 1 << 30,
+        max_buffered_bytes: int | None = None,
     ) -> None:
         self._rank = rank
         self._keys = setup.check_keys(rank, public_key, secret_key, roster_keys)
         self._session_id = setup.check_session_id(session_id)
         self._handshake = setup.normalise_handshake(handshake)
         self._names = dict(names) if names else {}
+        max_message = int(setup.positive(max_message_bytes, "max_message_bytes"))
         self._options = setup.Options(
             recv_timeout=setup.positive(recv_timeout, "recv_timeout"),
             connect_timeout=setup.positive(connect_timeout, "connect_timeout"),
             close_timeout=max(0.0, float(close_timeout)),
             heartbeat_ivl_ms=setup.millis(heartbeat_interval, "heartbeat_interval"),
             heartbeat_timeout_ms=setup.millis(heartbeat_timeout, "heartbeat_timeout"),
-            max_message_bytes=int(setup.positive(max_message_bytes, "max_message_bytes")),
+            max_message_bytes=max_message,
+            max_buffered_bytes=setup.buffer_budget(max_buffered_bytes, max_message, MESSAGE_CHARGE_BYTES),
         )
         self._stats = TransportStats()
         self._links: dict[int, setup.Link] = {}
-        self._mailbox = Mailbox()
+        self._mailbox = Mailbox(receiver=self._name(rank), budget=self._options.max_buffered_bytes)
         self._closed = False
         self._context = zmq.Context()
         try:
@@ -100,7 +118,8 @@ class ZmqTransport:
 
     @property
     def stats(self) -> TransportStats:
-        """DATA traffic per peer (header plus payload bytes); HELLO, BYE and ABORT are not counted."""
+        """DATA traffic per peer: one header plus the payload per message, whatever the number of frames it took
+        (so the 114-byte header per message of every protocol's cost model holds); HELLO, BYE, ABORT not counted."""
         return self._stats
 
     @property
@@ -152,7 +171,7 @@ class ZmqTransport:
                 self._poller.register(link.monitor, zmq.POLLIN)
             hello = setup.hello_payload(self._rank, self._session_id, self._handshake)
             for link in self._links.values():
-                self._send_frame(link, Kind.HELLO, 0, hello)
+                self._send(link, Kind.HELLO, 0, hello, self._options.recv_timeout)
             self._await_hellos(time.monotonic() + self._options.connect_timeout)
         except NetworkError as error:
             self._shutdown(abort=True, reason=str(error))
@@ -186,16 +205,20 @@ class ZmqTransport:
         stayed full for ``recv_timeout`` seconds, ValueError / TypeError for an array that cannot be sent.
         """
         link = self._link(dst)
-        if link.lost or link.aborted:
-            raise PeerLostError(f"cannot send tag {tag} to {link.name}: it is lost", peer=dst)
-        if link.bye:
-            raise PeerClosedError(f"cannot send tag {tag} to {link.name}: it closed the session", peer=dst)
+        self._check_sendable(link, tag)
         started = time.perf_counter()
         # reshape: check_wire_array's np.ascontiguousarray turns a 0-d array into shape (1,)
         wire = check_wire_array(array, self._options.max_message_bytes).reshape(np.shape(array))
-        self._send_frame(link, Kind.DATA, tag, wire)
+        self._send(link, Kind.DATA, tag, wire, self._options.recv_timeout)
         self._stats.count_sent(dst, HEADER_SIZE + wire.nbytes)
         self._stats.codec_seconds += time.perf_counter() - started
+
+    def _check_sendable(self, link: setup.Link, tag: int) -> None:
+        """PeerLostError / PeerClosedError if ``link``'s peer is gone."""
+        if link.lost or link.aborted:
+            raise PeerLostError(f"cannot send tag {tag} to {link.name}: it is lost", peer=link.node)
+        if link.bye:
+            raise PeerClosedError(f"cannot send tag {tag} to {link.name}: it closed the session", peer=link.node)
 
     def recv(self, src: int, tag: int, *, op: str = "") -> np.ndarray:
         """Wait for the message ``src`` sent under ``tag`` (others arriving meanwhile are kept for later).
@@ -231,10 +254,9 @@ class ZmqTransport:
             raise ValueError(f"{self._name(node)} is not a peer of {self._name(self._rank)}")
         return link
 
-    def _send_frame(self, link: setup.Link, kind: Kind, tag: int, wire: np.ndarray) -> None:
-        """Send one frame on ``link`` (see ``delivery.send_frame``)."""
-        send_frame(link, kind, tag, wire, session_id=self._session_id, sender=self._rank,
-                   timeout=self._options.recv_timeout)
+    def _send(self, link: setup.Link, kind: Kind, tag: int, wire: np.ndarray, timeout: float) -> None:
+        """Send ``wire`` on ``link`` as one message of one or more frames (see ``delivery.send_message``)."""
+        send_message(link, kind, tag, wire, session_id=self._session_id, sender=self._rank, timeout=timeout)
 
     # -------------------------------------------------------------------------------------------------- events
 
@@ -261,24 +283,33 @@ class ZmqTransport:
         liveness.confirm_loss(link, self._router, self._drain_router)
 
     def _accept(self, parts: list[zmq.Frame]) -> None:
-        """Validate one incoming message and apply it: stash DATA, record HELLO, BYE and ABORT."""
+        """Validate one incoming message and apply it: assemble DATA and MORE, record HELLO, BYE and ABORT.
+
+        A frame that is not a well-formed next frame of its sender's stream changes nothing (a forger's garbage
+        does not disturb the real peer's sequence); a well-formed one takes its sequence number even if what it
+        carries is then refused (a duplicate tag, a peer over its budget, a HELLO that does not match).
+        """
         link = self._sender_link(parts[-1])  # every part carries the connection's User-Id; a ROUTER gives >= 2
-        if len(parts) < 3:
+        if len(parts) != 3:
             raise ProtocolError(
-                f"bad frame from {link.name}: message with {len(parts) - 1} part(s); frames have a header and at "
-                "least one payload part"
+                f"bad frame from {link.name}: message with {len(parts) - 1} part(s); every message is a header and "
+                "one payload part"
             )
         try:
-            payload = join_chunks(parts[2:], max_bytes=self._options.max_message_bytes)
-            frame = decode_frame(
-                parts[1],
-                payload,
-                session_id=self._session_id if link.hello else None,
-                max_bytes=self._options.max_message_bytes,
-            )
+            head = decode_header(parts[1], session_id=self._session_id if link.hello else None,
+                                 max_bytes=self._options.max_message_bytes)
+            frame = None if head.kind in (Kind.DATA, Kind.MORE) else whole_frame(head, parts[2])
         except ProtocolError as error:
             raise ProtocolError(f"bad frame from {link.name}: {error}") from error
-        self._check_sequence(link, frame)
+        self._check_sequence(link, head)
+        if frame is None:
+            body = self._mailbox.check(link.node, link.name, head, parts[2])
+            link.recv_seq += 1
+            array = self._mailbox.store(link.node, link.name, head, body)
+            if array is not None:
+                self._stats.count_received(link.node, HEADER_SIZE + array.nbytes)
+            return
+        link.recv_seq += 1
         self._apply(link, frame)
 
     def _sender_link(self, header: zmq.Frame) -> setup.Link:
@@ -294,7 +325,7 @@ class ZmqTransport:
             raise ProtocolError(f"frame from {self._name(int(user))}, which is not a peer of {self._name(self._rank)}")
         return link
 
-    def _check_sequence(self, link: setup.Link, frame: Frame) -> None:
+    def _check_sequence(self, link: setup.Link, frame: Header) -> None:
         """The header's sender must be the authenticated one, and frames must arrive exactly in sequence."""
         if frame.sender != link.node:
             raise ProtocolError(
@@ -306,16 +337,12 @@ class ZmqTransport:
             )
         if (frame.kind == Kind.HELLO) != (link.recv_seq == 0):
             raise ProtocolError(f"{link.name} sent {frame.kind.name} as frame {frame.seq}; HELLO comes first, once")
-        link.recv_seq += 1
 
     def _apply(self, link: setup.Link, frame: Frame) -> None:
-        """Act on a frame that passed every check."""
+        """Act on a HELLO, BYE or ABORT that passed every check."""
         if frame.kind == Kind.HELLO:
             setup.check_hello(link, frame, self._session_id, self._handshake)
             link.hello = True
-        elif frame.kind == Kind.DATA:
-            self._mailbox.put(link.node, frame.tag, frame.array, sender=link.name, receiver=self._name(self._rank))
-            self._stats.count_received(link.node, HEADER_SIZE + frame.array.nbytes)
         else:
             liveness.apply_goodbye(link, frame)
 
@@ -352,7 +379,7 @@ class ZmqTransport:
                 continue
             link.socket.setsockopt(zmq.SNDTIMEO, 0)
             try:
-                self._send_frame(link, kind, 0, body)
+                self._send(link, kind, 0, body, 0.0)
             except (NetworkError, zmq.ZMQError):
                 pass
 
