@@ -31,7 +31,8 @@ class TransportStats:
     bytes_received: dict[int, int] = field(default_factory=dict)
     messages_sent: dict[int, int] = field(default_factory=dict)
     messages_received: dict[int, int] = field(default_factory=dict)
-    #: Seconds spent blocked waiting for messages, and building or checking frames (copies included).
+    #: Seconds spent blocked waiting for messages (or for room in a full send queue), and building or checking
+    #: frames (copies included).
     wait_seconds: float = 0.0
     codec_seconds: float = 0.0
 

@@ -1,7 +1,8 @@
 """Delivery for ZmqTransport: messages out as frames onto a DEALER, frames in assembled into the mailbox.
 
-Out: an array becomes a DATA frame and, past ``CHUNK_BYTES``, MORE frames (``network.framing``), each queued on
-the DEALER (waiting up to its SNDTIMEO while the queue is full).
+Out: an array becomes a DATA frame and, past ``CHUNK_BYTES``, MORE frames (``network.framing``), each queued with
+``zmq.NOBLOCK``; when the queue is full the caller's ``wait`` moves our own incoming frames into the mailbox until
+there is room, so two nodes that send each other large messages before receiving never deadlock.
 
 In: the ``Mailbox`` checks each DATA or MORE frame against the message its sender is in the middle of sending,
 allocates a large message's array once (when its DATA frame passes the checks) and fills it chunk by chunk, and
@@ -11,6 +12,8 @@ by a budget: each message costs its declared length plus ``MESSAGE_CHARGE_BYTES`
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,29 +156,40 @@ class Mailbox:
 
 
 def send_message(link: Link, kind: Kind, tag: int, wire: np.ndarray, *, session_id: bytes, sender: int,
-                 timeout: float) -> None:
+                 timeout: float, wait: Callable[[Link, float], None]) -> None:
     """Send ``wire`` on ``link`` as one frame, or a DATA frame and MORE frames if it is larger than CHUNK_BYTES.
 
-    The payload is copied, so the caller may modify ``wire`` right after.  NetworkError if the DEALER's queue
-    stayed full for ``timeout`` seconds (its SNDTIMEO); a message cut short that way leaves the peer's mailbox with
-    an incomplete message.
+    The payload is copied, so the caller may modify ``wire`` right after.  Each frame is queued without blocking;
+    while the queue is full, ``wait(link, seconds_left)`` runs (it must make progress possible: read our own
+    incoming frames, notice a lost peer).  NetworkError if a frame could not be queued within ``timeout`` seconds
+    (0: one try, no wait); a message cut short that way leaves the peer's mailbox with an incomplete message.
     """
     chunks = payload_chunks(wire)
     header = encode_header(kind, session_id=session_id, sender=sender, seq=link.send_seq, tag=tag, array=wire)
-    _queue(link, [header, chunks[0]], kind, timeout)
+    _queue(link, [header, chunks[0]], kind, timeout, wait)
     for chunk in chunks[1:]:
         part = np.frombuffer(chunk, dtype=np.uint8)
         header = encode_header(Kind.MORE, session_id=session_id, sender=sender, seq=link.send_seq, tag=tag, array=part)
-        _queue(link, [header, chunk], Kind.MORE, timeout)
+        _queue(link, [header, chunk], Kind.MORE, timeout, wait)
 
 
-def _queue(link: Link, parts: list[Any], kind: Kind, timeout: float) -> None:
-    """Queue one two-part message on ``link``'s DEALER."""
-    try:
-        # copy=True on purpose: libzmq encrypts later, in its own thread, so a zero-copy send would read the
-        # caller's array after we return (and pyzmq's zero-copy callbacks crash an interpreter that exits
-        # with frames in flight).  CURVE copies into a new buffer anyway; one more memcpy costs little.
-        link.socket.send_multipart(parts, copy=True)
-    except zmq.Again as error:
-        raise NetworkError(f"could not queue a {kind.name} frame for {link.name} within {timeout:g} s") from error
-    link.send_seq += 1
+def _queue(link: Link, parts: list[Any], kind: Kind, timeout: float, wait: Callable[[Link, float], None]) -> None:
+    """Queue one two-part message on ``link``'s DEALER, waiting (see ``send_message``) while its queue is full."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            # copy=True on purpose: libzmq encrypts later, in its own thread, so a zero-copy send would read the
+            # caller's array after we return (and pyzmq's zero-copy callbacks crash an interpreter that exits
+            # with frames in flight).  CURVE copies into a new buffer anyway; one more memcpy costs little.
+            # libzmq checks the queue limit on a message's first part only, so both parts go or neither does.
+            link.socket.send_multipart(parts, flags=zmq.NOBLOCK, copy=True)
+        except zmq.Again:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise NetworkError(
+                    f"could not queue a {kind.name} frame for {link.name} within {timeout:g} s: it is not reading"
+                ) from None
+            wait(link, remaining)
+            continue
+        link.send_seq += 1
+        return

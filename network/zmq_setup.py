@@ -21,7 +21,12 @@ from .framing import CHUNK_BYTES, HEADER_SIZE, SESSION_ID_BYTES, Frame, json_pay
 from .roster import check_z85_key
 
 ZAP_DOMAIN = b"smpc"
-_HWM = 1_000_000  # messages; protocols must never block or drop, so the queues are effectively unbounded
+#: SNDHWM and RCVHWM, in ZeroMQ messages.  Each message we send is one frame of at most CHUNK_BYTES plus a header,
+#: so what libzmq queues for one peer is bounded by HWM_FRAMES x (CHUNK_BYTES + HEADER_SIZE), 256 MiB, plus the one
+#: frame it is decoding (MAXMSGSIZE).  The price: a node that calls into its transport less often than every
+#: heartbeat timeout while a peer has more than this many frames on the way to it has that connection dropped
+#: (libzmq stops reading a connection whose queue is full, and its heartbeats starve), which shows as a lost peer.
+HWM_FRAMES = 64
 _MAXMSGSIZE_SLACK = 4096  # CURVE adds a few dozen bytes to every frame
 MONITORED_EVENTS = (
     zmq.EVENT_DISCONNECTED
@@ -111,7 +116,6 @@ def open_link(context: zmq.Context, node: int, name: str, endpoint: str, keys: K
     dealer.curve_secretkey = keys.secret
     dealer.curve_publickey = keys.public
     dealer.curve_serverkey = keys.roster[node]
-    dealer.setsockopt(zmq.SNDTIMEO, seconds_to_ms(options.recv_timeout))
     monitor = dealer.get_monitor_socket(MONITORED_EVENTS)
     link = Link(node=node, name=name, endpoint=endpoint, socket=dealer, monitor=monitor)
     try:
@@ -125,14 +129,14 @@ def open_link(context: zmq.Context, node: int, name: str, endpoint: str, keys: K
 
 
 def apply_common_options(socket: zmq.Socket, options: Options) -> None:
-    """LINGER 0, frame size cap, heartbeats and large queues, on both socket kinds."""
+    """LINGER 0, frame size cap, heartbeats and short queues (``HWM_FRAMES``), on both socket kinds."""
     socket.setsockopt(zmq.LINGER, 0)
     socket.setsockopt(zmq.MAXMSGSIZE, CHUNK_BYTES + HEADER_SIZE + _MAXMSGSIZE_SLACK)
     socket.setsockopt(zmq.HEARTBEAT_IVL, options.heartbeat_ivl_ms)
     socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, options.heartbeat_timeout_ms)
     socket.setsockopt(zmq.HEARTBEAT_TTL, min(options.heartbeat_timeout_ms, 6_553_500))
-    socket.setsockopt(zmq.SNDHWM, _HWM)
-    socket.setsockopt(zmq.RCVHWM, _HWM)
+    socket.setsockopt(zmq.SNDHWM, HWM_FRAMES)
+    socket.setsockopt(zmq.RCVHWM, HWM_FRAMES)
     socket.setsockopt(zmq.IMMEDIATE, 0)
     socket.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
 

@@ -10,14 +10,21 @@ Set-up is two-phase so that local runs can use random ports: construct (binds, `
 every connection and a socket monitor per DEALER: a peer that dies or freezes shows up as a disconnect within about
 ``heartbeat_interval + heartbeat_timeout`` seconds, and every waiting ``recv`` raises PeerLostError naming it.
 
-Every message is ``[header, payload of at most CHUNK_BYTES]`` (larger arrays continue in MORE frames,
-``network.framing``), and our mailbox holds at most ``max_buffered_bytes`` per peer (default 2 x
-``max_message_bytes`` + 1 MiB, so 2 GiB + 1 MiB), counting messages not taken yet and incomplete ones.  A message
-with any other number of parts, a first frame declaring more than ``max_message_bytes``, a continuation out of
-place, and a peer past its budget are ProtocolErrors naming the peer.  What remains: libzmq delivers a multipart
-message only once it has buffered all of its parts, and no libzmq option caps their number or total size, so a peer
-holding a roster key can still send one enormous multipart message that libzmq buffers in full before we see it.
-Our own peers never do, and we refuse it the moment it is delivered.
+Memory a peer can make us hold is bounded: every message is ``[header, payload of at most CHUNK_BYTES]`` (larger
+arrays continue in MORE frames, ``network.framing``); libzmq queues at most ``HWM_FRAMES`` (64) such messages per
+peer, 64 x (4 MiB + 114 bytes) = 256 MiB, plus the one it is decoding (MAXMSGSIZE, 4 MiB + 4 KiB); our mailbox holds
+at most ``max_buffered_bytes`` per peer (default 2 x ``max_message_bytes`` + 1 MiB, so 2 GiB + 1 MiB), counting
+messages not taken yet and incomplete ones.  A message with any other number of parts, a first frame declaring more
+than ``max_message_bytes``, a continuation out of place, and a peer past its budget are ProtocolErrors naming the
+peer.  What remains: libzmq delivers a multipart message only once it has buffered all of its parts, and no libzmq
+option caps their number or total size, so a peer holding a roster key can still send one enormous multipart message
+that libzmq buffers in full before we see it.  Our own peers never do, and we refuse it the moment it is delivered.
+
+A send may wait for room in a peer's queue, but never without reading: each frame is queued with NOBLOCK, and while
+the queue is full we keep moving our own incoming frames into the mailbox, so two nodes sending each other large
+messages before receiving both finish.  The price of short queues: a node that does not call into its transport
+for longer than ``heartbeat_timeout`` while a peer has more than 64 frames on their way to it loses that link
+(libzmq stops reading a connection whose queue is full, and its heartbeats starve); ``send`` and ``recv`` both read.
 
 A transport belongs to one thread (ZeroMQ sockets are not thread-safe); its ZAP handler runs in a thread of its own.
 This module is the event loop and the receive checks; ``zmq_setup`` makes the sockets and checks the HELLOs,
@@ -201,12 +208,16 @@ class ZmqTransport:
     def send(self, dst: int, tag: int, array: np.ndarray) -> None:
         """Queue ``array`` for ``dst`` under ``tag`` and return; the array is copied, so it may be reused at once.
 
-        Raises PeerLostError / PeerClosedError if ``dst`` is already known to be gone, NetworkError if the queue
-        stayed full for ``recv_timeout`` seconds, ValueError / TypeError for an array that cannot be sent.
+        Raises PeerLostError / PeerClosedError if ``dst`` is (or, while we wait for queue space, turns out to be)
+        gone, NetworkError if the queue stayed full for ``recv_timeout`` seconds, ProtocolError on a bad frame that
+        arrived meanwhile, ValueError / TypeError for an array that cannot be sent.
         """
         link = self._link(dst)
         self._check_sendable(link, tag)
         started = time.perf_counter()
+        # Read what has arrived first: a node that mostly sends must still drain its queues, or libzmq stops reading
+        # the full ones and their heartbeats starve (see zmq_setup.HWM_FRAMES).  One poll when nothing is waiting.
+        self._drain_router()
         # reshape: check_wire_array's np.ascontiguousarray turns a 0-d array into shape (1,)
         wire = check_wire_array(array, self._options.max_message_bytes).reshape(np.shape(array))
         self._send(link, Kind.DATA, tag, wire, self._options.recv_timeout)
@@ -256,14 +267,27 @@ class ZmqTransport:
 
     def _send(self, link: setup.Link, kind: Kind, tag: int, wire: np.ndarray, timeout: float) -> None:
         """Send ``wire`` on ``link`` as one message of one or more frames (see ``delivery.send_message``)."""
-        send_message(link, kind, tag, wire, session_id=self._session_id, sender=self._rank, timeout=timeout)
+
+        def wait(link: setup.Link, remaining: float) -> None:
+            # The peer may itself be blocked sending to us: take its frames, or neither of us ever moves.
+            self._pump(remaining, writable=link.socket)
+            self._check_sendable(link, tag)
+
+        send_message(link, kind, tag, wire, session_id=self._session_id, sender=self._rank, timeout=timeout, wait=wait)
 
     # -------------------------------------------------------------------------------------------------- events
 
-    def _pump(self, timeout_s: float) -> None:
-        """Wait up to ``timeout_s`` for traffic or link events, then process everything that is ready."""
+    def _pump(self, timeout_s: float, *, writable: zmq.Socket | None = None) -> None:
+        """Wait up to ``timeout_s`` for traffic or link events (or for room to send on ``writable``), then process
+        everything that is ready."""
         started = time.perf_counter()
-        ready = dict(self._poller.poll(setup.seconds_to_ms(min(timeout_s, 3600.0))))
+        if writable is not None:
+            self._poller.register(writable, zmq.POLLOUT)
+        try:
+            ready = dict(self._poller.poll(setup.seconds_to_ms(min(timeout_s, 3600.0))))
+        finally:
+            if writable is not None:
+                self._poller.unregister(writable)
         self._stats.wait_seconds += time.perf_counter() - started
         if self._router in ready:
             started = time.perf_counter()
@@ -377,9 +401,8 @@ class ZmqTransport:
         for link in self._links.values():
             if link.lost or link.aborted:
                 continue
-            link.socket.setsockopt(zmq.SNDTIMEO, 0)
             try:
-                self._send(link, kind, 0, body, 0.0)
+                self._send(link, kind, 0, body, 0.0)  # one try: a full queue must not hold up a close
             except (NetworkError, zmq.ZMQError):
                 pass
 

@@ -24,6 +24,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from network.base import WIRE_DTYPES
 from network.errors import HandshakeError, NetworkError, PeerClosedError, PeerLostError, ProtocolError, ReceiveTimeout
+from network import zmq_setup
 from network.delivery import Mailbox
 from network.framing import (CHUNK_BYTES, HEADER_SIZE, PROTOCOL_VERSION, Kind, decode_header, encode_header,
                              json_payload, whole_frame)
@@ -250,6 +251,25 @@ def test_a_large_message_over_the_budget_is_refused_at_its_first_frame(cluster: 
 def test_the_buffer_budget_must_hold_a_message_at_the_cap(cluster: Cluster) -> None:
     with pytest.raises(ValueError, match="max_buffered_bytes"):
         cluster.node(0, 2, max_message_bytes=1 << 20, max_buffered_bytes=1 << 20)
+
+
+def test_nodes_sending_each_other_large_messages_before_receiving_do_not_deadlock(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Queues of 2 frames at each end; each node sends the other 12 messages of 2 chunks (far more than the queues
+    and TCP buffers hold) before receiving any.  A send that finds its queue full keeps moving incoming frames into
+    the mailbox, so both finish."""
+    monkeypatch.setattr(zmq_setup, "HWM_FRAMES", 2)
+    everyone = connected(cluster, 2, recv_timeout=30.0)
+    payloads = [np.full(CHUNK_BYTES // 8 + 1, tag, dtype=np.int64) for tag in range(12)]
+
+    def program(node: ZmqTransport) -> list[bool]:
+        peer = 1 - node.rank
+        for tag, payload in enumerate(payloads):
+            node.send(peer, tag, payload)
+        return [bool(np.array_equal(node.recv(peer, tag), payload)) for tag, payload in enumerate(payloads)]
+
+    assert in_threads([lambda node=node: program(node) for node in everyone], timeout=120.0) == [[True] * 12] * 2
 
 
 # -------------------------------------------------------------------------------------------------- set-up
