@@ -24,13 +24,15 @@ WIRE_DTYPES: tuple[np.dtype, ...] = (
 
 @dataclass
 class TransportStats:
-    """Traffic counters of one node, per peer.  Bytes count our frame header plus payload."""
+    """Traffic counters of one node, per peer.  Bytes count one frame header per message plus its payload (a large
+    message's continuation frames add no header here, so 114 bytes per message is exact)."""
 
     bytes_sent: dict[int, int] = field(default_factory=dict)
     bytes_received: dict[int, int] = field(default_factory=dict)
     messages_sent: dict[int, int] = field(default_factory=dict)
     messages_received: dict[int, int] = field(default_factory=dict)
-    #: Seconds spent blocked waiting for messages, and building or checking frames (copies included).
+    #: Seconds spent blocked waiting for messages (or for room in a full send queue), and building or checking
+    #: frames (copies included).
     wait_seconds: float = 0.0
     codec_seconds: float = 0.0
 

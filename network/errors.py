@@ -11,6 +11,16 @@ class ProtocolError(NetworkError):
     """A frame that breaks the wire protocol: bad magic, version, session, sequence, dtype, shape or size."""
 
 
+class DuplicateTagError(ProtocolError):
+    """A peer sent a second message under a tag whose first message we have not taken yet."""
+
+
+def duplicate_tag(sender: str, tag: int, receiver: str) -> DuplicateTagError:
+    """The error every transport raises, on the receiving side, when ``sender`` repeats a ``tag`` still waiting
+    at ``receiver`` (both as errors name them).  The first message stays; the second is dropped."""
+    return DuplicateTagError(f"{sender} sent tag {tag} to {receiver} twice")
+
+
 class HandshakeError(NetworkError):
     """A peer refused us, or we refused a peer, while the session was being set up."""
 

@@ -1,26 +1,30 @@
-"""The wire format: one fixed-size little-endian header plus the raw bytes of one array.  Never pickle.
+"""The wire format: a fixed-size little-endian header plus the raw bytes of one array, or of part of it.  No pickle.
 
-A message is a ZeroMQ multipart message ``[header, chunk, chunk, ...]``: the payload travels in parts of at most
-``CHUNK_BYTES`` (a small array is just ``[header, payload]``).  Chunking is not cosmetic: libzmq resets its heartbeat
-timers only when a whole ZeroMQ frame has arrived, so one frame that takes longer than the heartbeat timeout to
-cross the wire (1 GiB at 1 Gbit/s) gets the connection dropped and the message silently lost.  The header layout
-(``HEADER_FORMAT``)::
+Every ZeroMQ message is exactly two parts, ``[header, payload]``, the payload at most ``CHUNK_BYTES``.  An array
+larger than that travels as a DATA frame (its header declares the whole array: dtype, shape, total length; its
+payload is the first chunk) followed by MORE frames under the same tag, each carrying the next chunk as bytes
+(dtype uint8, one dimension); every frame takes the next sequence number.  The receiver allocates the array once,
+when the DATA frame passes its checks, and fills it as the MOREs arrive (``network.delivery``).  Chunking is not
+cosmetic: libzmq resets its heartbeat timers only when a whole ZeroMQ frame has arrived, so one frame that takes
+longer than the heartbeat timeout to cross the wire (1 GiB at 1 Gbit/s) gets the connection dropped.  And two parts
+per message keeps what libzmq buffers for us bounded by its queue length in messages (see ``network.zmq_setup``).
+The header layout (``HEADER_FORMAT``)::
 
     magic      4s   b"SMPC"
     version    u8   PROTOCOL_VERSION
-    kind       u8   HELLO=0, DATA=1, BYE=2, ABORT=3
+    kind       u8   HELLO=0, DATA=1, BYE=2, ABORT=3, MORE=4
     dtype      u8   index into network.base.WIRE_DTYPES
     ndim       u8   <= 8
     session    16s  session id
     sender     u16  node id of the sender
     seq        u64  per directed link, 0 for the HELLO, +1 every frame
     tag        u64  program counter of the operation
-    length     u64  payload length in bytes
+    length     u64  payload length in bytes (a DATA frame: of the whole array)
     shape      8 x u64, unused dimensions 0
 
 The payload is the array's C-order little-endian bytes.  HELLO, BYE and ABORT carry UTF-8 JSON as a uint8 array.
-``decode_frame`` trusts nothing: any input either decodes or raises ``ProtocolError``, and it never allocates more
-than the payload it was handed (the array is a view of the payload buffer).
+``decode_header`` and ``decode_frame`` trust nothing: any input either decodes or raises ``ProtocolError``, and they
+never allocate more than the payload they were handed (the array is a view of the payload buffer).
 """
 
 from __future__ import annotations
@@ -29,21 +33,21 @@ import enum
 import json
 import struct
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 
 from .base import WIRE_DTYPES
 from .errors import ProtocolError
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: every message is [header, payload]; large arrays continue in MORE frames
 MAGIC = b"SMPC"
 SESSION_ID_BYTES = 16
 MAX_NDIM = 8
 HEADER_FORMAT = "<4sBBBB16sHQQQ8Q"
 HEADER_SIZE = struct.calcsize(HEADER_FORMAT)
 
-#: Largest ZeroMQ frame a payload is cut into (the receiver's MAXMSGSIZE is set just above it).
+#: Largest payload part of one ZeroMQ message (the receiver's MAXMSGSIZE is set just above it).
 CHUNK_BYTES = 4 << 20
 
 _HEADER = struct.Struct(HEADER_FORMAT)
@@ -51,6 +55,7 @@ _PREFIX = struct.Struct("<4sB")  # magic and version, read before anything else
 _U16_MAX = (1 << 16) - 1
 _U64_MAX = (1 << 64) - 1
 _DTYPE_CODES: dict[np.dtype, int] = {dtype: code for code, dtype in enumerate(WIRE_DTYPES)}
+_BYTES = np.dtype("u1")
 
 
 class Kind(enum.IntEnum):
@@ -60,6 +65,7 @@ class Kind(enum.IntEnum):
     DATA = 1
     BYE = 2
     ABORT = 3
+    MORE = 4  # the next chunk of the array whose DATA frame came last from this sender
 
 
 @dataclass(frozen=True)
@@ -81,36 +87,34 @@ class Frame:
             raise ProtocolError(f"{self.kind.name} frame from node {self.sender} has a malformed JSON body") from error
 
 
+@dataclass(frozen=True)
+class Header:
+    """One decoded, validated header: what the frame says it is, and the array (or chunk) it declares."""
+
+    kind: Kind
+    session_id: bytes
+    sender: int
+    seq: int
+    tag: int
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    length: int
+
+
 def json_payload(body: Mapping[str, Any]) -> np.ndarray:
     """Encode a control message body as the uint8 array a HELLO, BYE or ABORT frame carries."""
     return np.frombuffer(json.dumps(body, sort_keys=True).encode("utf-8"), dtype=np.uint8)
 
 
 def payload_chunks(array: np.ndarray) -> list[memoryview]:
-    """Views of a C-contiguous array's bytes in parts of at most CHUNK_BYTES (one part, maybe empty, if small)."""
-    flat = memoryview(array.reshape(-1).view(np.uint8))
+    """Views of a C-contiguous array's bytes in parts of at most CHUNK_BYTES (one part, maybe empty, if small).
+
+    The first part is the DATA frame's payload, each further one a MORE frame's.
+    """
+    flat = memoryview(array.reshape(-1).view(np.uint8))  # type: ignore[arg-type]  # numpy arrays are buffers
     if flat.nbytes <= CHUNK_BYTES:
         return [flat]
     return [flat[start : start + CHUNK_BYTES] for start in range(0, flat.nbytes, CHUNK_BYTES)]
-
-
-def join_chunks(chunks: Sequence[Any], *, max_bytes: int) -> Any:
-    """The payload carried by ``chunks`` (bytes-like): the only chunk itself, or one new buffer holding them all.
-
-    Refuses (ProtocolError) before allocating anything when the chunks add up to more than ``max_bytes``.
-    """
-    if len(chunks) == 1:
-        return chunks[0]
-    views = [_byte_view(chunk, "chunk") for chunk in chunks]
-    total = sum(view.nbytes for view in views)
-    if total > max_bytes:
-        raise ProtocolError(f"message of {total} bytes exceeds the cap of {max_bytes} bytes")
-    joined = np.empty(total, dtype=np.uint8)
-    offset = 0
-    for view in views:
-        joined[offset : offset + view.nbytes] = np.frombuffer(view, dtype=np.uint8)
-        offset += view.nbytes
-    return joined
 
 
 def encode_header(
@@ -151,33 +155,43 @@ def _check_range(name: str, value: int, maximum: int) -> None:
         raise ValueError(f"{name} must be an integer in [0, {maximum}], got {value!r}")
 
 
-def decode_frame(header: Any, payload: Any, *, session_id: bytes | None, max_bytes: int) -> Frame:
-    """Validate ``header`` and ``payload`` (any bytes-like objects) and return the frame they carry.
+def decode_header(header: Any, *, session_id: bytes | None, max_bytes: int) -> Header:
+    """Validate ``header`` (any bytes-like object) and return what it declares; ProtocolError on any defect.
 
-    Checks, in this order: header length, magic, version, kind, dtype, ndim, shape, declared length against
-    ``max_bytes`` and against the payload, and the session id (skipped when ``session_id`` is None, which the
-    handshake uses to report both sessions itself).  Raises ProtocolError, and only ProtocolError, on any defect.
+    Checks, in this order: length, magic, version, kind, dtype, ndim, shape, declared length against ``max_bytes``
+    and against the shape, a MORE frame's bytes-only form, and the session id (skipped when ``session_id`` is None,
+    which the handshake uses to report both sessions itself).  Allocates nothing of the declared size.
     """
-    head = _byte_view(header, "header")
-    body = _byte_view(payload, "payload")
-    fields = _unpack_header(head)
+    fields = _unpack_header(byte_view(header, "header"))
     kind, dtype, shape, declared = _check_fields(fields, max_bytes)
-    if declared != body.nbytes:
-        raise ProtocolError(f"declared {declared} bytes but payload has {body.nbytes}")
+    if kind == Kind.MORE and (dtype != _BYTES or len(shape) != 1):
+        raise ProtocolError(f"a MORE frame carries bytes (uint8, one dimension), this one declares {dtype} {shape}")
     frame_session = fields[5]
     if session_id is not None and frame_session != session_id:
         raise ProtocolError("frame for another session")
-    return Frame(
-        kind=kind,
-        session_id=frame_session,
-        sender=fields[6],
-        seq=fields[7],
-        tag=fields[8],
-        array=_array_view(body, dtype, shape),
-    )
+    return Header(kind=kind, session_id=frame_session, sender=fields[6], seq=fields[7], tag=fields[8], dtype=dtype,
+                  shape=shape, length=declared)
 
 
-def _byte_view(buffer: Any, what: str) -> memoryview:
+def decode_frame(header: Any, payload: Any, *, session_id: bytes | None, max_bytes: int) -> Frame:
+    """Validate ``header`` and ``payload`` (any bytes-like objects) and return the whole frame they carry.
+
+    ``decode_header``'s checks, then the payload must be exactly the declared length (so a DATA frame whose array
+    continues in MORE frames is refused here: ``network.delivery`` assembles those).  ProtocolError on any defect.
+    """
+    return whole_frame(decode_header(header, session_id=session_id, max_bytes=max_bytes), payload)
+
+
+def whole_frame(head: Header, payload: Any) -> Frame:
+    """The frame ``head`` declares, its array a view of ``payload``; ProtocolError unless the lengths agree."""
+    body = byte_view(payload, "payload")
+    if head.length != body.nbytes:
+        raise ProtocolError(f"declared {head.length} bytes but payload has {body.nbytes}")
+    return Frame(kind=head.kind, session_id=head.session_id, sender=head.sender, seq=head.seq, tag=head.tag,
+                 array=array_view(body, head.dtype, head.shape))
+
+
+def byte_view(buffer: Any, what: str) -> memoryview:
     """A flat byte view of ``buffer`` without copying; ProtocolError if it is not a contiguous buffer."""
     try:
         view = memoryview(buffer)
@@ -236,8 +250,8 @@ def _product(shape: tuple[int, ...]) -> int:
     return result
 
 
-def _array_view(body: memoryview, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
-    """A view of ``body`` as ``dtype`` with ``shape`` (sizes already checked); ProtocolError if numpy refuses."""
+def array_view(body: Any, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+    """A view of byte buffer ``body`` as ``dtype`` with ``shape`` (sizes checked); ProtocolError if numpy refuses."""
     try:
         return np.frombuffer(body, dtype=dtype).reshape(shape)
     except (ValueError, TypeError, OverflowError, MemoryError) as error:

@@ -13,9 +13,16 @@ from typing import Mapping
 import numpy as np
 
 from network.base import TransportStats, check_wire_array, node_name
-from network.errors import NetworkError, PeerClosedError, PeerLostError, ReceiveTimeout
+from network.errors import (
+    DuplicateTagError,
+    NetworkError,
+    PeerClosedError,
+    PeerLostError,
+    ReceiveTimeout,
+    duplicate_tag,
+)
 
-#: Header bytes the real transport adds to every frame; counted here too so both transports report alike.
+#: Header bytes the real transport counts per message; counted here too so both transports report alike.
 FRAME_OVERHEAD_BYTES = 114
 
 
@@ -40,6 +47,8 @@ class LocalNetwork:
         self._mail: dict[tuple[int, int, int], np.ndarray] = {}
         self._closed: set[int] = set()
         self._aborted: dict[int, str] = {}
+        #: Per receiver, duplicates refused on arrival and not yet reported by one of its receives.
+        self._refused: dict[int, list[DuplicateTagError]] = {}
 
     def transport(self, rank: int) -> "LocalTransport":
         if not 0 <= rank < self.n_nodes:
@@ -56,8 +65,12 @@ class LocalNetwork:
         with self._cond:
             key = (src, dst, tag)
             if key in self._mail:
-                raise NetworkError(f"{node_name(src, self.names)} sent tag {tag} to {dst} twice")
-            self._mail[key] = array
+                # Refused on the receiving side, as ZmqTransport must (its sender cannot know): dst's next
+                # receive raises, the first message stays.
+                error = duplicate_tag(node_name(src, self.names), tag, node_name(dst, self.names))
+                self._refused.setdefault(dst, []).append(error)
+            else:
+                self._mail[key] = array
             self._cond.notify_all()
 
     def _take(self, src: int, dst: int, tag: int, op: str) -> np.ndarray:
@@ -66,6 +79,9 @@ class LocalNetwork:
         peer = node_name(src, self.names)
         with self._cond:
             while True:
+                refused = self._refused.get(dst)
+                if refused:
+                    raise refused.pop(0)
                 array = self._mail.pop((src, dst, tag), None)
                 if array is not None:
                     return array

@@ -16,6 +16,7 @@ address), for hosts that must listen on another interface than the one peers dia
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -56,15 +57,22 @@ def write_keypair(path_prefix: str | os.PathLike[str], *, overwrite: bool = Fals
     """Generate a keypair, write ``PREFIX.key`` (mode 0600, both keys) and ``PREFIX.pub``; return the public key.
 
     Refuses (FileExistsError) to replace existing files unless ``overwrite``: losing a secret key locks a node
-    out of every roster that lists it.
+    out of every roster that lists it.  Refuses (ValueError) a symbolic link at either path, even with
+    ``overwrite``: the key would land in whatever file the link points at.
     """
-    public, secret = generate_keypair()
     prefix = Path(path_prefix)
     secret_path, public_path = prefix.with_name(prefix.name + ".key"), prefix.with_name(prefix.name + ".pub")
+    # Checked up front so that a refusal leaves no half-written pair; O_NOFOLLOW below closes the race.
+    for path, what in ((secret_path, "secret key"), (public_path, "public key")):
+        if path.is_symlink():
+            raise ValueError(_symlink_refusal(path, what))
     if not overwrite and public_path.exists():
         raise FileExistsError(f"{public_path} exists; pass overwrite=True to replace it")
-    _write_private(secret_path, _key_text("secret key: keep it private", public, secret), overwrite=overwrite)
-    public_path.write_text(_key_text("public key: give it to whoever writes the roster", public, None))
+    public, secret = generate_keypair()
+    _write_key_file(secret_path, _key_text("secret key: keep it private", public, secret), "secret key",
+                    overwrite=overwrite, mode=0o600)
+    _write_key_file(public_path, _key_text("public key: give it to whoever writes the roster", public, None),
+                    "public key", overwrite=overwrite, mode=None)
     return public
 
 
@@ -76,16 +84,32 @@ def _key_text(comment: str, public: bytes, secret: bytes | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_private(path: Path, text: str, *, overwrite: bool) -> None:
-    """Write ``text`` to ``path`` readable by its owner only, whatever the umask."""
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
+def _write_key_file(path: Path, text: str, what: str, *, overwrite: bool, mode: int | None) -> None:
+    """Write ``text`` to ``path`` itself, never through a symbolic link; ``mode`` (if given) whatever the umask.
+
+    O_NOFOLLOW makes the open fail on a link at ``path``; O_EXCL (not overwriting) never follows one either.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_TRUNC if overwrite else os.O_EXCL)
     try:
-        descriptor = os.open(path, flags, 0o600)
+        descriptor = os.open(path, flags, 0o600 if mode is not None else 0o644)
     except FileExistsError as error:
+        if path.is_symlink():
+            raise ValueError(_symlink_refusal(path, what)) from error
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it") from error
+    except OSError as error:
+        # Linux and macOS say ELOOP, FreeBSD EMLINK, when O_NOFOLLOW meets a link.
+        if error.errno in (errno.ELOOP, errno.EMLINK):
+            raise ValueError(_symlink_refusal(path, what)) from error
+        raise
     with os.fdopen(descriptor, "w") as handle:
-        os.fchmod(handle.fileno(), 0o600)
+        if mode is not None:
+            os.fchmod(handle.fileno(), mode)
         handle.write(text)
+
+
+def _symlink_refusal(path: Path, what: str) -> str:
+    """Why we will not write a key file at ``path``."""
+    return f"{path} is a symbolic link; refusing to write a {what} through it"
 
 
 def read_secret_key(path: str | os.PathLike[str]) -> tuple[bytes, bytes]:

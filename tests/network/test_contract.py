@@ -1,8 +1,8 @@
 """The Transport contract, run on both transports: what every protocol relies on, whatever carries it.
 
 In-process (LocalNetwork) and ZeroMQ + CurveZMQ on 127.0.0.1 must behave the same: tagged messages meet their
-reader in any order, large frames arrive whole, a lost peer is an error naming it, a goodbye is distinguishable
-from a loss, and traffic is counted alike.
+reader in any order, large frames arrive whole, a second message under a tag still waiting is refused, a lost peer
+is an error naming it, a goodbye is distinguishable from a loss, and traffic is counted alike.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from typing import Callable, Iterator
 import numpy as np
 import pytest
 
-from network import LocalNetwork, PeerClosedError, PeerLostError, ReceiveTimeout, Transport
+from network import (DuplicateTagError, LocalNetwork, PeerClosedError, PeerLostError, ReceiveTimeout,
+                     Transport)
 from tests.network.test_zmq import Cluster, connected, in_threads
 
 NAMES = {0: "party 0", 1: "party 1", 2: "party 2"}
@@ -82,6 +83,19 @@ def test_a_100_megabyte_frame_arrives_whole(mesh: list[Transport]) -> None:
         return None
 
     assert _everyone(mesh, program)[1] is True
+
+
+def test_a_second_message_under_a_waiting_tag_is_refused_by_its_receiver(mesh: list[Transport]) -> None:
+    """Party 0 sends tag 5 twice, then tag 6.  Party 1 is told, by a DuplicateTagError (a ProtocolError) raised on
+    its side, on the receive that meets the duplicate; the first copy and the later message still arrive."""
+    sender, receiver = mesh[0], mesh[1]
+    sender.send(1, 5, np.array([1], dtype=np.int64))
+    sender.send(1, 5, np.array([2], dtype=np.int64))
+    sender.send(1, 6, np.array([3], dtype=np.int64))
+    with pytest.raises(DuplicateTagError, match="^party 0 sent tag 5 to party 1 twice$"):
+        receiver.recv(0, 6)
+    assert receiver.recv(0, 5).tolist() == [1]
+    assert receiver.recv(0, 6).tolist() == [3]
 
 
 def test_a_peer_that_dies_is_named_by_those_waiting(mesh: list[Transport]) -> None:

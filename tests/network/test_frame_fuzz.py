@@ -1,12 +1,14 @@
-"""Frame decoder under volume: 25,000 hostile frames per run, each one decodes to a canonical frame or is a
+"""Frame decoder under volume: 25,000 hostile messages per run, each one decodes to a canonical frame or is a
 ProtocolError, and a frame that claims a huge size is refused before anything of that size is allocated.
 
 ``test_framing.py`` checks each field's own refusal and fuzzes raw header bytes.  This file adds volume (a
 seeded generator, so the count does not depend on the hypothesis profile) and what else a peer or a caller can
-vary: how the payload is cut into chunks, which buffer type carries it, the size cap and the session check.
-A mutation may produce a valid frame (a payload bit flip, a shape rewritten together with its length); that is
-fine as long as the frame is exactly what its header says: ``encode_header`` of the decoded frame must give
-back the header byte for byte, and the array must hold the payload's bytes.
+vary: how the payload is cut into a first frame and continuations, which buffer type carries it, the size cap,
+the per-peer budget and the session check.  A mutation may produce a valid message (a payload bit flip, a shape
+rewritten together with its length); that is fine as long as it is exactly what its header says:
+``encode_header`` of the decoded array must give back the header byte for byte, and the array must hold the
+payload's bytes.  Messages go through the receiver's real path: ``decode_header``, then ``whole_frame`` for
+control frames or the ``Mailbox`` (which assembles continuations) for data.
 """
 
 from __future__ import annotations
@@ -24,21 +26,25 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from network.base import WIRE_DTYPES
+from network.delivery import MESSAGE_CHARGE_BYTES, Mailbox
 from network.errors import ProtocolError
 from network.framing import (
     HEADER_FORMAT,
     HEADER_SIZE,
     MAX_NDIM,
-    Frame,
     Kind,
     decode_frame,
+    decode_header,
     encode_header,
-    join_chunks,
+    whole_frame,
 )
 
 SESSION = bytes(range(16))
 OTHER_SESSION = b"another-session!"
 MAX_BYTES = 1 << 20
+#: The receiving mailbox's per-peer budget in the fuzz runs: larger than any payload generated, far below the
+#: largest caps tried, so a header claiming more than it is refused before its buffer is allocated.
+BUDGET = 16 << 20
 SEED = 20240611
 FRAMES_PER_FAMILY = 5_000
 _U64_MAX = (1 << 64) - 1
@@ -76,24 +82,50 @@ _BUFFER_KINDS = ("bytes", "bytearray", "memoryview", "uint8 array", "wide array"
 # ------------------------------------------------------------------------------------------- the oracle
 
 
-def _decode_or_refuse(header: Any, chunks: list[Any], *, session_id: bytes | None, max_bytes: int) -> Frame | None:
-    """The frame ``header`` and ``chunks`` carry, checked against its header, or None if refused (ProtocolError).
+def receive(header: Any, chunks: list[Any], *, session_id: bytes | None, max_bytes: int,
+            budget: int = BUDGET) -> np.ndarray | None:
+    """What a receiver makes of ``header`` with ``chunks[0]`` as its payload, followed by one MORE frame (header
+    made here, valid) per further chunk: the array of the message they complete, None if it is incomplete, or
+    ProtocolError.  A message without a payload part is refused, as the transport does before decoding it."""
+    if not chunks:
+        raise ProtocolError("message with 1 part(s)")
+    head = decode_header(header, session_id=session_id, max_bytes=max_bytes)
+    if head.kind not in (Kind.DATA, Kind.MORE):
+        if len(chunks) > 1:
+            raise ProtocolError("continuation after a control frame")
+        return whole_frame(head, chunks[0]).array
+    mailbox = Mailbox(receiver="party 0", budget=budget)
+    array = None
+    for index, chunk in enumerate(chunks):
+        if index:
+            part = np.empty(memoryview(chunk).nbytes, dtype=np.uint8)  # only its length goes into the header
+            head = decode_header(encode_header(Kind.MORE, session_id=head.session_id, sender=1, seq=0, tag=head.tag,
+                                               array=part), session_id=session_id, max_bytes=max_bytes)
+        array = mailbox.store(1, "party 1", head, mailbox.check(1, "party 1", head, chunk))
+    return array
+
+
+def _decode_or_refuse(header: Any, chunks: list[Any], *, session_id: bytes | None, max_bytes: int) -> np.ndarray | None:
+    """The array ``header`` and ``chunks`` carry, checked against its header, or None if refused (ProtocolError)
+    or incomplete.
 
     Any other exception propagates: that is the bug this file hunts.
     """
     try:
-        payload = join_chunks(chunks, max_bytes=max_bytes)
-        frame = decode_frame(header, payload, session_id=session_id, max_bytes=max_bytes)
+        array = receive(header, chunks, session_id=session_id, max_bytes=max_bytes)
     except ProtocolError:
         return None
-    canonical = encode_header(frame.kind, session_id=frame.session_id, sender=frame.sender, seq=frame.seq,
-                              tag=frame.tag, array=frame.array)
+    if array is None:
+        return None
+    fields = struct.unpack(HEADER_FORMAT, bytes(memoryview(header).cast("B")))
+    canonical = encode_header(Kind(fields[KIND_F]), session_id=fields[SESSION_F], sender=fields[SENDER_F],
+                              seq=fields[SEQ_F], tag=fields[TAG_F], array=array)
     assert canonical == bytes(memoryview(header).cast("B")), "an accepted header is not the canonical one"
-    assert frame.array.tobytes() == bytes(memoryview(payload).cast("B"))
-    assert frame.array.dtype in WIRE_DTYPES and frame.array.ndim <= MAX_NDIM
-    assert frame.array.nbytes <= max_bytes
-    assert session_id is None or frame.session_id == session_id
-    return frame
+    assert array.tobytes() == b"".join(bytes(memoryview(chunk).cast("B")) for chunk in chunks)
+    assert array.dtype in WIRE_DTYPES and array.ndim <= MAX_NDIM
+    assert array.nbytes <= max_bytes
+    assert session_id is None or fields[SESSION_F] == session_id
+    return array
 
 
 def _as_buffer(kind: str, data: bytes) -> Any:
@@ -196,7 +228,8 @@ def _field_overwrites(rng: random.Random, header: bytes, payload: bytes) -> tupl
 
 def _chunking(rng: random.Random, header: bytes, payload: bytes) -> tuple[Any, list[Any]]:
     """The payload cut at random points (empty chunks too, occasionally none or hundreds) into buffers of random
-    types; sometimes with a field overwritten as well."""
+    types, the first for the header's frame and each further one for a continuation; sometimes with a field
+    overwritten as well."""
     if rng.random() < 0.3:
         header, (payload,) = _field_overwrites(rng, header, payload)
     count = rng.choice((1, 1, 2, 3, 5, 8, 0, 300))
@@ -299,8 +332,8 @@ def test_strided_byte_buffers_are_protocol_errors() -> None:
         decode_frame(_strided(header), array.tobytes(), session_id=SESSION, max_bytes=MAX_BYTES)
     with pytest.raises(ProtocolError, match="payload is not a contiguous byte buffer"):
         decode_frame(header, _strided(array.tobytes()), session_id=SESSION, max_bytes=MAX_BYTES)
-    with pytest.raises(ProtocolError, match="chunk is not a contiguous byte buffer"):
-        join_chunks([_strided(array.tobytes()[:8]), array.tobytes()[8:]], max_bytes=MAX_BYTES)
+    with pytest.raises(ProtocolError, match="payload is not a contiguous byte buffer"):
+        receive(header, [array.tobytes()[:8], _strided(array.tobytes()[8:])], session_id=SESSION, max_bytes=MAX_BYTES)
 
 
 # ------------------------------------------------------------------------------------- no huge allocation
@@ -336,37 +369,40 @@ def _peak_bytes(action: Callable[[], Any]) -> tuple[int, Any]:
 @pytest.mark.parametrize(
     ("header", "max_bytes", "message"),
     [
-        (_claiming(256 << 20, (32 << 20,)), 1 << 30, "declared 268435456 bytes but payload has 65536"),
-        (_claiming(1 << 63, (1 << 60,)), _U64_MAX, "declared 9223372036854775808 bytes but payload has 65536"),
-        (_claiming(_U64_MAX, (_U64_MAX,), 3), 1 << 64, "declared 18446744073709551615 bytes"),
+        (_claiming(256 << 20, (32 << 20,)), 1 << 30, "would have 268436480 bytes waiting here with tag 1, more than "
+                                                     "max_buffered_bytes=16777216"),
+        (_claiming(1 << 63, (1 << 60,)), _U64_MAX, "would have 9223372036854776832 bytes waiting here"),
+        (_claiming(_U64_MAX, (_U64_MAX,), 3), 1 << 64, "would have 18446744073709552639 bytes waiting here"),
         (_claiming(0, (1 << 32, 1 << 32)), 1 << 40, "needs 147573952589676412928 bytes but the frame declares 0"),
         (_claiming(1 << 36, (1 << 33,)), MAX_BYTES, "more than the cap"),
         (_claiming(ACTUAL_BYTES, (1 << 40, 1 << 40, 0)), 1 << 50, "needs 0 bytes but the frame declares 65536"),
     ],
-    ids=["256MiB-under-cap", "2^63-under-cap", "u64-max", "wrapped-product", "over-cap", "zero-dim-huge-dims"],
+    ids=["256MiB-over-budget", "2^63-over-budget", "u64-max", "wrapped-product", "over-cap", "zero-dim-huge-dims"],
 )
 def test_a_frame_claiming_a_huge_size_is_refused_without_allocating_it(header: bytes, max_bytes: int,
                                                                        message: str) -> None:
-    """64 KiB really sent, in 16 chunks; the header claims far more.  Joining the chunks may allocate what was
-    sent; nothing may allocate what was claimed."""
+    """64 KiB really sent, as a first frame and 15 continuations; the header claims far more than the cap, the
+    budget or its own shape allows.  Holding what was sent may allocate; nothing may allocate what was claimed."""
     chunks = [bytes([index]) * (ACTUAL_BYTES // 16) for index in range(16)]
-    peak, outcome = _peak_bytes(lambda: decode_frame(header, join_chunks(chunks, max_bytes=max_bytes),
-                                                     session_id=SESSION, max_bytes=max_bytes))
+    peak, outcome = _peak_bytes(lambda: receive(header, chunks, session_id=SESSION, max_bytes=max_bytes))
     assert isinstance(outcome, ProtocolError) and message in str(outcome), outcome
     assert peak < 2 * ACTUAL_BYTES + _SLACK, f"peak {peak} bytes while refusing a frame of {ACTUAL_BYTES} bytes"
 
 
-def test_chunks_over_the_cap_are_refused_before_joining_and_a_valid_frame_is_a_view() -> None:
+def test_a_large_message_is_allocated_once_when_its_first_frame_passes_and_a_whole_frame_is_a_view() -> None:
     chunks = [b"\1" * (ACTUAL_BYTES // 16)] * 16
-    peak, outcome = _peak_bytes(lambda: join_chunks(chunks, max_bytes=ACTUAL_BYTES - 1))
-    assert isinstance(outcome, ProtocolError) and "exceeds the cap" in str(outcome)
-    assert peak < _SLACK
-    # Positive control: tracemalloc does see the join buffer, and the decoded array is a view of it, not a copy.
     header = _claiming(ACTUAL_BYTES, (ACTUAL_BYTES // 8,))
-    peak, frame = _peak_bytes(lambda: decode_frame(header, join_chunks(chunks, max_bytes=MAX_BYTES),
-                                                   session_id=SESSION, max_bytes=MAX_BYTES))
-    assert isinstance(frame, Frame) and frame.array.shape == (ACTUAL_BYTES // 8,)
+    # The first frame alone: the whole array is allocated then (and charged to the budget), nothing more.
+    mailbox = Mailbox(receiver="party 0", budget=BUDGET)
+    head = decode_header(header, session_id=SESSION, max_bytes=MAX_BYTES)
+    peak, outcome = _peak_bytes(lambda: mailbox.store(1, "party 1", head, mailbox.check(1, "party 1", head, chunks[0])))
+    assert outcome is None and ACTUAL_BYTES <= peak < ACTUAL_BYTES + _SLACK
+    assert mailbox.held(1) == ACTUAL_BYTES + MESSAGE_CHARGE_BYTES
+    # The whole message: one buffer, filled in place (no joining copy); tracemalloc does see it.
+    peak, array = _peak_bytes(lambda: receive(header, chunks, session_id=SESSION, max_bytes=MAX_BYTES))
+    assert isinstance(array, np.ndarray) and array.shape == (ACTUAL_BYTES // 8,)
     assert ACTUAL_BYTES <= peak < ACTUAL_BYTES + _SLACK
+    # A message in one frame is a view of the frame's payload, not a copy.
     single = bytes(ACTUAL_BYTES)
     peak, frame = _peak_bytes(lambda: decode_frame(header, single, session_id=SESSION, max_bytes=MAX_BYTES))
-    assert isinstance(frame, Frame) and peak < _SLACK
+    assert not isinstance(frame, ProtocolError) and frame.array.shape == (ACTUAL_BYTES // 8,) and peak < _SLACK

@@ -19,8 +19,8 @@ from network.framing import (
     PROTOCOL_VERSION,
     Kind,
     decode_frame,
+    decode_header,
     encode_header,
-    join_chunks,
     json_payload,
     payload_chunks,
 )
@@ -90,8 +90,10 @@ def _tampered(*changes: tuple[int, object]) -> tuple[bytes, bytes]:
     ("changes", "message"),
     [
         ([(0, b"SMPD")], "magic"),
-        ([(1, 2)], "protocol version 2, we speak 1"),
-        ([(2, 4)], "unknown frame kind 4"),
+        ([(1, PROTOCOL_VERSION + 1)], f"protocol version {PROTOCOL_VERSION + 1}, we speak {PROTOCOL_VERSION}"),
+        ([(1, PROTOCOL_VERSION - 1)], f"protocol version {PROTOCOL_VERSION - 1}, we speak {PROTOCOL_VERSION}"),
+        ([(2, 5)], "unknown frame kind 5"),
+        ([(2, int(Kind.MORE))], "a MORE frame carries bytes"),
         ([(3, len(WIRE_DTYPES))], "unknown dtype code"),
         ([(4, 9)], "9 dimensions"),
         ([(4, 0)], "unused shape entries"),
@@ -110,7 +112,7 @@ def test_each_malformed_field_is_rejected(changes: list[tuple[int, object]], mes
 
 def test_version_is_checked_before_the_rest_of_the_header() -> None:
     header = MAGIC + bytes([PROTOCOL_VERSION + 1]) + b"\x00" * 3  # far too short, but the version speaks first
-    with pytest.raises(ProtocolError, match="protocol version 2, we speak 1"):
+    with pytest.raises(ProtocolError, match=f"protocol version {PROTOCOL_VERSION + 1}, we speak {PROTOCOL_VERSION}"):
         _decode(header, b"")
 
 
@@ -161,15 +163,28 @@ def test_encode_header_refuses_fields_that_do_not_fit() -> None:
         encode_header(Kind.DATA, session_id=SESSION, sender=0, seq=0, tag=0, array=np.zeros(1, dtype=np.float32))
 
 
-def test_chunks_round_trip_and_the_cap_is_checked_before_joining() -> None:
+def test_large_arrays_are_cut_into_chunks_and_a_first_frame_alone_is_not_a_whole_frame() -> None:
     array = np.arange(CHUNK_BYTES // 8 * 2 + 3, dtype="<i8")
     chunks = payload_chunks(array)
-    assert len(chunks) == 3 and all(chunk.nbytes <= CHUNK_BYTES for chunk in chunks)
-    joined = join_chunks([bytes(chunk) for chunk in chunks], max_bytes=array.nbytes)
-    np.testing.assert_array_equal(np.frombuffer(joined, dtype="<i8"), array)
-    with pytest.raises(ProtocolError, match="exceeds the cap"):
-        join_chunks(chunks, max_bytes=array.nbytes - 1)
-    assert len(payload_chunks(np.zeros(0, dtype=np.uint8))) == 1
+    assert [chunk.nbytes for chunk in chunks] == [CHUNK_BYTES, CHUNK_BYTES, 24]
+    assert b"".join(bytes(chunk) for chunk in chunks) == array.tobytes()
+    assert [chunk.nbytes for chunk in payload_chunks(np.zeros(0, dtype=np.uint8))] == [0]
+    header = encode_header(Kind.DATA, session_id=SESSION, sender=2, seq=3, tag=7, array=array)
+    head = decode_header(header, session_id=SESSION, max_bytes=array.nbytes)
+    assert (head.kind, head.length, head.shape, head.dtype) == (Kind.DATA, array.nbytes, array.shape, array.dtype)
+    with pytest.raises(ProtocolError, match=f"declared {array.nbytes} bytes but payload has {CHUNK_BYTES}"):
+        decode_frame(header, chunks[0], session_id=SESSION, max_bytes=array.nbytes)
+    with pytest.raises(ProtocolError, match="more than the cap"):
+        decode_header(header, session_id=SESSION, max_bytes=array.nbytes - 1)
+
+
+def test_a_continuation_header_declares_bytes_only() -> None:
+    chunk = np.arange(5, dtype=np.uint8)
+    more = decode_frame(*_frame_bytes(chunk, kind=Kind.MORE), session_id=SESSION, max_bytes=MAX_BYTES)
+    assert more.kind == Kind.MORE and more.array.tolist() == [0, 1, 2, 3, 4]
+    for array in (np.arange(5, dtype="<i8"), chunk.reshape(1, 5), np.array(3, dtype=np.uint8)):
+        with pytest.raises(ProtocolError, match="a MORE frame carries bytes"):
+            decode_frame(*_frame_bytes(array, kind=Kind.MORE), session_id=SESSION, max_bytes=MAX_BYTES)
 
 
 def _check_decodes_or_protocol_error(header: bytes, payload: bytes, max_bytes: int) -> None:

@@ -20,11 +20,14 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import pytest
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from network.base import WIRE_DTYPES
 from network.errors import HandshakeError, NetworkError, PeerClosedError, PeerLostError, ProtocolError, ReceiveTimeout
-from network.framing import (HEADER_SIZE, PROTOCOL_VERSION, Kind, decode_frame, encode_header, join_chunks,
-                             json_payload)
+from network import zmq_setup
+from network.delivery import Mailbox
+from network.framing import (CHUNK_BYTES, HEADER_SIZE, PROTOCOL_VERSION, Kind, decode_header, encode_header,
+                             json_payload, whole_frame)
 from network.roster import Roster, generate_keypair, read_public_key, read_secret_key, write_keypair
 from network.zmq_transport import ZmqTransport
 from tests.network.test_frame_fuzz import FAMILIES as FUZZ_FAMILIES, SEED as FUZZ_SEED
@@ -191,6 +194,13 @@ def test_stats_count_header_and_payload_bytes_of_data_frames(cluster: Cluster) -
     expected = 2 * HEADER_SIZE + 96 + 5
     assert sender.stats.bytes_sent == {1: expected} and sender.stats.messages_sent == {1: 2}
     assert receiver.stats.bytes_received == {0: expected} and receiver.stats.messages_received == {0: 2}
+    # A message of three frames (a DATA and two continuations) counts one header, as the theory of every
+    # protocol does: 114 bytes per message.
+    sender.send(1, 3, np.zeros(CHUNK_BYTES * 5 // 2, dtype=np.uint8))
+    receiver.recv(0, 3)
+    expected += HEADER_SIZE + CHUNK_BYTES * 5 // 2
+    assert sender.stats.bytes_sent == {1: expected} and sender.stats.messages_sent == {1: 3}
+    assert receiver.stats.bytes_received == {0: expected} and receiver.stats.messages_received == {0: 3}
 
 
 def test_receive_timeout_names_peer_tag_and_operation(cluster: Cluster) -> None:
@@ -212,6 +222,56 @@ def test_send_refuses_what_cannot_cross_the_wire(cluster: Cluster) -> None:
         sender.send(5, 1, np.zeros(3, dtype=np.int64))
 
 
+def test_a_peer_holding_more_than_its_buffer_budget_here_is_refused(cluster: Cluster) -> None:
+    """``max_buffered_bytes`` bounds what one peer's messages hold here, waiting to be taken or incomplete: the
+    message that would pass it is refused (ProtocolError naming the peer); taking messages frees their share."""
+    megabyte = np.zeros(1 << 17, dtype=np.int64)
+    sender, receiver = connected(cluster, 2, max_message_bytes=2 << 20, max_buffered_bytes=7 << 19)
+    for tag in (1, 2, 3, 4):
+        sender.send(1, tag, megabyte)
+    with pytest.raises(ProtocolError, match=r"^party 0 would have \d+ bytes waiting here with tag 4, more than "
+                                            r"max_buffered_bytes=3670016"):
+        receiver.recv(0, 4)
+    for tag in (1, 2, 3):
+        assert receiver.recv(0, tag).shape == megabyte.shape
+    sender.send(1, 5, megabyte)
+    assert receiver.recv(0, 5).shape == megabyte.shape
+
+
+def test_a_large_message_over_the_budget_is_refused_at_its_first_frame(cluster: Cluster) -> None:
+    """A message of several frames is charged its whole declared size when its first frame arrives (that is when
+    its buffer is allocated), so a budget that cannot hold it refuses it then, before the rest is received."""
+    sender, receiver = connected(cluster, 2, max_message_bytes=CHUNK_BYTES, max_buffered_bytes=CHUNK_BYTES + 4096)
+    sender.send(1, 1, np.zeros(CHUNK_BYTES // 2, dtype=np.uint8))
+    sender.send(1, 2, np.zeros(CHUNK_BYTES // 2 + 4096, dtype=np.uint8))
+    with pytest.raises(ProtocolError, match="^party 0 would have .* with tag 2, more than max_buffered_bytes="):
+        receiver.recv(0, 2)
+
+
+def test_the_buffer_budget_must_hold_a_message_at_the_cap(cluster: Cluster) -> None:
+    with pytest.raises(ValueError, match="max_buffered_bytes"):
+        cluster.node(0, 2, max_message_bytes=1 << 20, max_buffered_bytes=1 << 20)
+
+
+def test_nodes_sending_each_other_large_messages_before_receiving_do_not_deadlock(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Queues of 2 frames at each end; each node sends the other 12 messages of 2 chunks (far more than the queues
+    and TCP buffers hold) before receiving any.  A send that finds its queue full keeps moving incoming frames into
+    the mailbox, so both finish."""
+    monkeypatch.setattr(zmq_setup, "HWM_FRAMES", 2)
+    everyone = connected(cluster, 2, recv_timeout=30.0)
+    payloads = [np.full(CHUNK_BYTES // 8 + 1, tag, dtype=np.int64) for tag in range(12)]
+
+    def program(node: ZmqTransport) -> list[bool]:
+        peer = 1 - node.rank
+        for tag, payload in enumerate(payloads):
+            node.send(peer, tag, payload)
+        return [bool(np.array_equal(node.recv(peer, tag), payload)) for tag, payload in enumerate(payloads)]
+
+    assert in_threads([lambda node=node: program(node) for node in everyone], timeout=120.0) == [[True] * 12] * 2
+
+
 # -------------------------------------------------------------------------------------------------- set-up
 
 
@@ -227,6 +287,35 @@ def test_unknown_key_is_refused_within_seconds(cluster: Cluster) -> None:
     with pytest.raises(HandshakeError, match=r"refused 1 connection\(s\) from a key not on the roster") as caught:
         honest.connect({1: "tcp://127.0.0.1:9"})
     assert stranger_keys[0][:8].decode() in str(caught.value) and stranger_keys[0].decode() not in str(caught.value)
+
+
+def test_with_its_zap_handler_stopped_a_node_still_refuses_an_unlisted_key(cluster: Cluster) -> None:
+    """libzmq admits any CURVE client when no ZAP handler answers, unless ZAP_ENFORCE_DOMAIN is set: the
+    stranger's handshake must fail, and nothing it sends may reach the node."""
+    victim, _ = connected(cluster, 2)
+    victim._zap.close()
+    stranger = zmq.Context()
+    try:
+        dealer = stranger.socket(zmq.DEALER)
+        dealer.linger = 0
+        dealer.curve_publickey, dealer.curve_secretkey = zmq.curve_keypair()
+        dealer.curve_serverkey = cluster.keypair(0)[0]
+        monitor = dealer.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+                                            | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                                            | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_DISCONNECTED)
+        dealer.connect(victim.endpoint)
+        array = np.arange(3, dtype=np.int64)
+        dealer.send_multipart([encode_header(Kind.DATA, session_id=SESSION, sender=1, seq=1, tag=1, array=array),
+                               array.tobytes()])
+        assert monitor.poll(30_000), "no handshake outcome"  # generous: any outcome at all ends the wait
+        event = recv_monitor_message(monitor)["event"]
+        assert event != zmq.EVENT_HANDSHAKE_SUCCEEDED
+        assert not victim._router.poll(500), "a message from a key not on the roster reached the node"
+        dealer.disable_monitor()
+        monitor.close(linger=0)
+        dealer.close(linger=0)
+    finally:
+        stranger.destroy(linger=0)
 
 
 def _timed(function: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[BaseException | None, float]:
@@ -288,6 +377,15 @@ def _forged_frames(case: str) -> list[list[bytes]]:
         header, payload = data(seq=1)
         return [[header[:offset] + value + header[offset + len(value):], payload]]
 
+    def more(*, seq: int, tag: int = 1, chunk: bytes = bytes(8)) -> list[bytes]:
+        part = np.frombuffer(chunk, dtype=np.uint8)
+        return [encode_header(Kind.MORE, session_id=SESSION, sender=1, seq=seq, tag=tag, array=part), chunk]
+
+    def first(*, tag: int = 1) -> list[bytes]:
+        """The first frame of a 24-byte message, carrying its first 8 bytes."""
+        header = encode_header(Kind.DATA, session_id=SESSION, sender=1, seq=1, tag=tag, array=np.zeros(3, np.int64))
+        return [header, bytes(8)]
+
     big = np.zeros(1024, dtype=np.int64)
     return {
         "replay": [[encode_header(Kind.HELLO, session_id=SESSION, sender=1, seq=0, tag=0, array=json_payload({})),
@@ -300,15 +398,23 @@ def _forged_frames(case: str) -> list[list[bytes]]:
         "dtype": tampered(6, bytes([len(WIRE_DTYPES)])),
         "shape": tampered(HEADER_SIZE - 64, (3).to_bytes(8, "little")),  # shape[0]: 3 int64 in a 16-byte frame
         "oversized": [data(seq=1, array=big)],
+        "oversized-first": [[data(seq=1, array=big)[0], bytes(2048)]],  # the first part of a too large message
         "oversized-chunks": [[data(seq=1, array=big)[0], *[bytes(2048)] * 4]],
+        "extra-part": [[data(seq=1)[0], bytes(8), bytes(8)]],  # the 16-byte payload split in two parts
         "garbage": [[b"not a header", b""]],
         "header-only": [data(seq=1)[:1]],
+        "orphan-continuation": [more(seq=1)],
+        "overrun": [first(), more(seq=2, chunk=bytes(24))],
+        "continuation-of-another-tag": [first(), more(seq=2, tag=2, chunk=bytes(16))],
+        "interleaved": [first(), data(seq=2)],
     }[case]
 
 
 #: Options of both nodes in a forged-frame case, where the defaults do not do.
 _FORGED_OPTIONS: dict[str, dict[str, Any]] = {"oversized": {"max_message_bytes": 4096},
+                                              "oversized-first": {"max_message_bytes": 4096},
                                               "oversized-chunks": {"max_message_bytes": 4096}}
+_PARTS = "part(s); every message is a header and one payload part"
 
 
 @pytest.mark.parametrize(
@@ -319,13 +425,20 @@ _FORGED_OPTIONS: dict[str, dict[str, Any]] = {"oversized": {"max_message_bytes":
         ("skip", "replayed or out-of-sequence frame from party 1 (sequence 5, expected 1)"),
         ("sender", "claims to come from party 0"),
         ("session", "bad frame from party 1: frame for another session"),
-        ("version", "bad frame from party 1: protocol version 2, we speak 1"),
+        ("version", f"bad frame from party 1: protocol version {PROTOCOL_VERSION + 1}, "
+                    f"we speak {PROTOCOL_VERSION}"),
         ("dtype", "bad frame from party 1: unknown dtype code 5"),
         ("shape", "bad frame from party 1: shape (3,) of int64 needs 24 bytes but the frame declares 16"),
         ("oversized", "bad frame from party 1: frame declares 8192 bytes, more than the cap of 4096"),
-        ("oversized-chunks", "bad frame from party 1: message of 8192 bytes exceeds the cap of 4096 bytes"),
+        ("oversized-first", "bad frame from party 1: frame declares 8192 bytes, more than the cap of 4096"),
+        ("oversized-chunks", f"bad frame from party 1: message with 5 {_PARTS}"),
+        ("extra-part", f"bad frame from party 1: message with 3 {_PARTS}"),
         ("garbage", "bad frame from party 1"),
-        ("header-only", "bad frame from party 1: message with 1 part(s)"),
+        ("header-only", f"bad frame from party 1: message with 1 {_PARTS}"),
+        ("orphan-continuation", "bad frame from party 1: continuation of tag 1 without a first frame"),
+        ("overrun", "bad frame from party 1: continuation of tag 1 overruns it (8 + 24 bytes of 24)"),
+        ("continuation-of-another-tag", "bad frame from party 1: continuation of tag 2 while tag 1 is incomplete"),
+        ("interleaved", "bad frame from party 1: tag 1 starts while tag 1 is incomplete (8 of 24 bytes)"),
     ],
 )
 def test_forged_frames_are_protocol_errors(cluster: Cluster, case: str, message: str) -> None:
@@ -361,8 +474,8 @@ GARBAGE_MESSAGES = 200
 def _garbage(count: int) -> list[list[bytes]]:
     """``count`` messages a holder of party 1's keys could send party 0 after set-up, none of them acceptable:
     valid DATA frames (the very next one party 0 expects) put through the mutations of ``test_frame_fuzz``, cut
-    into 1 to 4 payload parts or sent as a header alone.  A mutant that would still decode as party 1's next frame
-    is skipped, so each message must end in exactly one ProtocolError."""
+    into 1 to 4 payload parts or sent as a header alone.  A mutant that party 0 would take as party 1's next frame
+    (it would use up that sequence number) is skipped, so each message must end in exactly one ProtocolError."""
     rng = random.Random(f"{FUZZ_SEED}/live")
     mutations = [mutate for family, mutate in FUZZ_FAMILIES.items() if family != "chunking"]
     messages: list[list[bytes]] = []
@@ -374,15 +487,26 @@ def _garbage(count: int) -> list[list[bytes]]:
         chunks = [payload[start:end] for start, end in zip([0, *cuts], [*cuts, len(payload)])]
         if rng.random() < 0.05:
             chunks = []
-        try:
-            frame = decode_frame(header, join_chunks(chunks, max_bytes=1 << 30), session_id=SESSION,
-                                 max_bytes=1 << 30)
-            if chunks and frame.sender == 1 and frame.seq == 1:
-                continue
-        except ProtocolError:
-            pass
+        if len(chunks) == 1 and _next_frame_of_party_1(header, chunks[0]):
+            continue
         messages.append([header, *chunks])
     return messages
+
+
+def _next_frame_of_party_1(header: bytes, payload: bytes) -> bool:
+    """Whether party 0, fresh from set-up, would take ``[header, payload]`` as party 1's next frame: it passes
+    every check that comes before the frame's sequence number is used up (see ``ZmqTransport._accept``)."""
+    try:
+        head = decode_header(header, session_id=SESSION, max_bytes=1 << 30)
+        if head.sender != 1 or head.seq != 1 or head.kind == Kind.HELLO:
+            return False
+        if head.kind in (Kind.DATA, Kind.MORE):
+            Mailbox(receiver="party 0", budget=1 << 40).check(1, "party 1", head, payload)
+        else:
+            whole_frame(head, payload)
+    except ProtocolError:
+        return False
+    return True
 
 
 def _garbage_victim(keys: tuple[bytes, bytes], roster: dict[int, bytes], to_parent: Any, from_parent: Any) -> None:
@@ -467,11 +591,12 @@ def test_a_peer_speaking_another_protocol_version_is_refused_at_set_up(cluster: 
         client.connect(victim.endpoint)
         hello = json_payload({"rank": 1, "session": SESSION.hex(), "handshake": HANDSHAKE})
         header = bytearray(encode_header(Kind.HELLO, session_id=SESSION, sender=1, seq=0, tag=0, array=hello))
-        header[4] = 2
+        header[4] = PROTOCOL_VERSION - 1
         client.send_multipart([bytes(header), hello.tobytes()])
         error, seconds = _timed(victim.connect, {1: f"tcp://127.0.0.1:{port}"})
         assert isinstance(error, HandshakeError), error
-        assert "bad frame from party 1: protocol version 2, we speak 1" in str(error)
+        assert (f"bad frame from party 1: protocol version {PROTOCOL_VERSION - 1}, we speak {PROTOCOL_VERSION}"
+                in str(error))
         assert seconds < 5 and victim.closed
     finally:
         impostor.destroy(linger=0)
