@@ -1,6 +1,6 @@
 """``python -m benchmarks``: the benchmark suite (same as ``smpc bench``)."""
 
-from benchmarks.suite import main
+from smpc.bench.suite import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

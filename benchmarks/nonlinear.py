@@ -17,7 +17,7 @@ from typing import Any, Callable
 import torch
 
 import smpc
-from benchmarks.common import measure, print_table
+from smpc.bench.common import measure, print_table
 
 #: name -> (input range, what to run on the SharedTensor x (and y for comparisons)).
 FUNCTIONS: dict[str, tuple[tuple[float, float], Callable[[Any, Any], Any]]] = {

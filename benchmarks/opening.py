@@ -14,7 +14,7 @@ import functools
 import torch
 
 import smpc
-from benchmarks.common import measure, print_table
+from smpc.bench.common import measure, print_table
 
 SIZES = [1 << p for p in range(10, 21, 2)]
 

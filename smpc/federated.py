@@ -7,7 +7,7 @@ Round r of ``fedavg``:
   2. Its update u_b = theta_b - theta is clipped to L2 norm ``clip`` when differential privacy is on, and
      weighted by the bank's share of the rows, w_b = n_b / N (row counts are public, as the split is).
   3. Every bank secret-shares w_b u_b (1 round each, the values never leave as plaintext); the sum is local.
-     With DP, every bank also shares Gaussian noise of its own (``smpc.dp.joint_gaussian``), so the total
+     With DP, every bank also shares Gaussian noise of its own (``smpc.privacy.joint_gaussian``), so the total
      noise is known to no single party.
   4. The sum is revealed to every bank (1 round), which adds it to the global model; with ``keep_shared``
      the last round's model is not revealed but returned as shares.
@@ -30,7 +30,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from smpc import dp
+from smpc.privacy.noise import joint_gaussian
 from smpc.session import Session
 from smpc.tensor import SharedTensor
 
@@ -115,7 +115,7 @@ def fedavg(session: Session, model: torch.nn.Module, features: np.ndarray, label
             total = part if total is None else total + part
         assert total is not None
         if dp_noise_multiplier > 0:
-            total = total + dp.joint_gaussian(session, (global_flat.numel(),),
+            total = total + joint_gaussian(session, (global_flat.numel(),),
                                               dp_noise_multiplier * clip * max(weights))
         last = round_index == rounds - 1
         if keep_shared and last:

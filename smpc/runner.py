@@ -8,6 +8,7 @@ order, the first failure is re-raised as ``PartyError`` naming its party, and no
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
 import queue
@@ -299,6 +300,9 @@ class _TensorCopy:
 def _portable(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
         return _TensorCopy(value.detach().cpu().numpy().copy())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.replace(value, **{f.name: _portable(getattr(value, f.name))
+                                             for f in dataclasses.fields(value) if f.init})
     if isinstance(value, dict):
         return {key: _portable(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
@@ -309,6 +313,9 @@ def _portable(value: Any) -> Any:
 def _restore(value: Any) -> Any:
     if isinstance(value, _TensorCopy):
         return torch.from_numpy(value.array)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.replace(value, **{f.name: _restore(getattr(value, f.name))
+                                             for f in dataclasses.fields(value) if f.init})
     if isinstance(value, dict):
         return {key: _restore(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):

@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.netmodel import LINKS, predict
-from benchmarks.suite import opening_cost
+from smpc.bench.netmodel import LINKS, predict
+from smpc.bench.suite import opening_cost
 
 
 def test_quick_subset_writes_json_and_png(tmp_path: Path) -> None:

@@ -84,7 +84,7 @@ def test_a_training_run_prints_and_audits_no_key_or_share(tmp_path: Path) -> Non
     audited values or in any output."""
     roster = _make_roster(tmp_path)
     _bank_files(tmp_path)
-    from smpc.dataset import Schema, embedded_dataset, load_csv
+    from smpc.loan.schema import Schema, embedded_dataset, load_csv
 
     header, rows = load_csv(embedded_dataset())
     Schema.infer(header, rows, "creditability", "bad").save(tmp_path / "schema.json")

@@ -46,7 +46,7 @@ def _port_free(port: int) -> bool:
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Keys of the four nodes, three bank files and the public schema, made once (in this process)."""
     from network import write_keypair
-    from smpc.dataset import Schema, embedded_dataset, load_csv
+    from smpc.loan.schema import Schema, embedded_dataset, load_csv
 
     made = tmp_path_factory.mktemp("faults")
     for name in ("party0", "party1", "party2", "dealer"):

@@ -19,7 +19,7 @@ import torch
 
 import protocols
 import smpc
-from smpc import checkpoint
+from smpc.loan import checkpoint
 from tests.harness import run_parties
 
 TIMEOUT = 180

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from network import read_public_key, read_secret_key
-from smpc.demo import plain_reference
+from smpc.loan.demo import plain_reference
 
 TIMEOUT = 90
 

@@ -18,8 +18,8 @@ import torch
 
 import protocols
 import smpc
-import smpc.dataset
-from smpc import dp, privacy
+from smpc import privacy
+from smpc.loan.schema import embedded_dataset
 from tests.harness import run_parties
 from tests.protocols.test_uniformity import uniformity_failures
 
@@ -47,13 +47,13 @@ def test_a_dp_run_spends_at_most_its_target(tmp_path: Path, mode: str) -> None:
 
 def test_gaussian_noise_has_the_stated_spread() -> None:
     """The CSPRNG Box-Muller draws: mean 0 and standard deviation as asked (200,000 draws, 5-sigma bounds)."""
-    draws = dp.gaussian(200_000, 2.5).numpy()
+    draws = privacy.gaussian(200_000, 2.5).numpy()
     assert abs(draws.mean()) < 5 * 2.5 / math.sqrt(draws.size)
     assert abs(draws.std() - 2.5) < 5 * 2.5 / math.sqrt(2 * draws.size)
 
 
 def _joint(session: smpc.Session) -> np.ndarray:
-    return dp.joint_gaussian(session, (40_000,), 3.0).reveal().numpy()
+    return privacy.joint_gaussian(session, (40_000,), 3.0).reveal().numpy()
 
 
 @pytest.mark.parametrize("n_parties", [2, 3])
@@ -100,7 +100,7 @@ def test_dp_refuses_to_show_the_loss(tmp_path: Path) -> None:
 
 def test_dp_needs_a_declared_schema_for_a_users_data(tmp_path: Path) -> None:
     """A schema inferred from the rows is computed from the data: under DP the user must declare one."""
-    done = _train(tmp_path, "--data", str(smpc.dataset.embedded_dataset()), "--label", "creditability",
+    done = _train(tmp_path, "--data", str(embedded_dataset()), "--label", "creditability",
                   "--positive", "bad", "--dp-epsilon", "3")
     assert done.returncode == 2 and "declared public schema" in done.stderr and "Traceback" not in done.stderr
 
@@ -130,7 +130,7 @@ def test_dp_secure_model_files_carry_no_statistics(tmp_path: Path) -> None:
 
 def _limits(session: smpc.Session, rows: torch.Tensor, clip: float, bound: float) -> torch.Tensor:
     shared = session.share(rows if session.rank == 0 else None, owner=0)
-    return dp.row_limits(shared, clip, bound).reveal()
+    return privacy.row_limits(shared, clip, bound).reveal()
 
 
 @pytest.mark.parametrize("width, bound, clip", [(20, 20.0, 1.0), (63, 20.0, 1.0), (50, 5000.0, 1.0),
@@ -159,7 +159,7 @@ def test_row_limits_refuse_what_they_cannot_bound() -> None:
         outcomes = []
         for bound, clip in ((40000.0, 1.0), (1000.0, 1e-4)):
             try:
-                dp.row_limits(x, clip, bound)
+                privacy.row_limits(x, clip, bound)
                 outcomes.append("accepted")
             except ValueError as error:
                 outcomes.append(str(error))
@@ -170,7 +170,7 @@ def test_row_limits_refuse_what_they_cannot_bound() -> None:
 
 
 def _sample(session: smpc.Session) -> tuple[torch.Tensor, torch.Tensor, float]:
-    bits, rate = dp.poisson_sample(session, 4, 25_000, 0.05)
+    bits, rate = privacy.poisson_sample(session, 4, 25_000, 0.05)
     raw, _ = protocols.bernoulli(session.party, (20_000,), 0.05)  # the ring shares behind such a sample
     return bits.reveal(), raw, rate
 

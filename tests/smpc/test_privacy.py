@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from smpc import privacy
+from smpc.privacy import accountant, randomized
 from smpc.privacy import (
     DEFAULT_ORDERS,
     BudgetExceeded,
@@ -70,7 +71,7 @@ def test_matches_tf_privacy_compute_dp_sgd_privacy(
     q, steps = batch_size / n, math.ceil(epochs * n / batch_size)
     assert epsilon_spent(q, sigma, steps, delta) == pytest.approx(expected, rel=1e-9)
     rdp = rdp_sampled_gaussian(q, sigma, steps)
-    assert privacy._epsilon_from_rdp(DEFAULT_ORDERS, rdp, delta)[1] == order
+    assert accountant._epsilon_from_rdp(DEFAULT_ORDERS, rdp, delta)[1] == order
 
 
 def test_matches_dp_accounting_rdp_of_the_poisson_sampled_gaussian() -> None:
@@ -89,7 +90,7 @@ def test_matches_dp_accounting_rdp_of_the_poisson_sampled_gaussian() -> None:
 def test_conversion_matches_dp_accounting_for_pure_dp() -> None:
     # dp_accounting rdp_privacy_accountant_test.py (test_compute_epsilon_delta_pure_dp): RDP 1.1 at orders 2..32,
     # delta 1e-5 -> epsilon 1.32783806176 at order 32 ("computed by hand" there).
-    epsilon, order = privacy._epsilon_from_rdp(list(range(2, 33)), [1.1] * 31, 1e-5)
+    epsilon, order = accountant._epsilon_from_rdp(list(range(2, 33)), [1.1] * 31, 1e-5)
     assert epsilon == pytest.approx(1.32783806176, abs=1e-10)
     assert order == 32
 
@@ -100,7 +101,7 @@ def test_conversion_matches_the_exact_gaussian_mechanism() -> None:
     # over orders 1, 1.001, ..., 100 gives epsilon 1 to 7 places.
     orders = [0.001 * i for i in range(1001, 100000)]
     rdp = rdp_sampled_gaussian(1.0, 4.530877117, 1, orders)
-    assert privacy._epsilon_from_rdp(orders, rdp, 1e-6)[0] == pytest.approx(1.0, abs=1e-7)
+    assert accountant._epsilon_from_rdp(orders, rdp, 1e-6)[0] == pytest.approx(1.0, abs=1e-7)
 
 
 @pytest.mark.parametrize(
@@ -326,19 +327,19 @@ def test_epsilon_formula_round_trip(epsilon: float) -> None:
     p = math.exp(epsilon) / (1 + math.exp(epsilon))
     assert randomized_response_epsilon(p) == pytest.approx(epsilon, rel=1e-9)
     assert randomized_response_epsilon(1 - p) == pytest.approx(epsilon, rel=1e-9)
-    used = privacy._truth_probability(epsilon)
+    used = randomized._truth_probability(epsilon)
     assert randomized_response_epsilon(used) <= epsilon and used == pytest.approx(p, rel=1e-15)
     assert randomized_response_epsilon(0.75) == pytest.approx(math.log(3))
     assert randomized_response_epsilon(0.5) == 0.0
 
 
 def test_a_huge_epsilon_still_lies_sometimes() -> None:
-    assert privacy._truth_probability(100.0) < 1.0
-    assert math.isfinite(randomized_response_epsilon(privacy._truth_probability(100.0)))
+    assert randomized._truth_probability(100.0) < 1.0
+    assert math.isfinite(randomized_response_epsilon(randomized._truth_probability(100.0)))
 
 
 def test_the_coin_comes_from_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
-    threshold = int(privacy._truth_probability(1.0) * 2**53)
+    threshold = int(randomized._truth_probability(1.0) * 2**53)
     monkeypatch.setattr(secrets, "randbits", lambda bits: threshold - 1)
     assert randomized_response(True, 1.0) is True and randomized_response(False, 1.0) is False
     monkeypatch.setattr(secrets, "randbits", lambda bits: threshold)

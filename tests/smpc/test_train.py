@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from smpc.dataset import Schema, embedded_dataset, load_csv
+from smpc.loan.schema import Schema, embedded_dataset, load_csv
 from tests.protocols.test_uniformity import uniformity_failures
 from tests.smpc.test_cli import _env, _finish, _make_roster, _smpc, _start
 

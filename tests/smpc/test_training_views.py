@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from smpc.dataset import Schema, embedded_dataset, load_csv
+from smpc.loan.schema import Schema, embedded_dataset, load_csv
 from tests.protocols.test_uniformity import chi_square_critical, homogeneity_statistic, uniformity_failures
 from tests.smpc.test_cli import _env
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import smpc
-from smpc.dataset import embedded_dataset
+from smpc.loan.schema import embedded_dataset
 from tests.harness import run_parties
 from tests.smpc.test_cli import _env, _make_roster, _run, _smpc
 

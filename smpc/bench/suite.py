@@ -32,8 +32,12 @@ import torch
 
 import protocols
 import smpc
-from benchmarks.common import barrier, print_table
-from benchmarks.netmodel import LINKS, calibrate_encryption, predict
+from smpc.bench.common import barrier, print_table
+from smpc.bench.netmodel import LINKS, calibrate_encryption, predict
+from smpc.bench.training import plain_epoch, secure_epoch_runner
+from smpc.loan.config import TrainConfig
+from smpc.loan.job import train_party
+from smpc.loan.plain import train_plain
 from network.framing import HEADER_SIZE
 
 #: Reference figures quoted in the performance issue: CrypTen 0.4.1, 3 parties on 127.0.0.1, one torch thread
@@ -135,13 +139,9 @@ def _time(fn: Callable[[], Any], repeats: int, before: Callable[[], None] | None
 def _epoch_runner(session: smpc.Session, case: Case) -> tuple[Callable[[], Any], Callable[[], Any]]:
     """(secure epoch, plain epoch) for the two training cases."""
     if case.op == "credit_epoch":
-        from smpc.train import TrainConfig, train_party, train_plain
-
         config = TrainConfig(epochs=1, batch_size=32)
         return (functools.partial(train_party, session, config),
                 functools.partial(train_plain, config, session.world_size))
-    from benchmarks.training import plain_epoch, secure_epoch_runner
-
     rows = case.size[0]
     return (secure_epoch_runner(session, rows, 20, 128),
             functools.partial(plain_epoch, rows, 20, 128, 1))
@@ -313,7 +313,7 @@ def print_report(report: dict[str, Any]) -> None:
 
 
 def write_outputs(report: dict[str, Any], out: Path) -> list[Path]:
-    from benchmarks.chart import write_chart
+    from smpc.bench.chart import write_chart
 
     out.mkdir(parents=True, exist_ok=True)
     json_path = out / "bench.json"

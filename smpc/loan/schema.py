@@ -1,4 +1,4 @@
-"""Tabular data for the loan job: a public schema, one-hot encoding, the seeded split among banks, metrics.
+"""The public schema of a loan data set and the CSV reader: column types, categories, public scales, the label.
 
 The schema is public metadata every bank agrees on (column names, which are numeric with a public power-of-two
 scale bounding their magnitude, the categories of each categorical column, the label and its positive value);
@@ -11,7 +11,7 @@ import csv
 import hashlib
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Sequence
@@ -211,72 +211,3 @@ class Schema:
     def fingerprint(self) -> bytes:
         """16 bytes every bank compares before training: equal schemas, equal fingerprints."""
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode("utf-8")).digest()[:16]
-
-
-@dataclass(frozen=True)
-class Split:
-    """Row indices: the held-out test rows and each bank's training rows."""
-
-    test: np.ndarray
-    banks: tuple[np.ndarray, ...] = field(default_factory=tuple)
-
-
-def split_rows(labels: np.ndarray, n_banks: int, test_fraction: float, seed: int,
-               by: Sequence[str] | None = None) -> Split:
-    """A stratified test hold-out, then the training rows dealt among the banks (horizontal split): at random,
-    or with ``by`` (one value per row) sorted by that column and cut into contiguous blocks, so each bank gets
-    a different range of it (a skewed split: numbers sort numerically, other values as text).
-
-    The split is public and seeded (a numpy Generator: this shuffles public row indices, it makes no share).
-    """
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError("test fraction must be between 0 and 1")
-    generator = np.random.default_rng(seed)
-    test, train = [], []
-    for value in (0.0, 1.0):
-        rows = np.flatnonzero(labels == value)
-        generator.shuffle(rows)
-        cut = int(round(len(rows) * test_fraction))
-        test.append(rows[:cut])
-        train.append(rows[cut:])
-    train_rows = np.concatenate(train)
-    generator.shuffle(train_rows)
-    if by is not None:
-        if len(by) != len(labels):
-            raise ValueError("the split column needs one value per row")
-        train_rows = np.array(sorted(train_rows, key=lambda row: _sort_key(by[row])), dtype=train_rows.dtype)
-    banks = tuple(np.sort(part) for part in np.array_split(train_rows, n_banks))
-    if any(len(part) == 0 for part in banks):
-        raise DataError(f"too few rows to give each of {n_banks} banks at least one")
-    return Split(np.sort(np.concatenate(test)), banks)
-
-
-def _sort_key(value: str) -> tuple[int, float, str]:
-    try:
-        return (0, float(value), "")
-    except ValueError:
-        return (1, 0.0, value)
-
-
-def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney U with average ranks for ties); NaN without both classes."""
-    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-    labels = np.asarray(labels).reshape(-1) == 1
-    positives, negatives = int(labels.sum()), int((~labels).sum())
-    if positives == 0 or negatives == 0:
-        return float("nan")
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores), dtype=np.float64)
-    sorted_scores = scores[order]
-    start = 0
-    while start < len(scores):
-        end = start
-        while end + 1 < len(scores) and sorted_scores[end + 1] == sorted_scores[start]:
-            end += 1
-        ranks[order[start : end + 1]] = (start + end) / 2.0 + 1.0
-        start = end + 1
-    return float((ranks[labels].sum() - positives * (positives + 1) / 2.0) / (positives * negatives))
-
-
-def accuracy(scores: np.ndarray, labels: np.ndarray, threshold: float = 0.5) -> float:
-    return float(np.mean((np.asarray(scores).reshape(-1) >= threshold) == (np.asarray(labels).reshape(-1) == 1)))

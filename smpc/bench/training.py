@@ -1,6 +1,6 @@
 """One epoch of logistic regression: 3 parties (and a dealer) over ZeroMQ + CurveZMQ against plain torch.
 
-    python -m benchmarks.training [--rows 10000] [--features 20] [--batch-size 128] [--epochs 3]
+    python -m smpc.bench.training [--rows 10000] [--features 20] [--batch-size 128] [--epochs 3]
 
 Synthetic data (seeded standard normal features, labels from a random logistic model), split evenly among
 the parties, each sharing its own rows.  Reports the median seconds per epoch (party 0, each epoch after a
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 import smpc
-from benchmarks.common import barrier
+from smpc.bench.common import barrier
 
 
 def synthetic(rows: int, features: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -32,8 +32,15 @@ def synthetic(rows: int, features: int, seed: int = 0) -> tuple[np.ndarray, np.n
 
 
 def _model(features: int) -> torch.nn.Module:
-    torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Linear(features, 1), torch.nn.Sigmoid()).double()
+    """Logistic regression with torch's default initialisation, drawn from a generator of its own (torch's global
+    generator is never touched)."""
+    model = torch.nn.Sequential(torch.nn.Linear(features, 1), torch.nn.Sigmoid()).double()
+    generator = torch.Generator().manual_seed(0)
+    bound = 1.0 / features**0.5
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.copy_((torch.rand(parameter.shape, generator=generator, dtype=torch.float64) * 2 - 1) * bound)
+    return model
 
 
 def secure_epoch_runner(session: smpc.Session, rows: int, features: int, batch: int) -> Callable[[], int]:

@@ -1,0 +1,154 @@
+"""What each party holds: its rows encoded with the public schema, the seeded split among banks and the test
+set, the model owner's architecture and initial weights, and the public batch order."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from smpc.loan.config import TrainConfig
+from smpc.loan.schema import DataError, Schema, embedded_dataset, embedded_schema, load_csv
+
+
+@dataclass(frozen=True)
+class Split:
+    """Row indices: the held-out test rows and each bank's training rows."""
+
+    test: np.ndarray
+    banks: tuple[np.ndarray, ...] = field(default_factory=tuple)
+
+
+def split_rows(labels: np.ndarray, n_banks: int, test_fraction: float, seed: int,
+               by: Sequence[str] | None = None) -> Split:
+    """A stratified test hold-out, then the training rows dealt among the banks (horizontal split): at random,
+    or with ``by`` (one value per row) sorted by that column and cut into contiguous blocks, so each bank gets
+    a different range of it (a skewed split: numbers sort numerically, other values as text).
+
+    The split is public and seeded (a numpy Generator: this shuffles public row indices, it makes no share).
+    """
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError("test fraction must be between 0 and 1")
+    generator = np.random.default_rng(seed)
+    test, train = [], []
+    for value in (0.0, 1.0):
+        rows = np.flatnonzero(labels == value)
+        generator.shuffle(rows)
+        cut = int(round(len(rows) * test_fraction))
+        test.append(rows[:cut])
+        train.append(rows[cut:])
+    train_rows = np.concatenate(train)
+    generator.shuffle(train_rows)
+    if by is not None:
+        if len(by) != len(labels):
+            raise ValueError("the split column needs one value per row")
+        train_rows = np.array(sorted(train_rows, key=lambda row: _sort_key(by[row])), dtype=train_rows.dtype)
+    banks = tuple(np.sort(part) for part in np.array_split(train_rows, n_banks))
+    if any(len(part) == 0 for part in banks):
+        raise DataError(f"too few rows to give each of {n_banks} banks at least one")
+    return Split(np.sort(np.concatenate(test)), banks)
+
+
+def _sort_key(value: str) -> tuple[int, float, str]:
+    try:
+        return (0, float(value), "")
+    except ValueError:
+        return (1, 0.0, value)
+
+
+@dataclass
+class PartyData:
+    schema: Schema
+    features: np.ndarray  # this party's training rows, encoded
+    labels: np.ndarray
+    test_features: np.ndarray | None  # party 0 only
+    test_labels: np.ndarray | None
+
+
+def load_schema(config: TrainConfig, header: list[str], rows: list[dict[str, str]]) -> Schema:
+    """The public schema: declared (a file), or inferred from the rows.  With differential privacy it must be
+    declared (the embedded data ships its own), since an inferred one is computed from the data."""
+    if config.schema:
+        return Schema.load(config.schema)
+    if config.dp_epsilon is not None:
+        if config.data is not None:
+            raise DataError("differential privacy needs a declared public schema, not one inferred from the rows")
+        return Schema.load(embedded_schema())
+    return Schema.infer(header, rows, config.label, config.positive)
+
+
+def encode_rows(config: TrainConfig, schema: Schema, rows: list[dict[str, str]]) -> tuple[np.ndarray, np.ndarray]:
+    """Features and labels of ``rows``.  Under differential privacy, values outside the declared schema are
+    clipped to it instead of refused (an error would tell the other banks something about the rows)."""
+    return schema.encode(rows, clip=config.dp_epsilon is not None)
+
+
+def load_all(config: TrainConfig) -> tuple[Schema, np.ndarray, np.ndarray]:
+    """The whole data set (the local simulation's view, and the plain reference's)."""
+    header, rows = load_csv(config.data or embedded_dataset())
+    if config.max_rows:
+        rows = rows[: config.max_rows]
+    schema = load_schema(config, header, rows)
+    features, labels = encode_rows(config, schema, rows)
+    return schema, features, labels
+
+
+def split_column(config: TrainConfig) -> list[str] | None:
+    """The values of ``--split-by``'s column, one per row (None for a random split)."""
+    if config.split_by is None:
+        return None
+    header, rows = load_csv(config.data or embedded_dataset())
+    if config.split_by not in header:
+        raise DataError(f"--split-by column {config.split_by!r} not found; columns are: {', '.join(header)}")
+    if config.max_rows:
+        rows = rows[: config.max_rows]
+    return [row[config.split_by] for row in rows]
+
+
+def party_data(config: TrainConfig, rank: int, n_parties: int) -> PartyData:
+    """What party ``rank`` holds.  Local runs deal the one file's rows out by the seeded split and each party
+    keeps only its share; multi-host runs read this party's own file, party 0 holding out its test rows."""
+    if config.own_rows_only:
+        header, rows = load_csv(config.data or embedded_dataset())
+        schema = load_schema(config, header, rows)
+        features, labels = encode_rows(config, schema, rows)
+        if rank != 0:
+            return PartyData(schema, features, labels, None, None)
+        split = split_rows(labels, 1, config.test_fraction, config.seed)
+        train = split.banks[0]
+        return PartyData(schema, features[train], labels[train], features[split.test], labels[split.test])
+    schema, features, labels = load_all(config)
+    split = split_rows(labels, n_parties, config.test_fraction, config.seed, by=split_column(config))
+    mine = split.banks[rank]
+    test = (features[split.test], labels[split.test]) if rank == 0 else (None, None)
+    return PartyData(schema, features[mine], labels[mine], *test)
+
+
+def torch_model(n_features: int, config: TrainConfig) -> torch.nn.Module:
+    """The model owner's architecture and seeded initial weights, the same for the plain reference.
+
+    Weights and biases are uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)), torch's default for Linear, drawn from a
+    generator of this call's own: torch's global generator is never touched (parties may be threads).
+    """
+    if config.hidden:
+        model = torch.nn.Sequential(torch.nn.Linear(n_features, config.hidden), torch.nn.Tanh(),
+                                    torch.nn.Linear(config.hidden, 1), torch.nn.Sigmoid())
+    else:
+        model = torch.nn.Sequential(torch.nn.Linear(n_features, 1), torch.nn.Sigmoid())
+    generator = torch.Generator().manual_seed(config.seed)
+    with torch.no_grad():
+        for layer in model:
+            if isinstance(layer, torch.nn.Linear):
+                bound = 1.0 / math.sqrt(layer.in_features)
+                for parameter in (layer.weight, layer.bias):
+                    parameter.copy_((torch.rand(parameter.shape, generator=generator) * 2.0 - 1.0) * bound)
+    return model.double()
+
+
+def batch_order(n_rows: int, epoch: int, config: TrainConfig) -> list[np.ndarray]:
+    """Public, seeded mini-batch row indices of one epoch."""
+    order = np.random.default_rng([config.seed, epoch]).permutation(n_rows)
+    return [order[start : start + config.batch_size] for start in range(0, n_rows, config.batch_size)]
