@@ -27,7 +27,7 @@ def program(session: smpc.Session, repeats: int) -> list[dict]:
         share = torch.randint(-(1 << 62), 1 << 62, (size,), dtype=torch.int64)  # timing only, not a share
         for threshold, form in ((None, "broadcast"), (0, "gather")):
             party.gather_bytes = threshold
-            result = measure(session, functools.partial(party.exchange, share, "bench"), repeats)
+            result = measure(session, functools.partial(party.open, share, "bench"), repeats)
             rows.append({"elements": size, "form": form, "median_ms": result.median * 1e3,
                          "bytes_sent": result.bytes_sent, "rounds": result.rounds})
     return rows

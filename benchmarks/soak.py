@@ -130,7 +130,7 @@ class ChildWatcher:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="soak-child-watcher")
 
-    def __enter__(self) -> "ChildWatcher":
+    def __enter__(self) -> ChildWatcher:
         self._thread.start()
         return self
 
@@ -305,7 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     for problem in problems:
         print(f"FAIL {problem}")
     if not problems:
-        print(f"OK: growth within {args.max_rss_growth_mib:g} MiB RSS and {args.max_fd_growth} descriptors on every node")
+        print(f"OK: growth within {args.max_rss_growth_mib:g} MiB RSS and {args.max_fd_growth} descriptors on "
+              "every node")
     return 1 if problems else 0
 
 

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Union
 
 import numpy as np
 import torch
 
 RING_BITS = 64
 
-ArrayLike = Union[torch.Tensor, np.ndarray, float, int, list, tuple]
+ArrayLike = torch.Tensor | np.ndarray | float | int | list | tuple
 
 
 @dataclass(frozen=True)
@@ -99,8 +98,9 @@ class FixedPoint:
                 )
         return rounded.to(torch.int64)
 
-    def encode_unchecked_int(self, value: ArrayLike) -> torch.Tensor:
-        """Encode exact integers (e.g. counts) with the same scale, refusing only non-integers and overflow."""
+    def encode_int(self, value: ArrayLike) -> torch.Tensor:
+        """Encode exact integers (e.g. counts) with the same scale; refuses non-integers and integers whose
+        encoding would not fit the ring (|k| 2^frac_bits >= 2^63)."""
         tensor = torch.as_tensor(value)
         if tensor.is_floating_point():
             raise ValueError("expected integers")
@@ -114,10 +114,6 @@ class FixedPoint:
         if ring.dtype != torch.int64:
             raise TypeError(f"decode expects int64 ring elements, got {ring.dtype}")
         return ring.to(torch.float64) / self.scale
-
-    def truncation_retry_probability(self) -> float:
-        """Chance that one element of a dealer-pair truncation needs a second opening (see protocols.truncate)."""
-        return math.ldexp(1.0, self.product_bits + 1 - RING_BITS)
 
     def local_shift_failure_probability(self) -> float:
         """Chance that the two-party local-shift truncation of one element is wrong by about 2^(64-frac_bits)."""

@@ -32,8 +32,9 @@ from __future__ import annotations
 import enum
 import json
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -48,7 +49,7 @@ HEADER_FORMAT = "<4sBBBB16sHQQQ8Q"
 HEADER_SIZE = struct.calcsize(HEADER_FORMAT)
 
 #: Largest payload part of one ZeroMQ message (the receiver's MAXMSGSIZE is set just above it).
-CHUNK_BYTES = 4 << 20
+CHUNK_BYTES = 1 << 20
 
 _HEADER = struct.Struct(HEADER_FORMAT)
 _PREFIX = struct.Struct("<4sB")  # magic and version, read before anything else

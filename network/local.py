@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -50,7 +50,7 @@ class LocalNetwork:
         #: Per receiver, duplicates refused on arrival and not yet reported by one of its receives.
         self._refused: dict[int, list[DuplicateTagError]] = {}
 
-    def transport(self, rank: int) -> "LocalTransport":
+    def transport(self, rank: int) -> LocalTransport:
         if not 0 <= rank < self.n_nodes:
             raise ValueError(f"rank {rank} outside 0..{self.n_nodes - 1}")
         return LocalTransport(self, rank)

@@ -22,9 +22,10 @@ import json
 import os
 import re
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import zmq
 from zmq.utils import z85
@@ -230,7 +231,7 @@ class Roster:
             raise ValueError('roster needs "parties": a list of {"address", "public_key"} objects')
         return cls(
             session=data.get("session"),  # type: ignore[arg-type]  # checked in __post_init__
-            frac_bits=data.get("frac_bits", 16),  # type: ignore[arg-type]
+            frac_bits=data.get("frac_bits", 16),
             parties=tuple(_node_from_dict(entry, f"party {index}") for index, entry in enumerate(parties)),
             dealer=_node_from_dict(data.get("dealer"), "dealer"),
         )

@@ -8,7 +8,7 @@ authenticated connection (``frame.get("User-Id")``), never from a routing id the
 from __future__ import annotations
 
 import threading
-from typing import Mapping
+from collections.abc import Mapping
 
 import zmq
 from zmq.utils import z85

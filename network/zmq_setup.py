@@ -22,11 +22,13 @@ from .roster import check_z85_key
 
 ZAP_DOMAIN = b"smpc"
 #: SNDHWM and RCVHWM, in ZeroMQ messages.  Each message we send is one frame of at most CHUNK_BYTES plus a header,
-#: so what libzmq queues for one peer is bounded by HWM_FRAMES x (CHUNK_BYTES + HEADER_SIZE), 256 MiB, plus the one
+#: so what libzmq queues for one peer is bounded by HWM_FRAMES x (CHUNK_BYTES + HEADER_SIZE), 1 GiB, plus the one
 #: frame it is decoding (MAXMSGSIZE).  The price: a node that calls into its transport less often than every
 #: heartbeat timeout while a peer has more than this many frames on the way to it has that connection dropped
 #: (libzmq stops reading a connection whose queue is full, and its heartbeats starve), which shows as a lost peer.
-HWM_FRAMES = 64
+#: 1024 frames leave room for a dealer making a plan's corrections ahead of time (one message each) while the
+#: parties compute.
+HWM_FRAMES = 1024
 _MAXMSGSIZE_SLACK = 4096  # CURVE adds a few dozen bytes to every frame
 MONITORED_EVENTS = (
     zmq.EVENT_DISCONNECTED

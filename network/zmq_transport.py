@@ -11,8 +11,8 @@ every connection and a socket monitor per DEALER: a peer that dies or freezes sh
 ``heartbeat_interval + heartbeat_timeout`` seconds, and every waiting ``recv`` raises PeerLostError naming it.
 
 Memory a peer can make us hold is bounded: every message is ``[header, payload of at most CHUNK_BYTES]`` (larger
-arrays continue in MORE frames, ``network.framing``); libzmq queues at most ``HWM_FRAMES`` (64) such messages per
-peer, 64 x (4 MiB + 114 bytes) = 256 MiB, plus the one it is decoding (MAXMSGSIZE, 4 MiB + 4 KiB); our mailbox holds
+arrays continue in MORE frames, ``network.framing``); libzmq queues at most ``HWM_FRAMES`` (1024) such messages per
+peer, 1024 x (1 MiB + 114 bytes) = 1 GiB, plus the one it is decoding (MAXMSGSIZE, 1 MiB + 4 KiB); our mailbox holds
 at most ``max_buffered_bytes`` per peer (default 2 x ``max_message_bytes`` + 1 MiB, so 2 GiB + 1 MiB), counting
 messages not taken yet and incomplete ones.  A message with any other number of parts, a first frame declaring more
 than ``max_message_bytes``, a continuation out of place, and a peer past its budget are ProtocolErrors naming the
@@ -23,7 +23,7 @@ that libzmq buffers in full before we see it.  Our own peers never do, and we re
 A send may wait for room in a peer's queue, but never without reading: each frame is queued with NOBLOCK, and while
 the queue is full we keep moving our own incoming frames into the mailbox, so two nodes sending each other large
 messages before receiving both finish.  The price of short queues: a node that does not call into its transport
-for longer than ``heartbeat_timeout`` while a peer has more than 64 frames on their way to it loses that link
+for longer than ``heartbeat_timeout`` while a peer has more than 1024 frames on their way to it loses that link
 (libzmq stops reading a connection whose queue is full, and its heartbeats starve); ``send`` and ``recv`` both read.
 
 A transport belongs to one thread (ZeroMQ sockets are not thread-safe); its ZAP handler runs in a thread of its own.

@@ -6,6 +6,7 @@ Nothing here keeps global state; the network and the dealer are reached through 
 from protocols.arithmetic import matmul, matmul_public, mul, mul_public
 from protocols.compare import absolute, binary_and, ltz, maximum, relu, select, sign
 from protocols.dealer import beaver_triple, dealer_correction, matrix_triple, serve, truncation_pair
+from protocols.observe import Observer, OpeningTrace, Profile, RequestRecorder
 from protocols.party import (
     DEFAULT_FAILURE_BUDGET,
     DEFAULT_GATHER_BYTES,
@@ -14,7 +15,6 @@ from protocols.party import (
     TruncationBudgetError,
     check_device,
 )
-from protocols.profile import Profile
 from protocols.prg import AesCtrPrg, new_key
 from protocols.sampling import bernoulli, representable_probability
 from protocols.setup import dealer_keys, party_keys
@@ -26,8 +26,11 @@ __all__ = [
     "DEFAULT_GATHER_BYTES",
     "TRUNCATION_METHODS",
     "AesCtrPrg",
+    "Observer",
+    "OpeningTrace",
     "Party",
     "Profile",
+    "RequestRecorder",
     "TruncationBudgetError",
     "absolute",
     "add_public",

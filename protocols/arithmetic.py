@@ -28,7 +28,7 @@ def mul(party: Party, x: torch.Tensor, y: torch.Tensor, *, rescale: bool = True)
     """
     triple = beaver_triple(party, x.shape, y.shape)
     masked = torch.cat([(x - triple.a).reshape(-1), (y - triple.b).reshape(-1)])
-    opened = party.exchange(masked, "mul")
+    opened = party.open(masked, "mul")
     eps = opened[: x.numel()].reshape(x.shape)
     delta = opened[x.numel() :].reshape(y.shape)
     # c + eps*b + a*delta (+ eps*delta at party 0) in two products: party 0 folds eps into a's term.
@@ -53,7 +53,7 @@ def matmul(party: Party, x: torch.Tensor, y: torch.Tensor, *, rescale: bool = Tr
     """
     triple = matrix_triple(party, x.shape, y.shape)
     masked = torch.cat([(x - triple.a).reshape(-1), (y - triple.b).reshape(-1)])
-    opened = party.exchange(masked, "matmul")
+    opened = party.open(masked, "matmul")
     e = opened[: x.numel()].reshape(x.shape)
     d = opened[x.numel() :].reshape(y.shape)
     # C + E@B + A@D (+ E@D at party 0) as ONE ring matmul with twice the inner dimension:

@@ -39,7 +39,7 @@ def ltz(party: Party, x: torch.Tensor) -> torch.Tensor:
     """
     flat = x.reshape(-1)
     mask = masked_bits(party, flat.shape)
-    public = party.exchange(flat + mask.a, "compare")
+    public = party.open(flat + mask.a, "compare")
     r_xor = mask.c
     not_public = ~public
     generate = r_xor & not_public & _LOW_63
@@ -71,7 +71,7 @@ def binary_and(party: Party, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     c ^ (e & b) ^ (a & d), party 0 also e & d.  Rounds: 1.  Bytes: 8 (n-1) (|x| + |y|).  Error: none.
     """
     triple = binary_triple(party, x.shape, y.shape)
-    opened = party.exchange(torch.cat([(x ^ triple.a).reshape(-1), (y ^ triple.b).reshape(-1)]), "and", xor=True)
+    opened = party.open(torch.cat([(x ^ triple.a).reshape(-1), (y ^ triple.b).reshape(-1)]), "and", xor=True)
     e = opened[: x.numel()].reshape(x.shape)
     d = opened[x.numel() :].reshape(y.shape)
     z = triple.c ^ (e & triple.b) ^ (triple.a & d)
@@ -87,7 +87,7 @@ def xor_bit_to_additive(party: Party, bit: torch.Tensor) -> torch.Tensor:
     element); 3. bit = o + rho - 2 o rho, local.  Rounds: 1.  Bytes: (n-1) k.  Error: none.
     """
     rho = random_bit(party, bit.shape)
-    opened = party.exchange(((bit ^ rho.a) & 1).to(torch.uint8), "bit conversion", xor=True).to(torch.int64)
+    opened = party.open(((bit ^ rho.a) & 1).to(torch.uint8), "bit conversion", xor=True).to(torch.int64)
     result = rho.c * (1 - 2 * opened)
     if party.rank == 0:
         result = result + opened

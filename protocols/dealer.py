@@ -21,8 +21,8 @@ Z_2^64, "^" XOR shares of 64-bit words):
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -68,7 +68,7 @@ class Request:
         )
 
     @staticmethod
-    def decode(array: np.ndarray) -> "Request":
+    def decode(array: np.ndarray) -> Request:
         """Parse and validate a request; raises ProtocolError on anything malformed."""
         values = [int(v) for v in np.asarray(array, dtype=np.int64).reshape(-1)]
         try:
@@ -255,8 +255,7 @@ class Correlated:
         shape_a, shape_b, shape_c = request.output_shapes()
         stream = party.next_dealer_request()
         self._party, self._stream, self._shape_c, self._kind = party, stream, shape_c, request.kind
-        if party.recording is not None:
-            party.recording.append(request)
+        party.notify_dealer_request(request)
         if party.rank == party.last:
             if party.planned:
                 expected = party.planned.popleft()

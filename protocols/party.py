@@ -6,17 +6,18 @@ of the program on every party; messages are matched by that tag, whatever order 
 
 from __future__ import annotations
 
+import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 
 import numpy as np
 import torch
 
 from fixedpoint import FixedPoint
 from network import Transport
+from protocols.observe import Observer
 from protocols.prg import AesCtrPrg
-from protocols.profile import Profile
 
 #: Tag 0 on every link is the key set-up; program tags and dealer request tags start at 1.
 SETUP_TAG = 0
@@ -44,8 +45,8 @@ class Party:
     """Everything a protocol function needs to act as party ``rank`` of ``n_parties``.
 
     ``dealer_prg`` is keyed with the dealer (seed-compressed triples); ``pair_prgs[j]`` with party j
-    (input sharing).  The dealer is node ``n_parties`` of the transport.  ``audit``, when set, is called with
-    (operation label, tag, opened value) for every value this party learns: each opening and each reveal.
+    (input sharing).  The dealer is node ``n_parties`` of the transport.  ``observers`` are told of every
+    opening, every value this party learns, every dealer request and where the time goes.
     """
 
     rank: int
@@ -58,18 +59,13 @@ class Party:
     failure_budget: float = DEFAULT_FAILURE_BUDGET
     gather_bytes: int | None = DEFAULT_GATHER_BYTES
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    profile: Profile | None = field(default=None, repr=False)
-    #: When a list, every opening appends (label, bytes of this party's share) (the benchmark's cost model).
-    trace: list[tuple[str, int]] | None = field(default=None, repr=False)
-    #: When a list, every dealer request appends its Request (to plan a repeating step ahead of time).
-    recording: list | None = field(default=None, repr=False)
-    #: Requests the dealer is making ahead of time, in order (last party only; see dealer.request_plan).
+    #: Who watches this party (audit log, cost model, request recorder, profiler); see ``protocols.observe``.
+    observers: list[Observer] = field(default_factory=list, repr=False)
     planned: deque = field(default_factory=deque, repr=False)
     pending_plan_acks: list[int] = field(default_factory=list, repr=False)
     rounds: int = 0
     truncated_elements: int = 0
     dealer_requests: int = 0
-    audit: Callable[[str, int, torch.Tensor], None] | None = field(default=None, repr=False)
     _tag: int = field(default=SETUP_TAG, repr=False)
 
     def __post_init__(self) -> None:
@@ -109,34 +105,52 @@ class Party:
     def recv(self, src: int, tag: int, op: str) -> torch.Tensor:
         """The message ``src`` sent under ``tag``, as a tensor on this party's device."""
         array = self.transport.recv(src, tag, op=op)
-        timer = self.profile.timer("serialization") if self.profile else None
+        start = time.perf_counter()
         tensor = torch.from_numpy(np.array(array, copy=True))
         if self.device.type != "cpu":
             tensor = tensor.to(self.device)
-        if timer:
-            timer.stop()
+        self._timed("serialization", start)
         return tensor
 
     def _wire(self, tensor: torch.Tensor) -> np.ndarray:
-        timer = self.profile.timer("serialization") if self.profile else None
+        start = time.perf_counter()
         wire = tensor.detach().to("cpu").contiguous().numpy()
-        if timer:
-            timer.stop()
+        self._timed("serialization", start)
         return wire
 
     def expand(self, prg: AesCtrPrg, stream: int, count: int) -> torch.Tensor:
         """``prg.ring(stream, count)`` on this party's device (timed as "prg" when profiling)."""
-        timer = self.profile.timer("prg") if self.profile else None
+        start = time.perf_counter()
         values = prg.ring(stream, count)
-        if timer:
-            timer.stop()
+        self._timed("prg", start)
         return values if self.device.type == "cpu" else values.to(self.device)
 
+    def _timed(self, category: str, start: float) -> None:
+        if self.observers:
+            elapsed = time.perf_counter() - start
+            for observer in self.observers:
+                observer.timed(category, elapsed)
+
+    def notify_opening(self, op: str, nbytes: int) -> None:
+        """Tell the observers an opening (a share, a reveal to one) of ``nbytes`` per party is starting."""
+        for observer in self.observers:
+            observer.opening(op, nbytes)
+
+    def notify_learned(self, op: str, tag: int, value: torch.Tensor) -> None:
+        """Tell the observers this party learned ``value``."""
+        for observer in self.observers:
+            observer.learned(op, tag, value)
+
+    def notify_dealer_request(self, request: object) -> None:
+        """Tell the observers this party asked the dealer for ``request``."""
+        for observer in self.observers:
+            observer.dealer_request(request)
+
     def uses_gather(self, nbytes: int) -> bool:
-        """Whether an opening of ``nbytes`` per share goes reduce-scatter/all-gather (see ``exchange``)."""
+        """Whether an opening of ``nbytes`` per share goes reduce-scatter/all-gather (see ``open``)."""
         return self.n_parties > 2 and self.gather_bytes is not None and nbytes >= self.gather_bytes
 
-    def exchange(self, tensor: torch.Tensor, op: str, *, xor: bool = False) -> torch.Tensor:
+    def open(self, tensor: torch.Tensor, op: str, *, xor: bool = False) -> torch.Tensor:
         """Open ``tensor``: return the sum (or, with ``xor``, the XOR) of all parties' shares.
 
         Two forms, picked by the share's size (the same on every party, so they always agree):
@@ -149,10 +163,9 @@ class Party:
         Every message is a share of the value or a part of the opened value, as in the broadcast form.
         """
         nbytes = tensor.numel() * tensor.element_size()
-        if self.trace is not None:
-            self.trace.append((op, nbytes))
+        self.notify_opening(op, nbytes)
         if self.uses_gather(nbytes):
-            return self._gather_exchange(tensor, op, xor)
+            return self._gather_open(tensor, op, xor)
         tag = self.next_tag()
         wire = self._wire(tensor)
         for peer in self.others:
@@ -161,11 +174,10 @@ class Party:
         for peer in self.others:
             _combine_into(total, self._expect(peer, tag, op, tensor.dtype, tensor.numel(), tensor.shape), xor)
         self.rounds += 1
-        if self.audit is not None:
-            self.audit(op, tag, total)
+        self.notify_learned(op, tag, total)
         return total
 
-    def _gather_exchange(self, tensor: torch.Tensor, op: str, xor: bool) -> torch.Tensor:
+    def _gather_open(self, tensor: torch.Tensor, op: str, xor: bool) -> torch.Tensor:
         flat = tensor.reshape(-1)
         chunks = torch.tensor_split(flat, self.n_parties)
         scatter_tag = self.next_tag()
@@ -182,8 +194,7 @@ class Party:
                   for peer in range(self.n_parties)]
         total = torch.cat(opened).reshape(tensor.shape)
         self.rounds += 2
-        if self.audit is not None:
-            self.audit(op, gather_tag, total)
+        self.notify_learned(op, gather_tag, total)
         return total
 
     def _expect(self, peer: int, tag: int, op: str, dtype: torch.dtype, numel: int,

@@ -44,7 +44,7 @@ class AesCtrPrg:
         if count:
             nonce = stream_id.to_bytes(8, "big") + bytes(8)
             encryptor = Cipher(self._algorithm, modes.CTR(nonce)).encryptor()
-            encryptor.update_into(bytes(8 * count), out.view(np.uint8))
+            encryptor.update_into(bytes(8 * count), out.view(np.uint8).data)
         return torch.from_numpy(out)
 
     def uniform(self, stream_id: int, count: int) -> torch.Tensor:

@@ -7,7 +7,7 @@ void that assumption (the model owner is a party), so the sample is drawn here a
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from protocols import shares
 from protocols.party import Party
 
 #: Stream-id domains on the pairwise keys (top byte), so no two uses can collide.
@@ -33,19 +34,16 @@ def share(party: Party, encoded: torch.Tensor | None, owner: int) -> torch.Tenso
         if encoded is None:
             raise ValueError(f"party {owner} owns this input and must pass a value, not None")
         header = torch.tensor([encoded.dim(), *encoded.shape], dtype=torch.int64)
-        if party.trace is not None:
-            party.trace.append(("share", header.numel() * 8))
+        party.notify_opening("share", header.numel() * 8)
         for peer in party.others:
             party.send(peer, tag, header)
-        mine = encoded.to(party.device).clone()
-        for peer in party.others:
-            mine -= party.expand(party.pair_prgs[peer], stream, encoded.numel()).reshape(encoded.shape)
+        masks = [party.expand(party.pair_prgs[peer], stream, encoded.numel()).reshape(encoded.shape)
+                 for peer in party.others]
         party.rounds += 1
-        return mine
+        return shares.owner_share(encoded.to(party.device), masks)
     if encoded is not None:
         raise ValueError(f"party {party.rank} does not own this input (owner is {owner}); pass None")
-    if party.trace is not None:
-        party.trace.append(("share", 0))
+    party.notify_opening("share", 0)
     header = party.recv(owner, tag, "share (shape)")
     ndim = int(header[0]) if header.numel() else -1
     if header.numel() != ndim + 1 or ndim < 0 or bool((header[1:] < 0).any()):
@@ -55,7 +53,7 @@ def share(party: Party, encoded: torch.Tensor | None, owner: int) -> torch.Tenso
     return party.expand(party.pair_prgs[owner], stream, int(np.prod(shape, dtype=np.int64))).reshape(shape)
 
 
-def rerandomize(party: Party, shares: torch.Tensor) -> torch.Tensor:
+def rerandomize(party: Party, values: torch.Tensor) -> torch.Tensor:
     """Fresh shares of the same value: add a random sharing of zero.  No communication.
 
     Steps:
@@ -69,46 +67,38 @@ def rerandomize(party: Party, shares: torch.Tensor) -> torch.Tensor:
     """
     tag = party.next_tag()
     stream = _RERANDOMIZE_DOMAIN | tag
-    fresh = shares.clone()
-    for peer in party.others:
-        mask = party.expand(party.pair_prgs[peer], stream, shares.numel()).reshape(shares.shape)
-        fresh = fresh + mask if party.rank < peer else fresh - mask
-    return fresh
+    masks = {peer: party.expand(party.pair_prgs[peer], stream, values.numel()).reshape(values.shape)
+             for peer in party.others}
+    return values + shares.zero_share(party.rank, masks)
 
 
 def share_public(party: Party, encoded: torch.Tensor) -> torch.Tensor:
     """Shares of a public encoded value: party 0 holds it, the others zero.  No communication."""
-    encoded = encoded.to(party.device)
-    return encoded.clone() if party.rank == 0 else torch.zeros_like(encoded)
+    return shares.public_share(party.rank, encoded.to(party.device))
 
 
-def reveal(party: Party, shares: torch.Tensor, to: int | None = None) -> torch.Tensor | None:
+def reveal(party: Party, values: torch.Tensor, to: int | None = None) -> torch.Tensor | None:
     """Open a shared value to every party (``to=None``) or to party ``to`` only (the others get None).
 
     Steps: every party sends its share to the receiver(s); a receiver adds all shares.
     Rounds: 1.  Bytes sent per party: 8 (n-1) k to all, 8 k to one.  Error: none (exact in the ring).
     """
     if to is None:
-        return party.exchange(shares, "reveal")
+        return party.open(values, "reveal")
     if not 0 <= to < party.n_parties:
         raise ValueError(f"reveal target must be a party rank in 0..{party.n_parties - 1}, got {to}")
     tag = party.next_tag()
     party.rounds += 1
-    if party.trace is not None:
-        party.trace.append(("reveal to one", shares.numel() * 8))
+    party.notify_opening("reveal to one", values.numel() * 8)
     if party.rank != to:
-        party.send(to, tag, shares)
+        party.send(to, tag, values)
         return None
-    total = shares.clone()
-    for peer in party.others:
-        total += party.recv(peer, tag, "reveal").reshape(shares.shape)
-    if party.audit is not None:
-        party.audit("reveal", tag, total)
+    total = shares.recombine([values, *(party.recv(peer, tag, "reveal").reshape(values.shape)
+                                        for peer in party.others)])
+    party.notify_learned("reveal", tag, total)
     return total
 
 
-def add_public(party: Party, shares: torch.Tensor, encoded: torch.Tensor) -> torch.Tensor:
+def add_public(party: Party, values: torch.Tensor, encoded: torch.Tensor) -> torch.Tensor:
     """Shares of x + p for public encoded p (party 0 adds it).  Broadcasts like torch.  No communication."""
-    if party.rank == 0:
-        return shares + encoded
-    return shares + torch.zeros_like(encoded)
+    return shares.add_public(party.rank, values, encoded)

@@ -79,7 +79,7 @@ def _dealer_divide(party: Party, shares: torch.Tensor, divisor: int) -> torch.Te
     flat = shares.reshape(-1)
     pair = truncation_pair(party, flat.shape, divisor)
     values = flat + (offset if party.rank == 0 else 0)
-    opened = party.exchange(values + pair.a, "truncate").cpu().numpy().view(np.uint64)
+    opened = party.open(values + pair.a, "truncate").cpu().numpy().view(np.uint64)
     wrapped = torch.from_numpy(opened < threshold).to(party.device)
     floor_s, correction = pair.c[0], pair.c[1]
     result = torch.where(wrapped, correction, 0) - floor_s

@@ -27,7 +27,7 @@ from smpc import nn, optim
 from smpc.options import SessionOptions
 from smpc.runner import PartyError, run_local
 from smpc.session import Session, SessionStats
-from smpc.tensor import SharedTensor
+from smpc.tensor import SharedTensor, cat, stack, where
 
 __version__ = "0.1.0"
 
@@ -45,7 +45,10 @@ __all__ = [
     "SessionStats",
     "SharedTensor",
     "TruncationBudgetError",
+    "cat",
     "nn",
     "optim",
     "run_local",
+    "stack",
+    "where",
 ]

@@ -12,8 +12,9 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from network import NetworkError, Roster, read_public_key, write_keypair
 from protocols import TruncationBudgetError
@@ -141,8 +142,8 @@ def _node_arguments(parser: argparse.ArgumentParser) -> None:
 def _cmd_demo(args: argparse.Namespace) -> int:
     if args.parties < 2:
         raise UsageError("--parties must be at least 2")
-    print(f"smpc demo: {args.parties} banks and a dealer, "
-          f"{'each its own process over CurveZMQ on 127.0.0.1' if args.transport == 'zmq' else 'threads in this process'}")
+    where = "each its own process over CurveZMQ on 127.0.0.1" if args.transport == "zmq" else "threads in this process"
+    print(f"smpc demo: {args.parties} banks and a dealer, {where}")
     start = time.perf_counter()
     results = run_local(demo_program, parties=args.parties, transport=args.transport)
     elapsed = time.perf_counter() - start

@@ -8,8 +8,9 @@ the umask, and never through a symbolic link.  Folders that already exist keep t
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO
 
 FILE_MODE = 0o600
 DIRECTORY_MODE = 0o700
@@ -50,7 +51,9 @@ def open_private(path: str | os.PathLike[str], mode: str = "w") -> IO:
             raise PermissionError(f"{target} is a symbolic link; refusing to write private data through it") from None
         raise error
     os.fchmod(descriptor, FILE_MODE)
-    return os.fdopen(descriptor, mode, **({} if "b" in mode else {"encoding": "utf-8"}))
+    if "b" in mode:
+        return os.fdopen(descriptor, mode)
+    return os.fdopen(descriptor, mode, encoding="utf-8")
 
 
 def write_private(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object], *, durable: bool = False) -> Path:

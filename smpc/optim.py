@@ -7,12 +7,12 @@ is one batched product with public coefficients: one truncation, one round.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 
 from smpc.nn import Parameter
-from smpc.tensor import SharedTensor
+from smpc.tensor import SharedTensor, cat
 
 __all__ = ["SGD"]
 
@@ -97,7 +97,7 @@ class _PublicProducts:
         results: list[SharedTensor | None] = [None] * len(self._terms)
         if not live:
             return results
-        flat = torch.cat([tensor.reshape(-1) for _, tensor, _ in live])
+        flat = cat([tensor.reshape(-1) for _, tensor, _ in live])
         coefficients = torch.cat(
             [torch.full((tensor.numel(),), c, dtype=torch.float64) for _, tensor, c in live]
         )

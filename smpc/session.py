@@ -7,10 +7,11 @@ carries the session it belongs to, so one process can host several sessions.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,6 +23,7 @@ from protocols import Party
 from smpc.hosts import connect_node, load_roster, roster_options
 from smpc.options import SessionOptions
 from smpc.tensor import SharedTensor
+
 
 class SessionStats:
     """Traffic of this party with the other computing parties (the dealer's traffic is counted apart)."""
@@ -97,7 +99,7 @@ class Session:
         failure_budget: float = protocols.DEFAULT_FAILURE_BUDGET,
         gather_bytes: int | None = protocols.DEFAULT_GATHER_BYTES,
         device: str | torch.device = "cpu",
-    ) -> "Session":
+    ) -> Session:
         """Agree keys over a connected transport (dealer = node ``n_parties``) and return the session.
 
         ``device``: where shares live and local arithmetic runs ("cuda" when torch sees a GPU); messages
@@ -119,14 +121,14 @@ class Session:
         return cls(party)
 
     @classmethod
-    def from_options(cls, transport: Transport, rank: int, options: SessionOptions) -> "Session":
+    def from_options(cls, transport: Transport, rank: int, options: SessionOptions) -> Session:
         """``from_transport`` with a session's shared options."""
         return cls.from_transport(transport, rank=rank, n_parties=options.n_parties, encoding=options.encoding,
                                   truncation=options.truncation, failure_budget=options.failure_budget,
                                   gather_bytes=options.gather_bytes, device=options.device)
 
     @classmethod
-    def connect(cls, rank: int, roster: Roster | str | Path, key: str | Path, **options: Any) -> "Session":
+    def connect(cls, rank: int, roster: Roster | str | Path, key: str | Path, **options: Any) -> Session:
         """Join a session on real hosts as party ``rank``: ``roster`` is the roster file (or a Roster),
         ``key`` this party's secret key file (``smpc keygen``).  Blocks until every party and the dealer
         are connected and agree on the session's parameters.
@@ -205,14 +207,14 @@ class Session:
             session.preprocess(plan, times=remaining_batches)
         """
         self._check_open()
-        if self._party.recording is not None:
+        if any(isinstance(observer, protocols.RequestRecorder) for observer in self._party.observers):
             raise RuntimeError("already recording")
-        plan: list = []
-        self._party.recording = plan
+        recorder = protocols.RequestRecorder()
+        self._party.observers.append(recorder)
         try:
-            yield plan
+            yield recorder.requests
         finally:
-            self._party.recording = None
+            self._party.observers.remove(recorder)
 
     def preprocess(self, plan: list, times: int = 1, *, wait: bool = True) -> float:
         """Offline phase: have the dealer make ``times`` repetitions of a recorded ``plan`` now.  Every party
@@ -234,10 +236,7 @@ class Session:
             if not abort:
                 for stream in party.pending_plan_acks:  # the dealer finished a background plan
                     party.transport.recv(party.dealer_id, stream, op="dealer plan")
-            try:
-                self._party.transport.close(abort=abort, reason=reason)
-            except TypeError:  # a transport written before close() took a reason (close is idempotent)
-                self._party.transport.close(abort=abort)
+            self._party.transport.close(abort=abort, reason=reason)
 
     @property
     def closed(self) -> bool:
@@ -247,7 +246,7 @@ class Session:
         if self._closed:
             raise RuntimeError("this session is closed")
 
-    def __enter__(self) -> "Session":
+    def __enter__(self) -> Session:
         return self
 
     def __exit__(

@@ -8,8 +8,9 @@ support dispatch through ``__torch_function__``; any other raises torch's TypeEr
 from __future__ import annotations
 
 import numbers
+from collections.abc import Callable, Sequence
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 import torch
@@ -33,7 +34,7 @@ class SharedTensor:
 
     __slots__ = ("_session", "_share", "_bit")
 
-    def __init__(self, session: "Session", share: torch.Tensor, *, bit: torch.Tensor | None = None) -> None:
+    def __init__(self, session: Session, share: torch.Tensor, *, bit: torch.Tensor | None = None) -> None:
         if share.dtype != torch.int64:
             raise TypeError("a share is an int64 tensor of ring elements")
         self._session = session
@@ -44,7 +45,7 @@ class SharedTensor:
 
     # -- metadata (public) ----------------------------------------------------------------------------
     @property
-    def session(self) -> "Session":
+    def session(self) -> Session:
         return self._session
 
     @property
@@ -88,11 +89,15 @@ class SharedTensor:
         raise TypeError("a SharedTensor cannot be converted to an array; call reveal() first")
 
     # -- data out -------------------------------------------------------------------------------------
-    def reveal(self, to: int | None = None) -> torch.Tensor | None:
-        """Open the value: to every party (``to=None``) or to party ``to`` only; others get None.
+    @overload
+    def reveal(self, to: None = None) -> torch.Tensor: ...
 
-        Returns a float64 tensor.  One round; 8 (n-1) k bytes sent per party (8 k when ``to`` is set).
-        """
+    @overload
+    def reveal(self, to: int) -> torch.Tensor | None: ...
+
+    def reveal(self, to: int | None = None) -> torch.Tensor | None:
+        """Open the value, as float64: to every party (``to=None``) or to party ``to`` only; others get None
+        (``protocols.reveal``: cost there)."""
         opened = protocols.reveal(self._party, self._share, to=to)
         return None if opened is None else self._session.encoding.decode(opened)
 
@@ -101,15 +106,15 @@ class SharedTensor:
     def _party(self) -> protocols.Party:
         return self._session.party
 
-    def _new(self, share: torch.Tensor) -> "SharedTensor":
+    def _new(self, share: torch.Tensor) -> SharedTensor:
         return SharedTensor(self._session, share)
 
-    def _same_session(self, other: "SharedTensor") -> None:
+    def _same_session(self, other: SharedTensor) -> None:
         if other._session is not self._session:
             raise ValueError("cannot combine SharedTensors of different sessions")
 
     # -- linear operations (local) --------------------------------------------------------------------
-    def __add__(self, other: Any) -> "SharedTensor":
+    def __add__(self, other: Any) -> SharedTensor:
         if isinstance(other, SharedTensor):
             self._same_session(other)
             return self._new(self._share + other._share)
@@ -118,26 +123,25 @@ class SharedTensor:
 
     __radd__ = __add__
 
-    def __neg__(self) -> "SharedTensor":
+    def __neg__(self) -> SharedTensor:
         return self._new(-self._share)
 
-    def neg(self) -> "SharedTensor":
+    def neg(self) -> SharedTensor:
         return -self
 
-    def __sub__(self, other: Any) -> "SharedTensor":
+    def __sub__(self, other: Any) -> SharedTensor:
         if isinstance(other, SharedTensor):
             self._same_session(other)
             return self._new(self._share - other._share)
         return self + (-_public(other))
 
-    def __rsub__(self, other: Any) -> "SharedTensor":
+    def __rsub__(self, other: Any) -> SharedTensor:
         return (-self) + other
 
     # -- products -------------------------------------------------------------------------------------
-    def __mul__(self, other: Any) -> "SharedTensor":
-        """Elementwise product.  Shared x shared: Beaver (2 rounds with rescaling).  Shared x public float:
-        local product then rescaling (1 round, 0 with two-party local shift).  Shared x public integer
-        (Python int, integer tensor): exact, no communication."""
+    def __mul__(self, other: Any) -> SharedTensor:
+        """Elementwise product: shared x shared (``protocols.mul``), shared x public float (a local product,
+        then a truncation), shared x public integer (Python int, integer tensor: exact, no communication)."""
         if isinstance(other, SharedTensor):
             self._same_session(other)
             return self._new(protocols.mul(self._party, self._share, other._share))
@@ -149,18 +153,17 @@ class SharedTensor:
 
     __rmul__ = __mul__
 
-    def __matmul__(self, other: Any) -> "SharedTensor":
-        """Matrix product (vectors, matrices, batched).  Shared @ shared uses a matrix triple: one round
-        opening only E and D, then rescaling."""
+    def __matmul__(self, other: Any) -> SharedTensor:
+        """Matrix product (vectors, matrices, batched): shared @ shared is ``protocols.matmul``."""
         if isinstance(other, SharedTensor):
             self._same_session(other)
             return self._new(protocols.matmul(self._party, self._share, other._share))
         return self._matmul_public(other, left=False)
 
-    def __rmatmul__(self, other: Any) -> "SharedTensor":
+    def __rmatmul__(self, other: Any) -> SharedTensor:
         return self._matmul_public(other, left=True)
 
-    def _matmul_public(self, other: Any, *, left: bool) -> "SharedTensor":
+    def _matmul_public(self, other: Any, *, left: bool) -> SharedTensor:
         public, is_integer = _public_operand(other)
         if not is_integer:
             public = self._session.encoding.encode(public)
@@ -168,42 +171,44 @@ class SharedTensor:
             protocols.matmul_public(self._party, self._share, public, rescale=not is_integer, left=left)
         )
 
-    def mul(self, other: Any) -> "SharedTensor":
+    def mul(self, other: Any) -> SharedTensor:
         return self * other
 
-    def matmul(self, other: Any) -> "SharedTensor":
+    def matmul(self, other: Any) -> SharedTensor:
         return self @ other
 
-    def square(self) -> "SharedTensor":
+    def square(self) -> SharedTensor:
         return self * self
 
     # -- comparisons (exact; results are shared 0.0 / 1.0) --------------------------------------------
-    def _from_bit(self, bit: torch.Tensor) -> "SharedTensor":
+    def _from_bit(self, bit: torch.Tensor) -> SharedTensor:
         return SharedTensor(self._session, bit * self._session.encoding.scale, bit=bit)
 
     def _difference(self, other: Any) -> torch.Tensor:
         return (self - other)._share
 
-    def __lt__(self, other: Any) -> "SharedTensor":
-        """[x < y] elementwise as shared 0/1 (8 rounds, exact for every value in range)."""
+    def __lt__(self, other: Any) -> SharedTensor:
+        """[x < y] elementwise as shared 0/1, exact (``protocols.compare.ltz``: cost there)."""
         return self._from_bit(protocols.ltz(self._party, self._difference(other)))
 
-    def __gt__(self, other: Any) -> "SharedTensor":
+    def __gt__(self, other: Any) -> SharedTensor:
         return self._from_bit(protocols.ltz(self._party, -self._difference(other)))
 
-    def __le__(self, other: Any) -> "SharedTensor":
-        return self._from_bit(_one_like(self._party, self._share) - protocols.ltz(self._party, -self._difference(other)))
+    def __le__(self, other: Any) -> SharedTensor:
+        above = protocols.ltz(self._party, -self._difference(other))
+        return self._from_bit(_one_like(self._party, self._share) - above)
 
-    def __ge__(self, other: Any) -> "SharedTensor":
-        return self._from_bit(_one_like(self._party, self._share) - protocols.ltz(self._party, self._difference(other)))
+    def __ge__(self, other: Any) -> SharedTensor:
+        below = protocols.ltz(self._party, self._difference(other))
+        return self._from_bit(_one_like(self._party, self._share) - below)
 
-    def eq(self, other: Any) -> "SharedTensor":
-        """[x == y] elementwise: 1 - [x < y] - [y < x], both in one batched comparison (8 rounds)."""
+    def eq(self, other: Any) -> SharedTensor:
+        """[x == y] elementwise: 1 - [x < y] - [y < x], both in one batched comparison."""
         difference = self._difference(other)
         both = protocols.ltz(self._party, torch.stack([difference, -difference]))
         return self._from_bit(_one_like(self._party, difference) - both[0] - both[1])
 
-    def ne(self, other: Any) -> "SharedTensor":
+    def ne(self, other: Any) -> SharedTensor:
         difference = self._difference(other)
         both = protocols.ltz(self._party, torch.stack([difference, -difference]))
         return self._from_bit(both[0] + both[1])
@@ -212,38 +217,38 @@ class SharedTensor:
     __ne__ = ne  # type: ignore[assignment]
     __hash__ = object.__hash__  # identity, as torch.Tensor
 
-    def lt(self, other: Any) -> "SharedTensor":
+    def lt(self, other: Any) -> SharedTensor:
         return self < other
 
-    def gt(self, other: Any) -> "SharedTensor":
+    def gt(self, other: Any) -> SharedTensor:
         return self > other
 
-    def le(self, other: Any) -> "SharedTensor":
+    def le(self, other: Any) -> SharedTensor:
         return self <= other
 
-    def ge(self, other: Any) -> "SharedTensor":
+    def ge(self, other: Any) -> SharedTensor:
         return self >= other
 
-    def sign(self) -> "SharedTensor":
-        """-1, 0 or 1 as torch.sign (8 rounds, exact)."""
+    def sign(self) -> SharedTensor:
+        """-1, 0 or 1 as torch.sign (``protocols.compare.sign``)."""
         return self._new(protocols.sign(self._party, self._share) * self._session.encoding.scale)
 
-    def abs(self) -> "SharedTensor":
-        """|x| (9 rounds, exact)."""
+    def abs(self) -> SharedTensor:
+        """|x| (``protocols.compare.absolute``)."""
         return self._new(protocols.absolute(self._party, self._share))
 
-    def __abs__(self) -> "SharedTensor":
+    def __abs__(self) -> SharedTensor:
         return self.abs()
 
-    def relu(self) -> "SharedTensor":
-        """max(x, 0) (9 rounds, exact)."""
+    def relu(self) -> SharedTensor:
+        """max(x, 0) (``protocols.compare.relu``)."""
         return self._new(protocols.relu(self._party, self._share))
 
-    def where(self, condition: "SharedTensor", other: Any) -> "SharedTensor":
+    def where(self, condition: SharedTensor, other: Any) -> SharedTensor:
         """torch.Tensor.where: self where condition, else other."""
         return where(condition, self, other)
 
-    def clamp(self, min: Any = None, max: Any = None) -> "SharedTensor":  # noqa: A002 - torch's names
+    def clamp(self, min: Any = None, max: Any = None) -> SharedTensor:  # noqa: A002 - torch's names
         """Clamp to [min, max] (public numbers, tensors or SharedTensors), as torch: min(max(x, min), max), so
         every element becomes ``max`` where min > max.  Public bounds with min <= max: min + relu(x - min) -
         relu(x - max), both comparisons in one batch, 9 rounds; otherwise the two clamps in turn, 18 rounds.
@@ -263,79 +268,74 @@ class SharedTensor:
         relus = protocols.relu(self._party, stacked)
         return self._new(relus[0] - relus[1]) + min
 
-    def clip(self, min: Any = None, max: Any = None) -> "SharedTensor":  # noqa: A002
+    def clip(self, min: Any = None, max: Any = None) -> SharedTensor:  # noqa: A002
         return self.clamp(min, max)
 
-    def max(self, dim: int | None = None, keepdim: bool = False) -> "SharedTensor":
-        """Maximum over all elements, or along ``dim``.  9 ceil(log2 m) rounds, exact."""
+    def max(self, dim: int | None = None, keepdim: bool = False) -> SharedTensor:
+        """Maximum over all elements, or along ``dim`` (``protocols.compare.maximum``)."""
         values, _ = self._tournament(dim)
         return values.unsqueeze(dim) if keepdim and dim is not None else values
 
-    def min(self, dim: int | None = None, keepdim: bool = False) -> "SharedTensor":
-        """Minimum: the maximum of -x, negated.  9 ceil(log2 m) rounds, exact."""
+    def min(self, dim: int | None = None, keepdim: bool = False) -> SharedTensor:
+        """Minimum: the maximum of -x, negated."""
         return -((-self).max(dim, keepdim))
 
-    def argmax(self, dim: int | None = None, keepdim: bool = True) -> "SharedTensor":
+    def argmax(self, dim: int | None = None, keepdim: bool = True) -> SharedTensor:
         """A shared one-hot (0.0 / 1.0) marking the first maximum along ``dim`` (over all elements if None),
         with the input's shape: the position of a maximum is secret, so no integer index is returned."""
         _, onehot = self._tournament(dim)
         return onehot
 
-    def argmin(self, dim: int | None = None, keepdim: bool = True) -> "SharedTensor":
+    def argmin(self, dim: int | None = None, keepdim: bool = True) -> SharedTensor:
         return (-self).argmax(dim, keepdim)
 
-    def _tournament(self, dim: int | None) -> tuple["SharedTensor", "SharedTensor"]:
+    def _tournament(self, dim: int | None) -> tuple[SharedTensor, SharedTensor]:
         source = self.reshape(-1) if dim is None else self
         values, onehot = protocols.maximum(self._party, source._share, 0 if dim is None else dim)
         onehot = onehot.reshape(self.shape)
         return self._new(values), SharedTensor(self._session, onehot * self._session.encoding.scale, bit=onehot)
 
     # -- approximations (documented domain, error and cost in protocols/approx) -----------------------
-    def exp(self, method: str = "piecewise") -> "SharedTensor":
-        """e^x: relative error <= 8.4e-4 on [-3.5, ln 2^15); 0 below -11.5; saturates at the top.  14 rounds."""
+    def exp(self, method: str = "piecewise") -> SharedTensor:
+        """e^x (``protocols.approx.exp.exp``: domain, error and cost there)."""
         return self._new(approx_exp.exp(self._party, self._share, method=method))
 
-    def sigmoid(self, method: str = "piecewise") -> "SharedTensor":
-        """1 / (1 + e^-x): absolute error <= 3.2e-4 for every input in range, exactly 0 / 1 beyond +-8.25.
-        13 rounds."""
+    def sigmoid(self, method: str = "piecewise") -> SharedTensor:
+        """1 / (1 + e^-x) (``protocols.approx.sigmoid.sigmoid``: error and cost there)."""
         return self._new(approx_sigmoid.sigmoid(self._party, self._share, method=method))
 
-    def tanh(self, method: str = "piecewise") -> "SharedTensor":
-        """tanh(x): absolute error <= 6.1e-4 for every input in range, exactly -1 / 1 beyond +-4.125.
-        13 rounds."""
+    def tanh(self, method: str = "piecewise") -> SharedTensor:
+        """tanh(x) (``protocols.approx.sigmoid.tanh``: error and cost there)."""
         return self._new(approx_sigmoid.tanh(self._party, self._share, method=method))
 
-    def reciprocal(self, method: str = "poly4", positive: bool = False) -> "SharedTensor":
-        """1/x: relative error <= 1e-3 for 2^-14 <= |x| <= 32 (poly4) or 64 (poly8), at most 3.1 units beyond;
-        0 at x = 0.  15 rounds.  ``positive=True`` skips the sign (half the comparisons) and returns 0 for
-        x < 0."""
+    def reciprocal(self, method: str = "poly4", positive: bool = False) -> SharedTensor:
+        """1/x (``protocols.approx.reciprocal.reciprocal``: domain, error and cost there).  ``positive=True``
+        skips the sign (half the comparisons) and returns 0 for x < 0."""
         return self._new(approx_reciprocal.reciprocal(self._party, self._share, method=method, signed=not positive))
 
-    def sqrt(self, method: str = "poly4") -> "SharedTensor":
-        """sqrt(x) for 0 < x < 2^15 (relative error <= 1e-3); 0 for x <= 0.  13-15 rounds."""
+    def sqrt(self, method: str = "poly4") -> SharedTensor:
+        """sqrt(x); 0 for x <= 0 (``protocols.approx.sqrt.sqrt``: domain, error and cost there)."""
         return self._new(approx_sqrt.sqrt(self._party, self._share, method=method))
 
-    def rsqrt(self, method: str = "poly4") -> "SharedTensor":
-        """1/sqrt(x): relative error <= 1e-3 for 0 < x <= 2^8, under 3.1 units beyond; 0 for x <= 0.
-        15 rounds."""
+    def rsqrt(self, method: str = "poly4") -> SharedTensor:
+        """1/sqrt(x); 0 for x <= 0 (``protocols.approx.sqrt.inv_sqrt``: domain, error and cost there)."""
         return self._new(approx_sqrt.inv_sqrt(self._party, self._share, method=method))
 
     inv_sqrt = rsqrt
 
-    def log(self, method: str = "poly4") -> "SharedTensor":
-        """ln(x) for 0 < x < 2^15: absolute error <= 1e-4 (poly4), so relative <= 1e-3 where |ln x| >= 0.1;
-        0 for x <= 0.  15 rounds."""
+    def log(self, method: str = "poly4") -> SharedTensor:
+        """ln(x); 0 for x <= 0 (``protocols.approx.log.log``: domain, error and cost there)."""
         return self._new(approx_log.log(self._party, self._share, method=method))
 
-    def softmax(self, dim: int) -> "SharedTensor":
-        """softmax along ``dim``: the exact maximum, exp of the non-positive differences, one reciprocal."""
+    def softmax(self, dim: int) -> SharedTensor:
+        """softmax along ``dim`` (``protocols.approx.softmax.softmax``)."""
         return self._new(approx_softmax.softmax(self._party, self._share, dim))
 
-    def log_softmax(self, dim: int) -> "SharedTensor":
-        """log_softmax along ``dim``: (x - max) - log(sum exp(x - max))."""
+    def log_softmax(self, dim: int) -> SharedTensor:
+        """log_softmax along ``dim`` (``protocols.approx.softmax.log_softmax``)."""
         return self._new(approx_softmax.log_softmax(self._party, self._share, dim))
 
-    def __truediv__(self, other: Any) -> "SharedTensor":
+    def __truediv__(self, other: Any) -> SharedTensor:
         """x / y.  Shared y: x * reciprocal(y) (y's sign handled; see ``reciprocal`` for the error).  Public
         integer y: one exact division (truncation, error below one unit).  Public float y: x * (1/y)."""
         if isinstance(other, SharedTensor):
@@ -348,20 +348,20 @@ class SharedTensor:
             raise ZeroDivisionError("division of a SharedTensor by a public zero")
         return self * (1.0 / public.to(torch.float64))
 
-    def __rtruediv__(self, other: Any) -> "SharedTensor":
+    def __rtruediv__(self, other: Any) -> SharedTensor:
         return self.reciprocal() * other
 
-    def div(self, other: Any) -> "SharedTensor":
+    def div(self, other: Any) -> SharedTensor:
         return self / other
 
     # -- reductions -----------------------------------------------------------------------------------
-    def sum(self, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> "SharedTensor":
+    def sum(self, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> SharedTensor:
         """Sum (local, exact).  The sum of values must itself stay inside the fixed-point range."""
         if dim is None:
             return self._new(self._share.sum())
-        return self._new(self._share.sum(dim=dim, keepdim=keepdim))
+        return self._new(self._share.sum(dim=dim if isinstance(dim, int) else tuple(dim), keepdim=keepdim))
 
-    def mean(self, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> "SharedTensor":
+    def mean(self, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> SharedTensor:
         """Mean: the exact sum divided by the public count with a truncation (error below one unit)."""
         total = self.sum(dim, keepdim)
         count = self.numel() // max(total.numel(), 1) if self.numel() else 0
@@ -373,39 +373,39 @@ class SharedTensor:
 
     # -- shape operations (local) ---------------------------------------------------------------------
     @property
-    def T(self) -> "SharedTensor":
+    def T(self) -> SharedTensor:
         if self.dim() > 2:
             raise ValueError(".T is defined for tensors of at most 2 dimensions; use transpose(dim0, dim1)")
         return self._new(self._share.t())
 
-    def t(self) -> "SharedTensor":
+    def t(self) -> SharedTensor:
         return self.T
 
-    def transpose(self, dim0: int, dim1: int) -> "SharedTensor":
+    def transpose(self, dim0: int, dim1: int) -> SharedTensor:
         return self._new(self._share.transpose(dim0, dim1))
 
-    def permute(self, *dims: int) -> "SharedTensor":
+    def permute(self, *dims: int) -> SharedTensor:
         return self._new(self._share.permute(*dims))
 
-    def reshape(self, *shape: Any) -> "SharedTensor":
+    def reshape(self, *shape: Any) -> SharedTensor:
         return self._new(self._share.reshape(*shape))
 
-    def view(self, *shape: Any) -> "SharedTensor":
+    def view(self, *shape: Any) -> SharedTensor:
         return self.reshape(*shape)
 
-    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> "SharedTensor":
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> SharedTensor:
         return self._new(self._share.flatten(start_dim, end_dim))
 
-    def unsqueeze(self, dim: int) -> "SharedTensor":
+    def unsqueeze(self, dim: int) -> SharedTensor:
         return self._new(self._share.unsqueeze(dim))
 
-    def squeeze(self, dim: int | None = None) -> "SharedTensor":
+    def squeeze(self, dim: int | None = None) -> SharedTensor:
         return self._new(self._share.squeeze() if dim is None else self._share.squeeze(dim))
 
-    def expand(self, *sizes: Any) -> "SharedTensor":
+    def expand(self, *sizes: Any) -> SharedTensor:
         return self._new(self._share.expand(*sizes))
 
-    def __getitem__(self, index: Index) -> "SharedTensor":
+    def __getitem__(self, index: Index) -> SharedTensor:
         if _contains_shared(index):
             raise TypeError("indexing with a SharedTensor would reveal the index; use a public index")
         return self._new(self._share[index])
@@ -483,14 +483,16 @@ def _shared_list(tensors: Sequence[Any], name: str) -> list[SharedTensor]:
     return items
 
 
-def _cat(tensors: Sequence[SharedTensor], dim: int = 0, *, out: Any = None) -> SharedTensor:
+def cat(tensors: Sequence[SharedTensor], dim: int = 0, *, out: Any = None) -> SharedTensor:
+    """torch.cat of SharedTensors (``torch.cat`` on SharedTensors dispatches here): local, no communication."""
     if out is not None:
         raise TypeError("torch.cat(out=...) is not supported for SharedTensors")
     items = _shared_list(tensors, "cat")
     return items[0]._new(torch.cat([t._share for t in items], dim=dim))
 
 
-def _stack(tensors: Sequence[SharedTensor], dim: int = 0, *, out: Any = None) -> SharedTensor:
+def stack(tensors: Sequence[SharedTensor], dim: int = 0, *, out: Any = None) -> SharedTensor:
+    """torch.stack of SharedTensors (``torch.stack`` dispatches here): local, no communication."""
     if out is not None:
         raise TypeError("torch.stack(out=...) is not supported for SharedTensors")
     items = _shared_list(tensors, "stack")
@@ -569,9 +571,9 @@ def _unary(name: str, method: Callable[..., SharedTensor]) -> Callable[..., Shar
 #: torch functions a SharedTensor implements, and how.  Read-only; everything else is NotImplemented.
 _TORCH_FUNCTIONS: MappingProxyType = MappingProxyType(
     {
-        torch.cat: _cat,
-        torch.concat: _cat,
-        torch.stack: _stack,
+        torch.cat: cat,
+        torch.concat: cat,
+        torch.stack: stack,
         **{function: _binary(*spec) for function, spec in _BINARY.items()},
         torch.where: where,
         torch.lt: _binary_method("lt"),
@@ -580,37 +582,17 @@ _TORCH_FUNCTIONS: MappingProxyType = MappingProxyType(
         torch.ge: _binary_method("ge"),
         torch.eq: _binary_method("eq"),
         torch.ne: _binary_method("ne"),
+        **{getattr(torch, name): _unary(name, getattr(SharedTensor, name)) for name in (
+            "neg", "sum", "mean", "transpose", "reshape", "flatten", "t", "exp", "sigmoid", "tanh", "reciprocal",
+            "sqrt", "rsqrt", "log", "sign", "abs", "relu", "clamp", "clip", "max", "min", "argmax", "argmin")},
         **{function: _unary(name, method) for function, name, method in (
-            (torch.neg, "neg", lambda a: -a),
-            (torch.sum, "sum", lambda a, dim=None, keepdim=False: a.sum(dim, keepdim)),
-            (torch.mean, "mean", lambda a, dim=None, keepdim=False: a.mean(dim, keepdim)),
-            (torch.transpose, "transpose", lambda a, dim0, dim1: a.transpose(dim0, dim1)),
-            (torch.reshape, "reshape", lambda a, shape: a.reshape(shape)),
-            (torch.flatten, "flatten", lambda a, start_dim=0, end_dim=-1: a.flatten(start_dim, end_dim)),
-            (torch.t, "t", lambda a: a.t()),
-            (torch.exp, "exp", lambda a, method="piecewise": a.exp(method)),
-            (torch.sigmoid, "sigmoid", lambda a, method="piecewise": a.sigmoid(method)),
-            (torch.tanh, "tanh", lambda a, method="piecewise": a.tanh(method)),
-            (torch.reciprocal, "reciprocal", lambda a: a.reciprocal()),
-            (torch.sqrt, "sqrt", lambda a: a.sqrt()),
-            (torch.rsqrt, "rsqrt", lambda a: a.rsqrt()),
-            (torch.log, "log", lambda a: a.log()),
             (torch.softmax, "softmax", lambda a, dim, dtype=None: a.softmax(dim)),
             (torch.log_softmax, "log_softmax", lambda a, dim, dtype=None: a.log_softmax(dim)),
             (torch.nn.functional.softmax, "nn.functional.softmax",
              lambda a, dim=None, _stacklevel=3, dtype=None: a.softmax(dim)),
             (torch.nn.functional.log_softmax, "nn.functional.log_softmax",
              lambda a, dim=None, _stacklevel=3, dtype=None: a.log_softmax(dim)),
-            (torch.sign, "sign", lambda a: a.sign()),
-            (torch.abs, "abs", lambda a: a.abs()),
-            (torch.relu, "relu", lambda a: a.relu()),
             (torch.nn.functional.relu, "nn.functional.relu", lambda a, inplace=False: a.relu()),
-            (torch.clamp, "clamp", lambda a, min=None, max=None: a.clamp(min, max)),
-            (torch.clip, "clip", lambda a, min=None, max=None: a.clamp(min, max)),
-            (torch.max, "max", lambda a, dim=None, keepdim=False: a.max(dim, keepdim)),
-            (torch.min, "min", lambda a, dim=None, keepdim=False: a.min(dim, keepdim)),
-            (torch.argmax, "argmax", lambda a, dim=None, keepdim=True: a.argmax(dim, keepdim)),
-            (torch.argmin, "argmin", lambda a, dim=None, keepdim=True: a.argmin(dim, keepdim)),
         )},
     }
 )

@@ -15,8 +15,8 @@ separate multiplication by g is needed (see ``gained_polynomial``).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 
@@ -39,11 +39,11 @@ class BinTable:
     positive: tuple[float, ...]
     negative: tuple[float, ...]
 
-    def __mul__(self, other: "BinTable") -> "BinTable":
+    def __mul__(self, other: BinTable) -> BinTable:
         return BinTable(tuple(a * b for a, b in zip(self.positive, other.positive)),
                         tuple(a * b for a, b in zip(self.negative, other.negative)))
 
-    def scaled(self, factor: float) -> "BinTable":
+    def scaled(self, factor: float) -> BinTable:
         return BinTable(tuple(factor * a for a in self.positive), tuple(factor * a for a in self.negative))
 
 
@@ -173,8 +173,8 @@ def reduced_products(party: Party, x: torch.Tensor, normalization: Normalization
         parts = [(scaled_part, 1 << scale_bits, True)]
         if any(integer_part.positive + integer_part.negative):
             parts.append((integer_part, 1, False))
-        for part, scale, scaled in parts:
-            operands.append(normalization.lookup(part, scale))
+        for table_part, scale, scaled in parts:
+            operands.append(normalization.lookup(table_part, scale))
             scaled_flags.append(scaled)
             owners.append(index)
     products = mul(party, x.unsqueeze(0), torch.stack(operands), rescale=False)

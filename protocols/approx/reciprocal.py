@@ -20,7 +20,7 @@ RECIPROCAL_COEFFICIENTS: dict[str, tuple[float, ...]] = {
               0.01647453344001565, -0.005343091203372767, 0.0017810304081760564, -0.000791569635478149,
               0.00026385654173429005),
 }
-METHODS = tuple(RECIPROCAL_COEFFICIENTS)
+RECIPROCAL_METHODS = tuple(RECIPROCAL_COEFFICIENTS)
 
 
 def reciprocal(party: Party, x: torch.Tensor, method: str = "poly4", *, signed: bool = False) -> torch.Tensor:
@@ -53,7 +53,7 @@ def reciprocal(party: Party, x: torch.Tensor, method: str = "poly4", *, signed: 
     16384 or 10923), within the same bound, with the sign of x.
     """
     if method not in RECIPROCAL_COEFFICIENTS:
-        raise ValueError(f"reciprocal method must be one of {METHODS}, got {method!r}")
+        raise ValueError(f"reciprocal method must be one of {RECIPROCAL_METHODS}, got {method!r}")
     if x.numel() == 0:
         return x.clone()
     normalization = normalize(party, x, signed=signed)

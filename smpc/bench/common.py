@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -14,7 +15,7 @@ import smpc
 
 def barrier(session: smpc.Session) -> None:
     """Line the parties up (one tiny opening, excluded from the counters) so a timed op starts together."""
-    session.party.exchange(torch.zeros(1, dtype=torch.int64), "barrier")
+    session.party.open(torch.zeros(1, dtype=torch.int64), "barrier")
     session.stats.reset()
 
 

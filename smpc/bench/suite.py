@@ -23,22 +23,23 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
 import protocols
 import smpc
+from network.framing import HEADER_SIZE
 from smpc.bench.common import barrier, print_table
 from smpc.bench.netmodel import LINKS, calibrate_encryption, predict
 from smpc.bench.training import plain_epoch, secure_epoch_runner
 from smpc.loan.config import TrainConfig
 from smpc.loan.job import train_party
 from smpc.loan.plain import train_plain
-from network.framing import HEADER_SIZE
 
 #: Reference figures quoted in the performance issue: CrypTen 0.4.1, 3 parties on 127.0.0.1, one torch thread
 #: each, no link encryption (measured by the issue's author on this machine; we cannot run CrypTen here).
@@ -74,7 +75,8 @@ class Case:
 
     @property
     def crypten(self) -> float | None:
-        key = (self.op, self.size[0]) if self.op != "matmul" or self.size[0] != self.size[1] else ("matmul", self.size[0])
+        square = self.op != "matmul" or self.size[0] != self.size[1]
+        key = (self.op, self.size[0]) if square else ("matmul", self.size[0])
         return CRYPTEN_3P_SECONDS.get(key)
 
 
@@ -110,10 +112,11 @@ def _secure_op(case: Case, x: smpc.SharedTensor, y: smpc.SharedTensor) -> Callab
     if case.op == "truncate":
         scaled = x.local_share * x.session.encoding.scale
         return functools.partial(protocols.truncate, party, scaled)
-    return {
+    operations: dict[str, Callable[[], Any]] = {
         "mul": lambda: x * y, "matmul": lambda: x @ y, "gt": lambda: x > y, "relu": x.relu,
         "sigmoid": x.sigmoid, "exp": x.exp, "reciprocal": functools.partial(x.reciprocal, positive=True),
-    }[case.op]
+    }
+    return operations[case.op]
 
 
 def _plain_op(case: Case, x: torch.Tensor, y: torch.Tensor) -> Callable[[], Any]:
@@ -173,8 +176,8 @@ def party_program(session: smpc.Session, cases: list[Case], repeats: int, profil
                 offline_seconds.append(session.preprocess(plan, 1))
                 offline_bytes = session.stats.dealer_bytes_received
             barrier(session)
-            party.trace = []
-            party.profile = protocols.Profile() if profile else None
+            trace, timing = protocols.OpeningTrace(), protocols.Profile()
+            party.observers[:] = [trace, timing] if profile else [trace]
             with session.record() if not run else contextlib.nullcontext(plan) as plan:
                 start = time.perf_counter()
                 secure()
@@ -188,12 +191,11 @@ def party_program(session: smpc.Session, cases: list[Case], repeats: int, profil
             "bytes_sent": stats.bytes_sent, "bytes_received": stats.bytes_received, "messages": stats.messages,
             "rounds": stats.rounds, "dealer_bytes": offline_bytes, "online_dealer_bytes": stats.dealer_bytes_received,
             "offline_seconds": offline_seconds,
-            "openings": [[label, nbytes] for label, nbytes in party.trace],
+            "openings": [[label, nbytes] for label, nbytes in trace.openings],
             "wait_s": transport.wait_seconds, "codec_s": transport.codec_seconds,
-            "profile": dict(party.profile.seconds) if party.profile else None,
+            "profile": dict(timing.seconds) if profile else None,
         }
-        party.trace = None
-        party.profile = None
+        party.observers.clear()
         if session.rank == 0:
             row["plain_seconds"] = _time(plain, max(3, runs))
         rows.append(row)
@@ -288,8 +290,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def print_report(report: dict[str, Any]) -> None:
-    rows = [dict(r, median_ms=r["median_s"] * 1e3, offline_ms=r["offline_s"] * 1e3, iqr_ms=r["iqr_s"] * 1e3, plain_ms=r["plain_s"] * 1e3,
-                 lan_ms=r["lan_s"] * 1e3, wan_ms=r["wan_s"] * 1e3) for r in report["rows"]]
+    rows = [dict(r, median_ms=r["median_s"] * 1e3, offline_ms=r["offline_s"] * 1e3, iqr_ms=r["iqr_s"] * 1e3,
+                 plain_ms=r["plain_s"] * 1e3, lan_ms=r["lan_s"] * 1e3, wan_ms=r["wan_s"] * 1e3) for r in report["rows"]]
     print(f"ZeroMQ + CurveZMQ on 127.0.0.1, one torch thread per party, {report['settings']['repeats']} runs per op; "
           f"bytes: largest over parties, frame headers included; theory: payload of the openings made; offline: the "
           f"dealer's ahead-of-time phase (time, bytes to the last party), not in the online median")

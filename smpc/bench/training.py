@@ -14,7 +14,7 @@ import argparse
 import functools
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -48,8 +48,8 @@ def secure_epoch_runner(session: smpc.Session, rows: int, features: int, batch: 
     epoch and returns the number of batches."""
     x, y = synthetic(rows, features)
     parts = np.array_split(np.arange(rows), session.world_size)
-    xs = torch.cat([session.share(x[p] if session.rank == r else None, owner=r) for r, p in enumerate(parts)])
-    ys = torch.cat([session.share(y[p] if session.rank == r else None, owner=r) for r, p in enumerate(parts)])
+    xs = smpc.cat([session.share(x[p] if session.rank == r else None, owner=r) for r, p in enumerate(parts)])
+    ys = smpc.cat([session.share(y[p] if session.rank == r else None, owner=r) for r, p in enumerate(parts)])
     model = smpc.nn.from_torch(_model(features), session, owner=0)
     optimizer = smpc.optim.SGD(model.parameters(), lr=0.1)
     criterion = smpc.nn.BCELoss()

@@ -4,7 +4,8 @@ when every party has written its part.
 Layout under the checkpoint directory: ``step-<8 digits>/party<rank>.npz`` (this party's int64 shares and a JSON
 ``meta``) and ``step-<8 digits>/party<rank>.committed`` (written after every party said it has written that
 step).  Every file is written to a temporary name, flushed, fsynced and renamed, and the directory fsynced,
-so after a crash a file is either whole or absent; files are mode 0600 in folders made 0700 (``smpc.files``).  A party only ever reads and deletes its own files.
+so after a crash a file is either whole or absent; files are mode 0600 in folders made 0700
+(``smpc.files``).  A party only ever reads and deletes its own files.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ def write(directory: Path, step: int, rank: int, arrays: dict[str, np.ndarray], 
     """Write this party's part of checkpoint ``step`` (not yet committed)."""
     path = step_dir(directory, step) / f"party{rank}.npz"
     document = json.dumps({"format": FORMAT, "step": step, "rank": rank, **meta})
-    return write_private(path, lambda handle: np.savez(handle, meta=np.array(document), **arrays), durable=True)
+    contents: dict[str, Any] = {"meta": np.array(document), **arrays}
+    return write_private(path, lambda handle: np.savez(handle, **contents), durable=True)
 
 
 def commit(directory: Path, step: int, rank: int) -> None:

@@ -127,12 +127,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         # Charged before the run (a reservation of its target): a run that fails midway may already have
         # released something, so it stays charged; one over the budget is refused here, before any data moves.
         ledger.charge(dataset, config.dp_epsilon, config.dp_delta,
-                      f"smpc train --mode {config.mode} ({config.data or 'embedded German Credit'})", tuple(args.budget))
+                      f"smpc train --mode {config.mode} ({config.data or 'embedded German Credit'})",
+                      tuple(args.budget))
     print(f"smpc train: {args.parties} banks and a dealer as processes over CurveZMQ on 127.0.0.1; "
           f"data {config.data or 'German Credit (embedded)'}", flush=True)
     plain = train_plain(config, args.parties)
     print(f"  {plain.train_rows} training rows split among {args.parties} banks, {plain.test_rows} test rows "
-          f"held by party 0; {'MLP with ' + str(config.hidden) + ' hidden units' if config.hidden else 'logistic regression'}, "
+          f"held by party 0; {f'MLP with {config.hidden} hidden units' if config.hidden else 'logistic regression'}, "
           f"{config.epochs} epochs, batch {config.batch_size}, lr {config.lr}"
           + (f"; fedavg: {config.rounds} rounds of {config.local_steps} local steps per bank, plain reference "
              f"trained centrally" if config.mode == "fedavg" else ""), flush=True)

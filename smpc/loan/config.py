@@ -8,9 +8,10 @@ command line.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 _FIELD = re.compile(r"\{([a-z_]+)\}")
 

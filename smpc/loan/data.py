@@ -4,8 +4,8 @@ set, the model owner's architecture and initial weights, and the public batch or
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import torch

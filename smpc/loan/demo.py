@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from smpc.session import Session
+from smpc.tensor import cat, stack
 
 #: Each bank's private rows: loan amounts (thousands) and interest rates.  Only bank ``rank`` reads its own.
 _BANK_LOANS = {
@@ -33,11 +34,11 @@ def demo_program(session: Session) -> dict[str, Any]:
         mine = bank_rows(owner) if owner == session.rank else (None, None)
         amounts.append(session.share(mine[0], owner=owner))
         rates.append(session.share(mine[1], owner=owner))
-    all_amounts = torch.cat(amounts)
-    all_rates = torch.cat(rates)
+    all_amounts = cat(amounts)
+    all_rates = cat(rates)
     total = all_amounts.sum()
     income = all_amounts @ all_rates
-    per_bank = torch.stack([a.sum() for a in amounts])
+    per_bank = stack([a.sum() for a in amounts])
     exposure = per_bank.reshape(-1, 1) @ per_bank.reshape(1, -1) * (1.0 / 1000.0)
     return {
         "total_lent": float(total.reveal()),

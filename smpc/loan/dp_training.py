@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import protocols
 import smpc.nn as snn
@@ -33,7 +33,9 @@ def train_dp(session: Session, config: TrainConfig, model: snn.Module, optimizer
     sigma = privacy.noise_multiplier_for(config.dp_epsilon, config.dp_delta, rate, total_steps)
     limits = privacy.row_limits(features, config.dp_clip, schema.max_square_norm)
     targets = labels.reshape(-1)
-    linear = model[0]
+    linear = model.children()[0]
+    if not isinstance(linear, snn.Linear) or linear.bias is None:
+        raise TypeError("DP-SGD here trains logistic regression: a model whose first layer is Linear with a bias")
     done = 0
     for epoch in range(config.epochs):
         sample, _ = privacy.poisson_sample(session, steps_per_epoch, n_rows, rate)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -37,13 +37,14 @@ def train_fedavg(session: Session, config: TrainConfig, data: PartyData, progres
     features[:, :n_numeric] = (features[:, :n_numeric] - mean) * inverse_std
     evaluate = None
     if rank == 0:
-        test = data.test_features.copy()
+        assert data.test_features is not None and data.test_labels is not None
+        test, test_labels = data.test_features.copy(), data.test_labels
         test[:, :n_numeric] = (test[:, :n_numeric] - mean) * inverse_std
 
         def evaluate(model: torch.nn.Module) -> dict:
             with torch.no_grad():
                 scores = model(torch.from_numpy(test)).reshape(-1).numpy()
-            return {"auc": roc_auc(scores, data.test_labels), "accuracy": accuracy(scores, data.test_labels)}
+            return {"auc": roc_auc(scores, test_labels), "accuracy": accuracy(scores, test_labels)}
 
     sigma = None
     if config.dp_epsilon is not None:  # every bank takes part in every round: sampling rate 1

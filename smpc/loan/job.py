@@ -9,8 +9,8 @@ rows and receives only the test predictions.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -29,7 +29,8 @@ def train_party(session: Session, config: TrainConfig, progress: Callable[[str],
     """The whole job on one party; returns what this party may know (party 0: test predictions)."""
     start = time.monotonic()
     audit = AuditLog(Path(config.audit) / f"audit-party{session.rank}.jsonl") if config.audit else None
-    session.party.audit = audit
+    if audit is not None:
+        session.party.observers.append(audit)
     try:
         data = party_data(config, session.rank, session.world_size)
         agree_schema(session, data.schema.fingerprint())
@@ -37,8 +38,8 @@ def train_party(session: Session, config: TrainConfig, progress: Callable[[str],
             return train_fedavg(session, config, data, progress, start)
         return train_secure(session, config, data, progress, start)
     finally:
-        session.party.audit = None
         if audit is not None:
+            session.party.observers.remove(audit)
             audit.close()
 
 

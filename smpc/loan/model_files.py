@@ -52,9 +52,8 @@ def save_shares(directory: Path, session: Session, model: snn.Module,
     meta = {"format": MODEL_FORMAT, "rank": session.rank, "parties": session.world_size,
             "frac_bits": session.encoding.frac_bits, "layout": layout(model), "schema": schema.to_dict(),
             "standardise": "public" if standardiser is None else "joint", "config": asdict(config)}
-    document = json.dumps(meta)
-    return write_private(Path(directory) / f"party{session.rank}.npz",
-                         lambda handle: np.savez(handle, meta=np.array(document), **arrays))
+    contents: dict[str, Any] = {"meta": np.array(json.dumps(meta)), **arrays}
+    return write_private(Path(directory) / f"party{session.rank}.npz", lambda handle: np.savez(handle, **contents))
 
 
 def combine_shares(paths: list[str | Path]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:

@@ -82,14 +82,15 @@ def resume(session: Session, config: TrainConfig, model: snn.Module, optimizer: 
         differing = sorted(k for k in set(saved) | set(config.fingerprint())
                            if saved.get(k) != config.fingerprint().get(k))
         raise checkpoint_files.CheckpointError(
-            f"--resume {directory}: checkpoint {step} was made with other settings ({', '.join(differing) or 'parties'}); "
-            "resume with the same options")
+            f"--resume {directory}: checkpoint {step} was made with other settings "
+            f"({', '.join(differing) or 'parties'}); resume with the same options")
     fresh = {name: protocols.rerandomize(party, torch.from_numpy(arrays[name]).to(party.device))
              for name in sorted(arrays)}
     model.load_state_shares({name[len("model/"):]: share for name, share in fresh.items() if name.startswith("model/")})
     for name, parameter in model.named_parameters():
         if f"momentum/{name}" in fresh:
-            optimizer.state.setdefault(parameter, {})["momentum_buffer"] = SharedTensor(session, fresh[f"momentum/{name}"])
+            buffer = SharedTensor(session, fresh[f"momentum/{name}"])
+            optimizer.state.setdefault(parameter, {})["momentum_buffer"] = buffer
     # Program tags continue past the checkpointed run's.  Dealer streams restart at 1 with the dealer (its
     # serve loop counts from 1): every key of this session is fresh, so no stream of the old keys, hence no
     # mask or triple, is ever drawn again.

@@ -11,10 +11,11 @@ import csv
 import hashlib
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -95,15 +96,16 @@ class Schema:
         return names
 
     @staticmethod
-    def infer(header: Sequence[str], rows: Sequence[dict[str, str]], label: str, positive: str | None) -> "Schema":
+    def infer(header: Sequence[str], rows: Sequence[dict[str, str]], label: str, positive: str | None) -> Schema:
         """Numeric columns are those whose every value parses as a finite number; the rest are categorical."""
         if label not in header:
             raise DataError(f"label column {label!r} not found; columns are: {', '.join(header)}")
         labels = sorted({row[label] for row in rows})
         if positive is None:
             if len(labels) != 2:
-                raise DataError(f"label column {label!r} has {len(labels)} values ({', '.join(labels[:5])}"
-                                f"{', ...' if len(labels) > 5 else ''}); the job needs a binary label: pass --positive VALUE")
+                shown = ", ".join(labels[:5]) + (", ..." if len(labels) > 5 else "")
+                raise DataError(f"label column {label!r} has {len(labels)} values ({shown}); the job needs a "
+                                "binary label: pass --positive VALUE")
             positive = labels[1]
         elif positive not in labels:
             raise DataError(f"positive value {positive!r} does not occur in column {label!r} "
@@ -158,13 +160,13 @@ class Schema:
                     features[index, column] = value / scale
                     column += 1
                 for name, categories in self.categorical:
-                    value = row[name]
-                    if value in categories:
-                        features[index, column + categories.index(value)] = 1.0
+                    category = row[name]
+                    if category in categories:
+                        features[index, column + categories.index(category)] = 1.0
                     elif clip:
                         clipped += 1
                     else:
-                        raise DataError(f"row {index + 1}: {name}={value!r} is not a category of the schema")
+                        raise DataError(f"row {index + 1}: {name}={category!r} is not a category of the schema")
                     column += len(categories)
                 labels[index] = 1.0 if row[self.label] == self.positive else 0.0
             except KeyError as error:
@@ -184,7 +186,7 @@ class Schema:
         }
 
     @staticmethod
-    def from_dict(data: dict[str, Any]) -> "Schema":
+    def from_dict(data: dict[str, Any]) -> Schema:
         try:
             return Schema(
                 label=str(data["label"]),
@@ -200,7 +202,7 @@ class Schema:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
 
     @staticmethod
-    def load(path: str | Path) -> "Schema":
+    def load(path: str | Path) -> Schema:
         try:
             return Schema.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
         except json.JSONDecodeError as error:

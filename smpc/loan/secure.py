@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -18,11 +18,11 @@ from smpc.loan.dp_training import train_dp
 from smpc.loan.metrics import accuracy, roc_auc
 from smpc.loan.model_files import save_shares
 from smpc.loan.progress import progress_line
-from smpc.loan.resume import resume, save_checkpoint
 from smpc.loan.results import PartyResult
+from smpc.loan.resume import resume, save_checkpoint
 from smpc.optim import SGD
 from smpc.session import Session
-from smpc.tensor import SharedTensor
+from smpc.tensor import SharedTensor, cat
 
 #: Added to the joint variance before the inverse square root, so a constant column cannot divide by zero.
 VARIANCE_FLOOR = 1e-4
@@ -34,8 +34,8 @@ def train_secure(session: Session, config: TrainConfig, data: PartyData, progres
     the model shares and reveal the weights where asked."""
     rank, n = session.rank, session.world_size
     n_numeric = len(data.schema.numeric)
-    features = torch.cat([session.share(data.features if rank == b else None, owner=b) for b in range(n)])
-    labels = torch.cat([session.share(data.labels if rank == b else None, owner=b) for b in range(n)])
+    features = cat([session.share(data.features if rank == b else None, owner=b) for b in range(n)])
+    labels = cat([session.share(data.labels if rank == b else None, owner=b) for b in range(n)])
     n_rows = features.shape[0]
     check_truncation_budget(session, n_rows, config)
     # Joint initialisation: every party's contribution comes from the OS's CSPRNG (never from --seed,
@@ -94,7 +94,7 @@ def standardise(features: SharedTensor, mean: SharedTensor, inverse_std: SharedT
     if n_numeric == 0:
         return features
     scaled = (features[:, :n_numeric] - mean) * inverse_std
-    return torch.cat([scaled, features[:, n_numeric:]], dim=1)
+    return cat([scaled, features[:, n_numeric:]], dim=1)
 
 
 def _train_steps(session: Session, config: TrainConfig, model: snn.Module, optimizer: SGD, features: SharedTensor,

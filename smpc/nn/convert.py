@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from smpc.session import Session
 
 
-def from_torch(module: torch.nn.Module, session: "Session", owner: int | None = None, *,
+def from_torch(module: torch.nn.Module, session: Session, owner: int | None = None, *,
                seed: int | InitDraws | None = None) -> Module:
     """A shared model of ``module``'s architecture (torch.nn Linear, Sigmoid, ReLU, Tanh, Sequential).
 
@@ -32,7 +32,7 @@ def from_torch(module: torch.nn.Module, session: "Session", owner: int | None = 
     return _convert(module, session, owner, draws)
 
 
-def _convert(module: torch.nn.Module, session: "Session", owner: int | None, draws: InitDraws | None) -> Module:
+def _convert(module: torch.nn.Module, session: Session, owner: int | None, draws: InitDraws | None) -> Module:
     if isinstance(module, torch.nn.Sequential):
         return Sequential(*(_convert(child, session, owner, draws) for child in module))
     if isinstance(module, torch.nn.Linear):
@@ -49,7 +49,7 @@ def _convert(module: torch.nn.Module, session: "Session", owner: int | None, dra
                     "Tanh and Sequential (wrap custom modules' layers in torch.nn.Sequential)")
 
 
-def _share_parameter(session: "Session", tensor: torch.Tensor, owner: int) -> SharedTensor:
+def _share_parameter(session: Session, tensor: torch.Tensor, owner: int) -> SharedTensor:
     value = tensor.detach().to(torch.float64)
     shared = session.share(value if session.rank == owner else None, owner=owner)
     if shared.shape != value.shape:

@@ -50,7 +50,7 @@ def joint_init_contribution(numel: int, fan_in: int, world_size: int, draws: Ini
     return (draws.uniform(numel) * 2.0 - 1.0) * bound
 
 
-def _joint_values(session: "Session", shapes: list[tuple[int, ...]], fan_in: int,
+def _joint_values(session: Session, shapes: list[tuple[int, ...]], fan_in: int,
                   seed: int | InitDraws | None) -> list[SharedTensor]:
     """The shared sums of every party's contribution, one sharing per party for all ``shapes``."""
     numel = sum(int(torch.Size(shape).numel()) for shape in shapes)

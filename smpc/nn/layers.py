@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -27,13 +28,13 @@ class Linear(Module):
     ``init="zeros"``: public zeros, no communication (fine for convex models such as logistic regression).
     """
 
-    def __init__(self, session: "Session", in_features: int, out_features: int, bias: bool = True, *,
+    def __init__(self, session: Session, in_features: int, out_features: int, bias: bool = True, *,
                  init: str = "joint", seed: int | InitDraws | None = None) -> None:
         super().__init__()
         if in_features < 1 or out_features < 1:
             raise ValueError(f"Linear needs positive sizes, got {in_features} -> {out_features}")
         self.in_features, self.out_features = in_features, out_features
-        shapes = [(out_features, in_features)] + ([(out_features,)] if bias else [])
+        shapes: list[tuple[int, ...]] = [(out_features, in_features)] + ([(out_features,)] if bias else [])
         if init == "joint":
             values = _joint_values(session, shapes, in_features, seed)
         elif init == "zeros":
@@ -47,7 +48,7 @@ class Linear(Module):
         self._input: SharedTensor | None = None
 
     @classmethod
-    def from_shared(cls, weight: SharedTensor, bias: SharedTensor | None) -> "Linear":
+    def from_shared(cls, weight: SharedTensor, bias: SharedTensor | None) -> Linear:
         """A layer around given shared weights (W: out x in, b: out)."""
         if weight.dim() != 2 or (bias is not None and tuple(bias.shape) != (weight.shape[0],)):
             raise ValueError("Linear needs a 2-d weight (out x in) and a bias of shape (out,)")

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from smpc.nn.module import ModelOutput
-from smpc.tensor import SharedTensor
+from smpc.tensor import SharedTensor, stack
 
 
 class _Criterion:
@@ -17,7 +17,7 @@ class _Criterion:
             raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
         self.reduction = reduction
 
-    def __call__(self, output: SharedTensor, target: Any) -> "Loss":
+    def __call__(self, output: SharedTensor, target: Any) -> Loss:
         if not isinstance(output, SharedTensor):
             raise TypeError("the output must be a SharedTensor")
         shape = target.shape if isinstance(target, (SharedTensor, torch.Tensor)) else torch.as_tensor(target).shape
@@ -72,7 +72,7 @@ class BCELoss(_Criterion):
         if not callable(getattr(SharedTensor, "log", None)):
             raise NotImplementedError("BCELoss.value needs SharedTensor.log, which this version does not have")
         floor = output.session.encoding.resolution
-        both = torch.stack([output, 1.0 - output]).clamp(min=floor).log()
+        both = stack([output, 1.0 - output]).clamp(min=floor).log()
         log_p, log_q = both[0], both[1]
         # -(y log p + (1 - y) log q) = -(log q + y (log p - log q)): one product.
         return -self._reduce(log_q + (log_p - log_q) * target)

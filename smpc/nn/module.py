@@ -3,11 +3,12 @@ shares, reveal), ``ModelOutput`` (an output that knows its model, for ``loss.bac
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import torch
 
-from smpc.tensor import SharedTensor
+from smpc.tensor import SharedTensor, cat
 
 if TYPE_CHECKING:
     from smpc.session import Session
@@ -28,7 +29,7 @@ class Parameter:
         return self.data.shape
 
     @property
-    def session(self) -> "Session":
+    def session(self) -> Session:
         return self.data.session
 
     def accumulate(self, grad: SharedTensor) -> None:
@@ -59,7 +60,7 @@ class Module:
     def _backward(self, grad: SharedTensor, input_grad: bool, from_logit: bool) -> SharedTensor | None:
         raise NotImplementedError
 
-    def children(self) -> tuple["Module", ...]:
+    def children(self) -> tuple[Module, ...]:
         return ()
 
     def _own_parameters(self) -> Iterator[tuple[str, Parameter]]:
@@ -74,7 +75,7 @@ class Module:
         return False
 
     # -- running --------------------------------------------------------------------------------------
-    def __call__(self, x: SharedTensor) -> "ModelOutput":
+    def __call__(self, x: SharedTensor) -> ModelOutput:
         if not isinstance(x, SharedTensor):
             raise TypeError("a shared model takes a SharedTensor input (share the data first)")
         output = ModelOutput(self, self.forward(x, record=True))
@@ -91,7 +92,7 @@ class Module:
         self._recorded = None
         return result
 
-    def _backward_output(self, output: "ModelOutput", grad: SharedTensor, from_logit: bool) -> None:
+    def _backward_output(self, output: ModelOutput, grad: SharedTensor, from_logit: bool) -> None:
         if self._recorded is not output:
             raise RuntimeError("backward needs the output of this model's latest forward, once: run the model "
                                "again (a newer forward or an earlier backward consumed its cache)")
@@ -141,7 +142,7 @@ class Module:
         named = list(self.named_parameters())
         if not named:
             raise ValueError("this model has no parameters to reveal")
-        flat = torch.cat([parameter.data.reshape(-1) for _, parameter in named])
+        flat = cat([parameter.data.reshape(-1) for _, parameter in named])
         opened = flat.reveal(to=to)
         if opened is None:
             return None

@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import math
 
-import torch
-
 import protocols
 from protocols.approx.sqrt import INV_SQRT_ERROR
 from smpc.privacy.noise import joint_gaussian
 from smpc.session import Session
-from smpc.tensor import SharedTensor
+from smpc.tensor import SharedTensor, stack
 
 #: inv_sqrt's accurate domain: relative error bound R on (0, 2^INV_SQRT_DOMAIN_BITS].
 _INV_SQRT_DOMAIN_BITS = 10
@@ -84,7 +82,7 @@ def clipped_noisy_gradient(session: Session, x: SharedTensor, error: SharedTenso
       5. divide by ``denominator`` (public; default the number of rows; with Poisson sampling, the expected
          batch size, as Opacus does).
     """
-    both = torch.stack([error - limit, -limit - error]).relu()
+    both = stack([error - limit, -limit - error]).relu()
     clipped = error - both[0] + both[1]
     if sample is not None:
         clipped = clipped.where(sample, 0.0)

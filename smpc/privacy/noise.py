@@ -5,7 +5,7 @@ Poisson sample of the rows (so the accountant's amplification by subsampling hol
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

@@ -148,14 +148,14 @@ def test_encode_refuses_complex_and_decode_refuses_non_int64() -> None:
         encoding.decode(torch.tensor([1], dtype=torch.int32))
 
 
-def test_encode_unchecked_int() -> None:
+def test_encode_int() -> None:
     """Exact integers scale by 2^frac_bits; floats and overflowing integers are refused."""
     encoding = FixedPoint()
-    assert torch.equal(encoding.encode_unchecked_int(torch.tensor([3, -4])), torch.tensor([3 << 16, -4 << 16]))
+    assert torch.equal(encoding.encode_int(torch.tensor([3, -4])), torch.tensor([3 << 16, -4 << 16]))
     with pytest.raises(ValueError):
-        encoding.encode_unchecked_int(torch.tensor([1.0]))
+        encoding.encode_int(torch.tensor([1.0]))
     with pytest.raises(ValueError):
-        encoding.encode_unchecked_int(torch.tensor([1 << (63 - 16)]))
+        encoding.encode_int(torch.tensor([1 << (63 - 16)]))
 
 
 @given(st.integers(-5, 40), st.integers(-5, 70))
@@ -185,8 +185,7 @@ def test_fixed_point_validation_messages() -> None:
 
 
 def test_default_and_failure_probabilities() -> None:
-    """Defaults are frac_bits=16, int_bits=15; both failure probabilities are 2^(product_bits+1-64)."""
+    """Defaults are frac_bits=16, int_bits=15; the local shift's failure probability is 2^(product_bits+1-64)."""
     encoding = FixedPoint()
     assert (encoding.frac_bits, encoding.int_bits, encoding.product_bits) == (16, 15, 47)
-    assert encoding.truncation_retry_probability() == 2.0**-16
     assert encoding.local_shift_failure_probability() == 2.0**-16

@@ -33,7 +33,7 @@ def _open_with_a_cheat(wrong: str, session: smpc.Session) -> str:
     transport directly, then takes party 0's share so that it finishes normally."""
     party = session.party
     if session.rank == 0:
-        party.exchange(SHARE.clone(), "open")
+        party.open(SHARE.clone(), "open")
         return "accepted the wrong share"
     tag = party.next_tag()
     party.transport.send(0, tag, WRONG_SHARES[wrong][0])

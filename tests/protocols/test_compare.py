@@ -192,7 +192,7 @@ def test_binary_and_and_bit_conversion(n_parties: int, data: st.DataObject) -> N
     def program(session: smpc.Session) -> dict[str, torch.Tensor]:
         party, rank = session.party, session.rank
         product = protocols.binary_and(party, x_shares[rank], y_shares[rank])
-        gathered = party.exchange(product, "test open", xor=True)
+        gathered = party.open(product, "test open", xor=True)
         additive = protocols.compare.xor_bit_to_additive(party, bit_shares[rank])
         return {"and": gathered, "bit": protocols.reveal(party, additive)}
 

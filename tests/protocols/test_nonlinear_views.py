@@ -252,7 +252,7 @@ def test_checks_catch_a_leaky_function() -> None:
     """The checks below can fail: a function that 'compares' by opening its raw input, and then reveals it,
     shows the labels 'compare' and 'reveal' and non-uniform openings on all-zero input."""
     def leaky(party: Party, x: torch.Tensor) -> torch.Tensor:
-        party.exchange(x, "compare")
+        party.open(x, "compare")
         return protocols.reveal(party, protocols.ltz(party, x))
 
     case = Case("leaky", leaky, constant(0.0), constant(1.0), COMPARISON_OPENINGS)

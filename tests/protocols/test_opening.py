@@ -1,4 +1,4 @@
-"""Party.exchange: the broadcast and the reduce-scatter/all-gather forms open the same value, with the
+"""Party.open: the broadcast and the reduce-scatter/all-gather forms open the same value, with the
 documented rounds and bytes, and the form is picked by size alone (the same on every party)."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def open_on_parties(values: list[int], n_parties: int, xor: bool, **options: Any
         else:
             share = noise
         session.stats.reset()
-        opened = party.exchange(share, "test", xor=xor)
+        opened = party.open(share, "test", xor=xor)
         return {"opened": opened.tolist(), **session.stats.as_dict(),
                 "gather": party.uses_gather(8 * len(values))}
 

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+import protocols
 import smpc
 from smpc import federated
 from tests.harness import run_parties
@@ -37,9 +38,18 @@ def _model() -> torch.nn.Module:
     return model
 
 
+class _Opened(protocols.Observer):
+    def __init__(self) -> None:
+        self.values: list[tuple[str, torch.Tensor]] = []
+
+    def learned(self, op: str, tag: int, value: torch.Tensor) -> None:
+        self.values.append((op, value.clone()))
+
+
 def _one_round(session: smpc.Session) -> dict:
-    opened = []
-    session.party.audit = lambda op, tag, value: opened.append((op, value.clone()))
+    watcher = _Opened()
+    session.party.observers.append(watcher)
+    opened = watcher.values
     x, y = _bank_rows(session.rank)
     outcome = federated.fedavg(session, _model(), x, y, rounds=1, local_steps=3, lr=0.5, batch_size=8, seed=4)
     return {"flat": federated.flat_parameters(outcome.model), "opened": opened}
