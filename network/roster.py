@@ -10,7 +10,8 @@ A roster is JSON::
                  ...],
      "dealer": {"address": "tcp://10.0.0.9:5555", "public_key": "<40 Z85 chars>"}}
 
-Parties are nodes ``0 .. n-1`` in list order; the dealer is node ``n``.  ``bind`` is optional (default: the
+Parties are nodes ``0 .. n-1`` in list order; the dealer, if the roster has one, is node ``n`` (a roster without
+a ``"dealer"`` entry describes a session without a dealer process).  ``bind`` is optional (default: the
 address), for hosts that must listen on another interface than the one peers dial.
 """
 
@@ -168,12 +169,12 @@ class RosterNode:
 
 @dataclass(frozen=True)
 class Roster:
-    """Who is in a session: parties ``0 .. n-1``, the dealer ``n``, their endpoints and public keys."""
+    """Who is in a session: parties ``0 .. n-1``, the dealer ``n`` (None: no dealer), endpoints and keys."""
 
     session: str
     frac_bits: int
     parties: tuple[RosterNode, ...]
-    dealer: RosterNode
+    dealer: RosterNode | None
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -190,8 +191,11 @@ class Roster:
 
     @property
     def nodes(self) -> dict[int, RosterNode]:
-        """Every node by id, parties then dealer."""
-        return {**dict(enumerate(self.parties)), self.dealer_id: self.dealer}
+        """Every node by id, parties then the dealer (if any)."""
+        nodes = dict(enumerate(self.parties))
+        if self.dealer is not None:
+            nodes[self.dealer_id] = self.dealer
+        return nodes
 
     @property
     def addresses(self) -> dict[int, str]:
@@ -211,7 +215,10 @@ class Roster:
     @property
     def names(self) -> dict[int, str]:
         """Node id -> how errors name it ("party 0", ..., "dealer")."""
-        return {**{node: f"party {node}" for node in range(self.n_parties)}, self.dealer_id: "dealer"}
+        names = {node: f"party {node}" for node in range(self.n_parties)}
+        if self.dealer is not None:
+            names[self.dealer_id] = "dealer"
+        return names
 
     @property
     def session_id(self) -> bytes:
@@ -233,7 +240,7 @@ class Roster:
             session=data.get("session"),  # type: ignore[arg-type]  # checked in __post_init__
             frac_bits=data.get("frac_bits", 16),
             parties=tuple(_node_from_dict(entry, f"party {index}") for index, entry in enumerate(parties)),
-            dealer=_node_from_dict(data.get("dealer"), "dealer"),
+            dealer=_node_from_dict(data["dealer"], "dealer") if data.get("dealer") is not None else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -242,7 +249,7 @@ class Roster:
             "session": self.session,
             "frac_bits": self.frac_bits,
             "parties": [_node_to_dict(node) for node in self.parties],
-            "dealer": _node_to_dict(self.dealer),
+            **({"dealer": _node_to_dict(self.dealer)} if self.dealer is not None else {}),
         }
 
     @classmethod

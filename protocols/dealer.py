@@ -117,7 +117,7 @@ def _numel(shape: Sequence[int]) -> int:
     return math.prod(shape)
 
 
-def _expand(prg: AesCtrPrg, stream: int, shapes: Sequence[tuple[int, ...]], party: Party | None = None
+def expand_parts(prg: AesCtrPrg, stream: int, shapes: Sequence[tuple[int, ...]], party: Party | None = None
             ) -> list[torch.Tensor]:
     """Cut one PRG stream into tensors of the given shapes, in order (on ``party``'s device if given)."""
     sizes = [_numel(s) for s in shapes]
@@ -156,7 +156,13 @@ def truncation_values(r: torch.Tensor, divisor: int) -> tuple[torch.Tensor, torc
 
 
 def dealer_correction(prgs: Sequence[AesCtrPrg], stream: int, request: Request) -> torch.Tensor:
-    """The last party's share of the correlated value for request ``stream``.  Runs in the dealer only.
+    """The last party's share of the correlated value for request ``stream``; see ``dealer_material``."""
+    return dealer_material(prgs, stream, request)[1]
+
+
+def dealer_material(prgs: Sequence[AesCtrPrg], stream: int, request: Request) -> tuple[torch.Tensor, torch.Tensor]:
+    """(a, the last party's correction) for request ``stream``: a is the reconstructed first value (the mask r
+    of a truncation pair, which a helper that knows it may use); runs in the dealer (or helper) only.
 
     Steps:
       1. For each party i, expand stream ``stream`` of its key into its shares (a_i, b_i[, c_i]); the last
@@ -173,14 +179,14 @@ def dealer_correction(prgs: Sequence[AesCtrPrg], stream: int, request: Request) 
     c_others = torch.zeros(shape_c, dtype=torch.int64)
     for i, prg in enumerate(prgs):
         if i == last:
-            a_i, b_i = _expand(prg, stream, (shape_a, shape_b))
+            a_i, b_i = expand_parts(prg, stream, (shape_a, shape_b))
         else:
-            a_i, b_i, c_i = _expand(prg, stream, (shape_a, shape_b, shape_c))
+            a_i, b_i, c_i = expand_parts(prg, stream, (shape_a, shape_b, shape_c))
             c_others = c_others ^ c_i if xor_out else c_others + c_i
         a = a ^ a_i if xor_in else a + a_i
         b = b ^ b_i if xor_in else b + b_i
     value = _combine(request, a, b)
-    return value ^ c_others if xor_out else value - c_others
+    return a, (value ^ c_others if xor_out else value - c_others)
 
 
 class PlanMismatch(RuntimeError):
@@ -252,6 +258,9 @@ class Correlated:
     __slots__ = ("a", "b", "_c", "_party", "_stream", "_shape_c", "_kind")
 
     def __init__(self, party: Party, request: Request) -> None:
+        if party.dealer_prg is None:
+            raise RuntimeError("this session has no dealer: its protocol family makes correlated randomness "
+                               "itself")
         shape_a, shape_b, shape_c = request.output_shapes()
         stream = party.next_dealer_request()
         self._party, self._stream, self._shape_c, self._kind = party, stream, shape_c, request.kind
@@ -266,10 +275,10 @@ class Correlated:
                         f"shapes {expected.shape_x}, {expected.shape_y}: plan only steps that repeat exactly")
             else:
                 party.send(party.dealer_id, stream, torch.from_numpy(request.encode()))
-            self.a, self.b = _expand(party.dealer_prg, stream, (shape_a, shape_b), party)
+            self.a, self.b = expand_parts(party.dealer_prg, stream, (shape_a, shape_b), party)
             self._c: torch.Tensor | None = None
         else:
-            self.a, self.b, self._c = _expand(party.dealer_prg, stream, (shape_a, shape_b, shape_c), party)
+            self.a, self.b, self._c = expand_parts(party.dealer_prg, stream, (shape_a, shape_b, shape_c), party)
 
     @property
     def c(self) -> torch.Tensor:

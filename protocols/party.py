@@ -44,16 +44,17 @@ class TruncationBudgetError(RuntimeError):
 class Party:
     """Everything a protocol function needs to act as party ``rank`` of ``n_parties``.
 
-    ``dealer_prg`` is keyed with the dealer (seed-compressed triples); ``pair_prgs[j]`` with party j
-    (input sharing).  The dealer is node ``n_parties`` of the transport.  ``observers`` are told of every
-    opening, every value this party learns, every dealer request and where the time goes.
+    ``dealer_prg`` is keyed with the dealer (seed-compressed triples; None in a family without one);
+    ``pair_prgs[j]`` with party j (input sharing).  The dealer is node ``n_parties`` of the transport.
+    ``observers`` are told of every opening, every value this party learns, every dealer request and where the
+    time goes.
     """
 
     rank: int
     n_parties: int
     transport: Transport
     encoding: FixedPoint
-    dealer_prg: AesCtrPrg
+    dealer_prg: AesCtrPrg | None
     pair_prgs: Mapping[int, AesCtrPrg]
     truncation: str = "dealer"
     failure_budget: float = DEFAULT_FAILURE_BUDGET
@@ -94,6 +95,15 @@ class Party:
     def next_tag(self) -> int:
         self._tag += 1
         return self._tag
+
+    @property
+    def tag(self) -> int:
+        """The program counter: the last tag taken."""
+        return self._tag
+
+    @tag.setter
+    def tag(self, value: int) -> None:
+        self._tag = value
 
     def next_dealer_request(self) -> int:
         self.dealer_requests += 1

@@ -6,6 +6,8 @@ operating system's CSPRNG and travel only over the authenticated, encrypted chan
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
 from network import Transport
@@ -27,11 +29,24 @@ def dealer_keys(transport: Transport, n_parties: int) -> list[AesCtrPrg]:
 
 def party_keys(transport: Transport, rank: int, n_parties: int) -> tuple[AesCtrPrg, dict[int, AesCtrPrg]]:
     """Party side: receive the dealer key; agree a pairwise key with every other party.  One round."""
+    pair = pairwise_keys(transport, rank, n_parties)
+    dealer = bytes(transport.recv(n_parties, SETUP_TAG, op="key set-up").tobytes())
+    return AesCtrPrg(dealer), {peer: AesCtrPrg(key) for peer, key in pair.items()}
+
+
+def pairwise_keys(transport: Transport, rank: int, n_parties: int) -> dict[int, bytes]:
+    """A fresh 128-bit key shared with every other party: party i draws the key of each pair (i, j > i) and
+    sends it over the encrypted link.  One round."""
     pair: dict[int, bytes] = {}
     for peer in range(rank + 1, n_parties):
         pair[peer] = new_key()
         transport.send(peer, SETUP_TAG, _key_array(pair[peer]))
     for peer in range(rank):
         pair[peer] = bytes(transport.recv(peer, SETUP_TAG, op="key set-up").tobytes())
-    dealer = bytes(transport.recv(n_parties, SETUP_TAG, op="key set-up").tobytes())
-    return AesCtrPrg(dealer), {peer: AesCtrPrg(key) for peer, key in pair.items()}
+    return pair
+
+
+def derived_key(key: bytes, purpose: bytes) -> bytes:
+    """An independent 128-bit key for ``purpose`` from ``key`` (SHA-256 of a label and the key, truncated), so
+    that one agreed key can seed several uses whose streams never meet."""
+    return hashlib.sha256(b"smpc key derivation:" + purpose + b":" + key).digest()[:16]

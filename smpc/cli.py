@@ -67,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--parties", type=int, default=3, help="number of computing parties (default 3)")
     demo.add_argument("--transport", choices=("zmq", "inproc"), default="zmq",
                       help="zmq: processes over CurveZMQ on 127.0.0.1 (default); inproc: threads")
+    _protocol_argument(demo)
     demo.set_defaults(handler=_cmd_demo)
 
     keygen = commands.add_parser("keygen", help="write a CurveZMQ keypair: PREFIX.key (secret) and PREFIX.pub")
@@ -79,8 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     roster.add_argument("--session", required=True, help="session name; every node must use the same roster")
     roster.add_argument("--party", nargs=2, action="append", metavar=("ADDRESS", "PUBFILE"), required=True,
                         help="tcp://HOST:PORT and public key file of the next party (repeat, rank order)")
-    roster.add_argument("--dealer", nargs=2, metavar=("ADDRESS", "PUBFILE"), required=True,
-                        help="tcp://HOST:PORT and public key file of the dealer")
+    roster.add_argument("--dealer", nargs=2, metavar=("ADDRESS", "PUBFILE"),
+                        help="tcp://HOST:PORT and public key file of the dealer; without it, the roster is for the "
+                             "replicated protocol (exactly 3 parties, no dealer)")
     roster.add_argument("--frac-bits", type=int, default=16, help="fractional bits of the encoding (default 16)")
     roster.set_defaults(handler=_cmd_roster)
 
@@ -88,8 +90,9 @@ def _parser() -> argparse.ArgumentParser:
     _node_arguments(dealer)
     dealer.set_defaults(handler=_cmd_dealer)
 
-    train = commands.add_parser("train", help="train the loan model with three banks and a dealer on this machine")
+    train = commands.add_parser("train", help="train the loan model with three banks on this machine")
     train.add_argument("--parties", type=int, default=3, help="number of banks / computing parties (default 3)")
+    _protocol_argument(train)
     add_train_arguments(train, own_file=False)
     train.add_argument("--report", help="write the results as JSON to this file")
     train.add_argument("--truncation", choices=("dealer", "local"), default="dealer",
@@ -131,6 +134,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _protocol_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--protocol", choices=("dealer", "replicated"), default="dealer",
+                        help="dealer: additive shares and a dealer process (default; any number of parties); "
+                             "replicated: 2-out-of-3 replicated shares, exactly three parties, no dealer")
+
+
 def _node_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--roster", required=True, help="roster file (smpc roster)")
     parser.add_argument("--key", required=True, help="this node's secret key file (smpc keygen)")
@@ -143,9 +152,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if args.parties < 2:
         raise UsageError("--parties must be at least 2")
     where = "each its own process over CurveZMQ on 127.0.0.1" if args.transport == "zmq" else "threads in this process"
-    print(f"smpc demo: {args.parties} banks and a dealer, {where}")
+    print(f"smpc demo: {args.parties} banks{' and a dealer' if args.protocol == 'dealer' else ''}, {where}")
     start = time.perf_counter()
-    results = run_local(demo_program, parties=args.parties, transport=args.transport)
+    results = run_local(demo_program, parties=args.parties, transport=args.transport, protocol=args.protocol)
     elapsed = time.perf_counter() - start
     _print_demo(results[0], args.parties)
     for rank, result in enumerate(results):
@@ -178,6 +187,9 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def _cmd_roster(args: argparse.Namespace) -> int:
+    if args.dealer is None and len(args.party) != 3:
+        raise UsageError(f"a roster without --dealer is for the replicated protocol, exactly 3 parties; got "
+                         f"{len(args.party)} --party")
     def node(address: str, pubfile: str) -> dict[str, str]:
         return {"address": address, "public_key": read_public_key(pubfile).decode("ascii")}
 
@@ -185,7 +197,7 @@ def _cmd_roster(args: argparse.Namespace) -> int:
         "session": args.session,
         "frac_bits": args.frac_bits,
         "parties": [node(address, pub) for address, pub in args.party],
-        "dealer": node(*args.dealer),
+        **({"dealer": node(*args.dealer)} if args.dealer else {}),
     }
     out = Path(args.out)
     out.write_text(json.dumps(document, indent=2) + "\n")
@@ -194,12 +206,16 @@ def _cmd_roster(args: argparse.Namespace) -> int:
     except ValueError:
         out.unlink()
         raise
-    print(f"wrote {out}: {len(args.party)} parties and a dealer")
+    kind = "and a dealer" if args.dealer else "and no dealer (replicated protocol)"
+    print(f"wrote {out}: {len(args.party)} parties {kind}")
     return 0
 
 
 def _cmd_dealer(args: argparse.Namespace) -> int:
     roster = load_roster(args.roster)
+    if roster.dealer is None:
+        raise UsageError(f"{args.roster} has no dealer: its session runs the replicated protocol, three parties "
+                         "and nothing else")
     options = roster_options(roster, recv_timeout=args.recv_timeout, connect_timeout=args.connect_timeout)
     print(f"smpc dealer: waiting for {roster.n_parties} parties of session {roster.session!r}", flush=True)
     transport = connect_node(roster.dealer_id, roster, args.key, options)

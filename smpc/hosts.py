@@ -18,10 +18,9 @@ def connect_node(rank: int, roster: Roster, key: str | Path, options: SessionOpt
 
     Raises ValueError when the rank or the key does not match the roster, HandshakeError when a peer refuses.
     """
-    if not 0 <= rank <= roster.n_parties:
-        raise ValueError(
-            f"rank {rank} is not in the roster (parties 0..{roster.n_parties - 1}, dealer {roster.dealer_id})"
-        )
+    if rank not in roster.nodes:
+        dealer = f", dealer {roster.dealer_id}" if roster.dealer is not None else ", no dealer"
+        raise ValueError(f"rank {rank} is not in the roster (parties 0..{roster.n_parties - 1}{dealer})")
     public, secret = read_secret_key(key)
     if public != roster.public_keys[rank]:
         who = "the dealer" if rank == roster.dealer_id else f"party {rank}"
@@ -47,5 +46,14 @@ def connect_node(rank: int, roster: Roster, key: str | Path, options: SessionOpt
 
 
 def roster_options(roster: Roster, **overrides: Any) -> SessionOptions:
-    """Session options for a roster: its party count and fractional bits, plus the given overrides."""
-    return SessionOptions(n_parties=roster.n_parties, frac_bits=roster.frac_bits, **overrides)
+    """Session options for a roster: its party count, fractional bits and protocol family (a roster with a
+    dealer is the dealer family's; one without is the replicated family's, three parties), plus overrides."""
+    protocol = "dealer" if roster.dealer is not None else "replicated"
+    asked = overrides.pop("protocol", None)
+    if asked is not None and asked != protocol:
+        raise ValueError(f"protocol {asked!r} asked for, but the roster {'has' if roster.dealer else 'has no'} "
+                         f"dealer, which means protocol {protocol!r}")
+    if protocol == "replicated" and roster.n_parties != 3:
+        raise ValueError(f"a roster without a dealer is for the replicated protocol: exactly 3 parties, not "
+                         f"{roster.n_parties}")
+    return SessionOptions(n_parties=roster.n_parties, frac_bits=roster.frac_bits, protocol=protocol, **overrides)

@@ -74,8 +74,10 @@ def run_local(
     timeout: float | None = None,
     gather_bytes: int | None = protocols.DEFAULT_GATHER_BYTES,
     device: str = "cpu",
+    protocol: str = "dealer",
 ) -> list[Any]:
-    """Run ``fn(session)`` once per party, plus a dealer, and return the results in rank order.
+    """Run ``fn(session)`` once per party (plus a dealer in the dealer family) and return the results in rank
+    order.  ``protocol``: "dealer" (default, any n >= 2) or "replicated" (three parties, no dealer).
 
     ``transport="zmq"`` needs ``fn`` to be importable by name (a module-level function), since every party is
     a fresh process.  ``timeout`` bounds the whole run (default: none beyond each receive's deadline).
@@ -91,6 +93,7 @@ def run_local(
         recv_timeout=recv_timeout,
         gather_bytes=gather_bytes,
         device=device,
+        protocol=protocol,
     )
     if transport == "inproc":
         return _run_threads(fn, options, timeout)
@@ -102,7 +105,7 @@ def run_local(
 # -- threads -----------------------------------------------------------------------------------------------
 def _run_threads(fn: Callable[[Session], Any], options: SessionOptions, timeout: float | None) -> list[Any]:
     n = options.n_parties
-    network = LocalNetwork(n + 1, names=options.names(), recv_timeout=options.recv_timeout)
+    network = LocalNetwork(options.n_nodes, names=options.names(), recv_timeout=options.recv_timeout)
     results: list[Any] = [None] * n
     failures: list[tuple[float, int, BaseException]] = []
     lock = threading.Lock()
@@ -125,14 +128,15 @@ def _run_threads(fn: Callable[[Session], Any], options: SessionOptions, timeout:
                 failures.append((time.monotonic(), -1, error))
 
     threads = [threading.Thread(target=party_main, args=(r,), daemon=True, name=f"smpc-party-{r}") for r in range(n)]
-    threads.append(threading.Thread(target=dealer_main, daemon=True, name="smpc-dealer"))
+    if options.has_dealer:
+        threads.append(threading.Thread(target=dealer_main, daemon=True, name="smpc-dealer"))
     for thread in threads:
         thread.start()
     deadline = None if timeout is None else time.monotonic() + timeout
     for thread in threads:
         thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
     if any(thread.is_alive() for thread in threads):
-        for rank in range(n + 1):
+        for rank in range(options.n_nodes):
             network.abort(rank, "run_local timed out")
         raise TimeoutError(f"run_local did not finish within {timeout} s")
     if failures:
@@ -201,10 +205,10 @@ def _child_main(
 def _run_processes(fn: Callable[[Session], Any], options: SessionOptions, timeout: float | None) -> list[Any]:
     n = options.n_parties
     context = multiprocessing.get_context("spawn")
-    keys = {node: generate_keypair() for node in range(n + 1)}
+    keys = {node: generate_keypair() for node in range(options.n_nodes)}
     session_id = os.urandom(16)
     results = context.Queue()
-    pipes = [context.Pipe() for _ in range(n + 1)]
+    pipes = [context.Pipe() for _ in range(options.n_nodes)]
     processes = [
         context.Process(
             target=_child_main,
@@ -212,7 +216,7 @@ def _run_processes(fn: Callable[[Session], Any], options: SessionOptions, timeou
             name="smpc-dealer" if node == n else f"smpc-party-{node}",
             daemon=True,
         )
-        for node in range(n + 1)
+        for node in range(options.n_nodes)
     ]
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
@@ -225,7 +229,7 @@ def _run_processes(fn: Callable[[Session], Any], options: SessionOptions, timeou
             addresses[node] = parent_end.recv()
         for parent_end, _ in pipes:
             parent_end.send(addresses)
-        return _collect(results, processes, n, deadline)
+        return _collect(results, processes, n, options.n_nodes, deadline)
     finally:
         _reap(processes)
         results.close()
@@ -235,14 +239,14 @@ def _run_processes(fn: Callable[[Session], Any], options: SessionOptions, timeou
             child_end.close()
 
 
-def _collect(results: Any, processes: list[Any], n: int, deadline: float | None) -> list[Any]:
+def _collect(results: Any, processes: list[Any], n: int, nodes: int, deadline: float | None) -> list[Any]:
     """Gather every node's report; after the first failure give the others a grace period, then stop."""
     values: dict[int, Any] = {}
     reported: set[int] = set()
     failures: list[tuple[float, int, Any, str]] = []
     grace_end: float | None = None
     dead_since: dict[int, float] = {}
-    while len(reported) < n + 1:
+    while len(reported) < nodes:
         now = time.monotonic()
         limit = min(x for x in (deadline, grace_end, now + 3600.0) if x is not None)
         if now >= limit:

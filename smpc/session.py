@@ -20,6 +20,9 @@ import protocols
 from fixedpoint import FixedPoint
 from network import Roster, Transport, abort_reason
 from protocols import Party
+from protocols.additive.family import AdditiveFamily
+from protocols.family import Family
+from protocols.replicated import ReplicatedFamily, replicated_keys
 from smpc.hosts import connect_node, load_roster, roster_options
 from smpc.options import SessionOptions
 from smpc.tensor import SharedTensor
@@ -28,8 +31,9 @@ from smpc.tensor import SharedTensor
 class SessionStats:
     """Traffic of this party with the other computing parties (the dealer's traffic is counted apart)."""
 
-    def __init__(self, party: Party) -> None:
+    def __init__(self, party: Party, family: Family | None = None) -> None:
         self._party = party
+        self._family: Family = family if family is not None else AdditiveFamily(party)
 
     def _sum(self, counter: dict[int, int], dealer: bool = False) -> int:
         if dealer:
@@ -82,8 +86,9 @@ class Session:
     Use it as a context manager: leaving the block says goodbye to the peers (or aborts them on an error).
     """
 
-    def __init__(self, party: Party) -> None:
+    def __init__(self, party: Party, family: Family | None = None) -> None:
         self._party = party
+        self._family: Family = family if family is not None else AdditiveFamily(party)
         self._closed = False
         self._stats = SessionStats(party)
 
@@ -99,12 +104,22 @@ class Session:
         failure_budget: float = protocols.DEFAULT_FAILURE_BUDGET,
         gather_bytes: int | None = protocols.DEFAULT_GATHER_BYTES,
         device: str | torch.device = "cpu",
+        protocol: str = "dealer",
     ) -> Session:
-        """Agree keys over a connected transport (dealer = node ``n_parties``) and return the session.
+        """Agree keys over a connected transport and return the session: ``protocol="dealer"`` (the dealer is
+        node ``n_parties``) or ``"replicated"`` (three parties, no dealer).
 
         ``device``: where shares live and local arithmetic runs ("cuda" when torch sees a GPU); messages
         still travel from host memory.  ``gather_bytes``: see ``SessionOptions``; all parties must agree.
         """
+        if protocol == "replicated":
+            keys = replicated_keys(transport, rank)
+            party = Party(rank=rank, n_parties=n_parties, transport=transport, encoding=encoding or FixedPoint(),
+                          dealer_prg=None, pair_prgs={}, truncation=truncation, failure_budget=failure_budget,
+                          gather_bytes=gather_bytes, device=protocols.check_device(device))
+            return cls(party, ReplicatedFamily(party, keys))
+        if protocol != "dealer":
+            raise ValueError(f"protocol must be 'dealer' or 'replicated', got {protocol!r}")
         dealer_prg, pair_prgs = protocols.party_keys(transport, rank, n_parties)
         party = Party(
             rank=rank,
@@ -125,7 +140,8 @@ class Session:
         """``from_transport`` with a session's shared options."""
         return cls.from_transport(transport, rank=rank, n_parties=options.n_parties, encoding=options.encoding,
                                   truncation=options.truncation, failure_budget=options.failure_budget,
-                                  gather_bytes=options.gather_bytes, device=options.device)
+                                  gather_bytes=options.gather_bytes, device=options.device,
+                                  protocol=options.protocol)
 
     @classmethod
     def connect(cls, rank: int, roster: Roster | str | Path, key: str | Path, **options: Any) -> Session:
@@ -172,6 +188,16 @@ class Session:
         return self._party
 
     @property
+    def family(self) -> Family:
+        """The protocol family this session computes with (``protocols.family``)."""
+        return self._family
+
+    @property
+    def protocol(self) -> str:
+        """The family's name: "dealer" or "replicated"."""
+        return self._family.name
+
+    @property
     def stats(self) -> SessionStats:
         return self._stats
 
@@ -190,12 +216,12 @@ class Session:
             encoded = self.encoding.encode(_as_tensor(value))
         elif value is not None:
             raise ValueError(f"party {self.rank} is not the owner (party {owner}) and must pass None")
-        return SharedTensor(self, protocols.share(self._party, encoded, owner))
+        return SharedTensor(self, self._family.share(encoded, owner))
 
     def public(self, value: Any) -> SharedTensor:
         """A public value known to every party, as a SharedTensor (no communication)."""
         self._check_open()
-        return SharedTensor(self, protocols.share_public(self._party, self.encoding.encode(_as_tensor(value))))
+        return SharedTensor(self, self._family.public(self.encoding.encode(_as_tensor(value))))
 
     # -- offline phase --------------------------------------------------------------------------------
     @contextmanager
@@ -223,6 +249,8 @@ class Session:
         The following dealer requests must repeat the plan exactly (``protocols.dealer.PlanMismatch``).
         Returns the seconds this party waited.  No round among the parties."""
         self._check_open()
+        if self._family.name != "dealer":
+            return 0.0  # no dealer: the replicated family makes its correlated randomness inline
         start = time.perf_counter()
         protocols.dealer.request_plan(self._party, plan, times, wait=wait)
         return time.perf_counter() - start

@@ -1,13 +1,12 @@
 """``SharedTensor``: a secret-shared fixed-point tensor that behaves like a torch tensor where it safely can.
 
-It wraps this party's int64 share and its session; it is not a torch.Tensor subclass.  Arithmetic with
+It wraps this party's int64 shares and its session; it is not a torch.Tensor subclass.  Arithmetic with
 another SharedTensor, a Python number or a public tensor broadcasts as torch does.  Torch functions we
 support dispatch through ``__torch_function__``; any other raises torch's TypeError.
 """
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, overload
@@ -16,12 +15,15 @@ import numpy as np
 import torch
 
 import protocols
+from fixedpoint import ring_matmul
 from protocols.approx import exp as approx_exp
 from protocols.approx import log as approx_log
 from protocols.approx import reciprocal as approx_reciprocal
 from protocols.approx import sigmoid as approx_sigmoid
 from protocols.approx import softmax as approx_softmax
 from protocols.approx import sqrt as approx_sqrt
+from protocols.family import Family, Shares, join_parts, map_parts, zip_parts
+from smpc.operands import public_operand, public_tensor
 
 if TYPE_CHECKING:
     from smpc.session import Session
@@ -30,17 +32,23 @@ Index = Any
 
 
 class SharedTensor:
-    """A secret-shared tensor of one session.  Values stay secret until ``reveal``."""
+    """A secret-shared tensor of one session.  Values stay secret until ``reveal``.
 
-    __slots__ = ("_session", "_share", "_bit")
+    It holds this party's parts of the secret (``protocols.family.Shares``: one tensor in the additive
+    family, two in the replicated one); structure applies to every part, everything else goes through the
+    session's protocol family, so nothing here depends on which family it is.
+    """
 
-    def __init__(self, session: Session, share: torch.Tensor, *, bit: torch.Tensor | None = None) -> None:
-        if share.dtype != torch.int64:
+    __slots__ = ("_session", "_parts", "_bit")
+
+    def __init__(self, session: Session, share: torch.Tensor | Shares, *, bit: Shares | None = None) -> None:
+        parts = session.family.from_local(share) if isinstance(share, torch.Tensor) else tuple(share)
+        if not parts or any(part.dtype != torch.int64 for part in parts):
             raise TypeError("a share is an int64 tensor of ring elements")
         self._session = session
-        self._share = share
-        # Comparisons also keep their result as an unscaled 0/1 share, so that where() needs one product
-        # without truncation; every other operation drops it.
+        self._parts: Shares = parts
+        # Comparisons also keep their result as unscaled 0/1 shares, so that where() needs one product
+        # without truncation; every other operation drops them.
         self._bit = bit
 
     # -- metadata (public) ----------------------------------------------------------------------------
@@ -50,28 +58,29 @@ class SharedTensor:
 
     @property
     def shape(self) -> torch.Size:
-        return self._share.shape
+        return self._parts[0].shape
 
     def size(self, dim: int | None = None) -> torch.Size | int:
-        return self._share.shape if dim is None else self._share.shape[dim]
+        return self.shape if dim is None else self.shape[dim]
 
     def dim(self) -> int:
-        return self._share.dim()
+        return self._parts[0].dim()
 
     @property
     def ndim(self) -> int:
-        return self._share.dim()
+        return self._parts[0].dim()
 
     def numel(self) -> int:
-        return self._share.numel()
+        return self._parts[0].numel()
 
     def __len__(self) -> int:
-        return len(self._share)
+        return len(self._parts[0])
 
     @property
     def local_share(self) -> torch.Tensor:
-        """This party's raw int64 share (a copy), for audits and tests.  Uniformly random on its own."""
-        return self._share.clone()
+        """This party's raw int64 share (a copy; its parts stacked on a new first axis when the family gives
+        each party several), for audits, checkpoints and share files.  Uniformly random on its own."""
+        return self._family.local(self._parts)
 
     def __repr__(self) -> str:
         return f"SharedTensor(shape={tuple(self.shape)}, party={self._session.rank})"
@@ -97,8 +106,8 @@ class SharedTensor:
 
     def reveal(self, to: int | None = None) -> torch.Tensor | None:
         """Open the value, as float64: to every party (``to=None``) or to party ``to`` only; others get None
-        (``protocols.reveal``: cost there)."""
-        opened = protocols.reveal(self._party, self._share, to=to)
+        (the family's ``reveal``: cost there)."""
+        opened = self._family.reveal(self._parts, to=to)
         return None if opened is None else self._session.encoding.decode(opened)
 
     # -- helpers --------------------------------------------------------------------------------------
@@ -106,143 +115,164 @@ class SharedTensor:
     def _party(self) -> protocols.Party:
         return self._session.party
 
-    def _new(self, share: torch.Tensor) -> SharedTensor:
-        return SharedTensor(self._session, share)
+    @property
+    def _family(self) -> Family:
+        return self._session.family
+
+    def _new(self, parts: Shares) -> SharedTensor:
+        return SharedTensor(self._session, parts)
+
+    def _map(self, function: Callable[[torch.Tensor], torch.Tensor]) -> SharedTensor:
+        return self._new(map_parts(self._parts, function))
 
     def _same_session(self, other: SharedTensor) -> None:
         if other._session is not self._session:
             raise ValueError("cannot combine SharedTensors of different sessions")
 
+    def mul_unscaled(self, other: SharedTensor) -> SharedTensor:
+        """x * y left at double scale, without the truncation (for an exact sum of products, then one
+        ``rescale``); the family's ``mul`` with ``rescale=False``."""
+        self._same_session(other)
+        return self._new(self._family.mul(self._parts, other._parts, rescale=False))
+
+    def rescale(self, divisor: int | None = None) -> SharedTensor:
+        """Divide by a public positive integer (default 2^frac_bits) with one exact truncation."""
+        return self._new(self._family.truncate(self._parts, divisor))
+
+    def _call(self, function: Callable[..., Any], **options: Any) -> SharedTensor:
+        """A protocol function of additive shares applied to this value (the family runs it)."""
+        return self._new(self._family.call(function, self._parts, **options))
+
     # -- linear operations (local) --------------------------------------------------------------------
     def __add__(self, other: Any) -> SharedTensor:
         if isinstance(other, SharedTensor):
             self._same_session(other)
-            return self._new(self._share + other._share)
-        encoded = self._session.encoding.encode(_public(other))
-        return self._new(protocols.add_public(self._party, self._share, encoded))
+            return self._new(zip_parts(self._parts, other._parts, torch.add))
+        encoded = self._session.encoding.encode(public_tensor(other))
+        return self._new(self._family.add_public(self._parts, encoded))
 
     __radd__ = __add__
 
     def __neg__(self) -> SharedTensor:
-        return self._new(-self._share)
+        return self._map(torch.neg)
 
-    def neg(self) -> SharedTensor:
-        return -self
+    neg = __neg__
 
     def __sub__(self, other: Any) -> SharedTensor:
         if isinstance(other, SharedTensor):
             self._same_session(other)
-            return self._new(self._share - other._share)
-        return self + (-_public(other))
+            return self._new(zip_parts(self._parts, other._parts, torch.sub))
+        return self + (-public_tensor(other))
 
     def __rsub__(self, other: Any) -> SharedTensor:
         return (-self) + other
 
     # -- products -------------------------------------------------------------------------------------
     def __mul__(self, other: Any) -> SharedTensor:
-        """Elementwise product: shared x shared (``protocols.mul``), shared x public float (a local product,
-        then a truncation), shared x public integer (Python int, integer tensor: exact, no communication)."""
+        """Elementwise product: shared x shared (the family's ``mul``), shared x public float (a local
+        product, then a truncation), shared x public integer (Python int, integer tensor: exact, no
+        communication)."""
         if isinstance(other, SharedTensor):
             self._same_session(other)
-            return self._new(protocols.mul(self._party, self._share, other._share))
-        public, is_integer = _public_operand(other)
+            return self._new(self._family.mul(self._parts, other._parts))
+        public, is_integer = public_operand(other)
         if is_integer:
-            return self._new(protocols.mul_public(self._party, self._share, public, rescale=False))
+            return self._map(lambda part: part * public.to(part.device))
         encoded = self._session.encoding.encode(public)
-        return self._new(protocols.mul_public(self._party, self._share, encoded, rescale=True))
+        scaled = map_parts(self._parts, lambda part: part * encoded.to(part.device))
+        return self._new(self._family.truncate(scaled))
 
     __rmul__ = __mul__
 
     def __matmul__(self, other: Any) -> SharedTensor:
-        """Matrix product (vectors, matrices, batched): shared @ shared is ``protocols.matmul``."""
+        """Matrix product (vectors, matrices, batched): shared @ shared is the family's ``matmul``."""
         if isinstance(other, SharedTensor):
             self._same_session(other)
-            return self._new(protocols.matmul(self._party, self._share, other._share))
+            return self._new(self._family.matmul(self._parts, other._parts))
         return self._matmul_public(other, left=False)
 
     def __rmatmul__(self, other: Any) -> SharedTensor:
         return self._matmul_public(other, left=True)
 
     def _matmul_public(self, other: Any, *, left: bool) -> SharedTensor:
-        public, is_integer = _public_operand(other)
+        """x @ p (or p @ x): local ring matmuls, then a truncation unless p is an integer tensor."""
+        public, is_integer = public_operand(other)
         if not is_integer:
             public = self._session.encoding.encode(public)
-        return self._new(
-            protocols.matmul_public(self._party, self._share, public, rescale=not is_integer, left=left)
-        )
 
-    def mul(self, other: Any) -> SharedTensor:
-        return self * other
+        def product(part: torch.Tensor) -> torch.Tensor:
+            matrix = public.to(part.device)
+            return ring_matmul(matrix, part) if left else ring_matmul(part, matrix)
 
-    def matmul(self, other: Any) -> SharedTensor:
-        return self @ other
+        products = map_parts(self._parts, product)
+        return self._new(products if is_integer else self._family.truncate(products))
+
+    mul, matmul = __mul__, __matmul__
 
     def square(self) -> SharedTensor:
         return self * self
 
     # -- comparisons (exact; results are shared 0.0 / 1.0) --------------------------------------------
-    def _from_bit(self, bit: torch.Tensor) -> SharedTensor:
-        return SharedTensor(self._session, bit * self._session.encoding.scale, bit=bit)
+    def _from_bit(self, bit: Shares) -> SharedTensor:
+        return bit_tensor(self._session, bit)
 
-    def _difference(self, other: Any) -> torch.Tensor:
-        return (self - other)._share
+    def _ltz(self, value: SharedTensor) -> Shares:
+        """Unscaled shares of [value < 0] (``protocols.compare.ltz``: exact; cost there)."""
+        return self._family.call(protocols.ltz, value._parts)
+
+    def _one_minus(self, bit: Shares) -> Shares:
+        ones = self._family.public(torch.ones(bit[0].shape, dtype=torch.int64))
+        return zip_parts(ones, bit, torch.sub)
 
     def __lt__(self, other: Any) -> SharedTensor:
         """[x < y] elementwise as shared 0/1, exact (``protocols.compare.ltz``: cost there)."""
-        return self._from_bit(protocols.ltz(self._party, self._difference(other)))
+        return self._from_bit(self._ltz(self - other))
 
     def __gt__(self, other: Any) -> SharedTensor:
-        return self._from_bit(protocols.ltz(self._party, -self._difference(other)))
+        return self._from_bit(self._ltz(-(self - other)))
 
     def __le__(self, other: Any) -> SharedTensor:
-        above = protocols.ltz(self._party, -self._difference(other))
-        return self._from_bit(_one_like(self._party, self._share) - above)
+        return self._from_bit(self._one_minus(self._ltz(-(self - other))))
 
     def __ge__(self, other: Any) -> SharedTensor:
-        below = protocols.ltz(self._party, self._difference(other))
-        return self._from_bit(_one_like(self._party, self._share) - below)
+        return self._from_bit(self._one_minus(self._ltz(self - other)))
+
+    def _both_sides(self, other: Any) -> tuple[Shares, Shares]:
+        """([x < y], [y < x]) from one batched comparison."""
+        difference = self - other
+        both = self._ltz(stack([difference, -difference]))
+        return map_parts(both, lambda part: part[0]), map_parts(both, lambda part: part[1])
 
     def eq(self, other: Any) -> SharedTensor:
         """[x == y] elementwise: 1 - [x < y] - [y < x], both in one batched comparison."""
-        difference = self._difference(other)
-        both = protocols.ltz(self._party, torch.stack([difference, -difference]))
-        return self._from_bit(_one_like(self._party, difference) - both[0] - both[1])
+        below, above = self._both_sides(other)
+        return self._from_bit(zip_parts(self._one_minus(below), above, torch.sub))
 
     def ne(self, other: Any) -> SharedTensor:
-        difference = self._difference(other)
-        both = protocols.ltz(self._party, torch.stack([difference, -difference]))
-        return self._from_bit(both[0] + both[1])
+        below, above = self._both_sides(other)
+        return self._from_bit(zip_parts(below, above, torch.add))
 
     __eq__ = eq  # type: ignore[assignment]
     __ne__ = ne  # type: ignore[assignment]
     __hash__ = object.__hash__  # identity, as torch.Tensor
 
-    def lt(self, other: Any) -> SharedTensor:
-        return self < other
-
-    def gt(self, other: Any) -> SharedTensor:
-        return self > other
-
-    def le(self, other: Any) -> SharedTensor:
-        return self <= other
-
-    def ge(self, other: Any) -> SharedTensor:
-        return self >= other
+    lt, gt, le, ge = __lt__, __gt__, __le__, __ge__
 
     def sign(self) -> SharedTensor:
         """-1, 0 or 1 as torch.sign (``protocols.compare.sign``)."""
-        return self._new(protocols.sign(self._party, self._share) * self._session.encoding.scale)
+        scale = self._session.encoding.scale
+        return self._call(protocols.sign)._map(lambda part: part * scale)
 
     def abs(self) -> SharedTensor:
         """|x| (``protocols.compare.absolute``)."""
-        return self._new(protocols.absolute(self._party, self._share))
+        return self._call(protocols.absolute)
 
     def __abs__(self) -> SharedTensor:
         return self.abs()
 
     def relu(self) -> SharedTensor:
         """max(x, 0) (``protocols.compare.relu``)."""
-        return self._new(protocols.relu(self._party, self._share))
+        return self._call(protocols.relu)
 
     def where(self, condition: SharedTensor, other: Any) -> SharedTensor:
         """torch.Tensor.where: self where condition, else other."""
@@ -260,16 +290,13 @@ class SharedTensor:
         if min is None:
             return self - (self - max).relu()
         ordered = not isinstance(min, SharedTensor) and not isinstance(max, SharedTensor) and bool(
-            (_public(min).to(torch.float64) <= _public(max).to(torch.float64)).all())
+            (public_tensor(min).to(torch.float64) <= public_tensor(max).to(torch.float64)).all())
         if not ordered:
             return self.clamp(min=min).clamp(max=max)
-        low, high = self - min, self - max
-        stacked = torch.stack([low._share, high._share])
-        relus = protocols.relu(self._party, stacked)
-        return self._new(relus[0] - relus[1]) + min
+        relus = stack([self - min, self - max]).relu()
+        return relus[0] - relus[1] + min
 
-    def clip(self, min: Any = None, max: Any = None) -> SharedTensor:  # noqa: A002
-        return self.clamp(min, max)
+    clip = clamp
 
     def max(self, dim: int | None = None, keepdim: bool = False) -> SharedTensor:
         """Maximum over all elements, or along ``dim`` (``protocols.compare.maximum``)."""
@@ -291,49 +318,49 @@ class SharedTensor:
 
     def _tournament(self, dim: int | None) -> tuple[SharedTensor, SharedTensor]:
         source = self.reshape(-1) if dim is None else self
-        values, onehot = protocols.maximum(self._party, source._share, 0 if dim is None else dim)
-        onehot = onehot.reshape(self.shape)
-        return self._new(values), SharedTensor(self._session, onehot * self._session.encoding.scale, bit=onehot)
+        values, onehot = self._family.call(protocols.maximum, source._parts, dim=0 if dim is None else dim)
+        shape = self.shape
+        return self._new(values), self._from_bit(map_parts(onehot, lambda part: part.reshape(shape)))
 
     # -- approximations (documented domain, error and cost in protocols/approx) -----------------------
     def exp(self, method: str = "piecewise") -> SharedTensor:
         """e^x (``protocols.approx.exp.exp``: domain, error and cost there)."""
-        return self._new(approx_exp.exp(self._party, self._share, method=method))
+        return self._call(approx_exp.exp, method=method)
 
     def sigmoid(self, method: str = "piecewise") -> SharedTensor:
         """1 / (1 + e^-x) (``protocols.approx.sigmoid.sigmoid``: error and cost there)."""
-        return self._new(approx_sigmoid.sigmoid(self._party, self._share, method=method))
+        return self._call(approx_sigmoid.sigmoid, method=method)
 
     def tanh(self, method: str = "piecewise") -> SharedTensor:
         """tanh(x) (``protocols.approx.sigmoid.tanh``: error and cost there)."""
-        return self._new(approx_sigmoid.tanh(self._party, self._share, method=method))
+        return self._call(approx_sigmoid.tanh, method=method)
 
     def reciprocal(self, method: str = "poly4", positive: bool = False) -> SharedTensor:
         """1/x (``protocols.approx.reciprocal.reciprocal``: domain, error and cost there).  ``positive=True``
         skips the sign (half the comparisons) and returns 0 for x < 0."""
-        return self._new(approx_reciprocal.reciprocal(self._party, self._share, method=method, signed=not positive))
+        return self._call(approx_reciprocal.reciprocal, method=method, signed=not positive)
 
     def sqrt(self, method: str = "poly4") -> SharedTensor:
         """sqrt(x); 0 for x <= 0 (``protocols.approx.sqrt.sqrt``: domain, error and cost there)."""
-        return self._new(approx_sqrt.sqrt(self._party, self._share, method=method))
+        return self._call(approx_sqrt.sqrt, method=method)
 
     def rsqrt(self, method: str = "poly4") -> SharedTensor:
         """1/sqrt(x); 0 for x <= 0 (``protocols.approx.sqrt.inv_sqrt``: domain, error and cost there)."""
-        return self._new(approx_sqrt.inv_sqrt(self._party, self._share, method=method))
+        return self._call(approx_sqrt.inv_sqrt, method=method)
 
     inv_sqrt = rsqrt
 
     def log(self, method: str = "poly4") -> SharedTensor:
         """ln(x); 0 for x <= 0 (``protocols.approx.log.log``: domain, error and cost there)."""
-        return self._new(approx_log.log(self._party, self._share, method=method))
+        return self._call(approx_log.log, method=method)
 
     def softmax(self, dim: int) -> SharedTensor:
         """softmax along ``dim`` (``protocols.approx.softmax.softmax``)."""
-        return self._new(approx_softmax.softmax(self._party, self._share, dim))
+        return self._call(approx_softmax.softmax, dim=dim)
 
     def log_softmax(self, dim: int) -> SharedTensor:
         """log_softmax along ``dim`` (``protocols.approx.softmax.log_softmax``)."""
-        return self._new(approx_softmax.log_softmax(self._party, self._share, dim))
+        return self._call(approx_softmax.log_softmax, dim=dim)
 
     def __truediv__(self, other: Any) -> SharedTensor:
         """x / y.  Shared y: x * reciprocal(y) (y's sign handled; see ``reciprocal`` for the error).  Public
@@ -341,9 +368,9 @@ class SharedTensor:
         if isinstance(other, SharedTensor):
             self._same_session(other)
             return self * other.reciprocal()
-        public, is_integer = _public_operand(other)
+        public, is_integer = public_operand(other)
         if is_integer and public.dim() == 0 and int(public) > 0 and self._party.truncation == "dealer":
-            return self._new(protocols.truncate(self._party, self._share, divisor=int(public)))
+            return self._new(self._family.truncate(self._parts, int(public)))
         if bool((public == 0).any()):
             raise ZeroDivisionError("division of a SharedTensor by a public zero")
         return self * (1.0 / public.to(torch.float64))
@@ -351,15 +378,15 @@ class SharedTensor:
     def __rtruediv__(self, other: Any) -> SharedTensor:
         return self.reciprocal() * other
 
-    def div(self, other: Any) -> SharedTensor:
-        return self / other
+    div = __truediv__
 
     # -- reductions -----------------------------------------------------------------------------------
     def sum(self, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> SharedTensor:
         """Sum (local, exact).  The sum of values must itself stay inside the fixed-point range."""
         if dim is None:
-            return self._new(self._share.sum())
-        return self._new(self._share.sum(dim=dim if isinstance(dim, int) else tuple(dim), keepdim=keepdim))
+            return self._map(torch.sum)
+        dims = dim if isinstance(dim, int) else tuple(dim)
+        return self._map(lambda part: part.sum(dim=dims, keepdim=keepdim))
 
     def mean(self, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> SharedTensor:
         """Mean: the exact sum divided by the public count with a truncation (error below one unit)."""
@@ -368,7 +395,7 @@ class SharedTensor:
         if count == 0:
             raise ValueError("mean of an empty SharedTensor")
         if self._party.truncation == "dealer":
-            return self._new(protocols.truncate(self._party, total._share, divisor=count))
+            return self._new(self._family.truncate(total._parts, count))
         return total * (1.0 / count)
 
     # -- shape operations (local) ---------------------------------------------------------------------
@@ -376,39 +403,39 @@ class SharedTensor:
     def T(self) -> SharedTensor:
         if self.dim() > 2:
             raise ValueError(".T is defined for tensors of at most 2 dimensions; use transpose(dim0, dim1)")
-        return self._new(self._share.t())
+        return self._map(torch.t)
 
     def t(self) -> SharedTensor:
         return self.T
 
     def transpose(self, dim0: int, dim1: int) -> SharedTensor:
-        return self._new(self._share.transpose(dim0, dim1))
+        return self._map(lambda part: part.transpose(dim0, dim1))
 
     def permute(self, *dims: int) -> SharedTensor:
-        return self._new(self._share.permute(*dims))
+        return self._map(lambda part: part.permute(*dims))
 
     def reshape(self, *shape: Any) -> SharedTensor:
-        return self._new(self._share.reshape(*shape))
+        return self._map(lambda part: part.reshape(*shape))
 
     def view(self, *shape: Any) -> SharedTensor:
         return self.reshape(*shape)
 
     def flatten(self, start_dim: int = 0, end_dim: int = -1) -> SharedTensor:
-        return self._new(self._share.flatten(start_dim, end_dim))
+        return self._map(lambda part: part.flatten(start_dim, end_dim))
 
     def unsqueeze(self, dim: int) -> SharedTensor:
-        return self._new(self._share.unsqueeze(dim))
+        return self._map(lambda part: part.unsqueeze(dim))
 
     def squeeze(self, dim: int | None = None) -> SharedTensor:
-        return self._new(self._share.squeeze() if dim is None else self._share.squeeze(dim))
+        return self._map(lambda part: part.squeeze() if dim is None else part.squeeze(dim))
 
     def expand(self, *sizes: Any) -> SharedTensor:
-        return self._new(self._share.expand(*sizes))
+        return self._map(lambda part: part.expand(*sizes))
 
     def __getitem__(self, index: Index) -> SharedTensor:
         if _contains_shared(index):
             raise TypeError("indexing with a SharedTensor would reveal the index; use a public index")
-        return self._new(self._share[index])
+        return self._map(lambda part: part[index])
 
     # -- torch functions ------------------------------------------------------------------------------
     @classmethod
@@ -421,8 +448,11 @@ class SharedTensor:
         return handler(*args, **(kwargs or {}))
 
 
-def _one_like(party: protocols.Party, like: torch.Tensor) -> torch.Tensor:
-    return torch.full_like(like, 1 if party.rank == 0 else 0)
+def bit_tensor(session: Session, bits: Shares) -> SharedTensor:
+    """A shared 0.0 / 1.0 from unscaled bit shares (a comparison's or a sample's), keeping the bits so that
+    ``where`` needs one product without truncation."""
+    scale = session.encoding.scale
+    return SharedTensor(session, map_parts(bits, lambda part: part * scale), bit=bits)
 
 
 def where(condition: SharedTensor, if_true: Any, if_false: Any) -> SharedTensor:
@@ -434,11 +464,11 @@ def where(condition: SharedTensor, if_true: Any, if_false: Any) -> SharedTensor:
     if not isinstance(condition, SharedTensor):
         raise TypeError("where() needs a SharedTensor condition (a public one would not need MPC)")
     session = condition.session
-    true_part = if_true if isinstance(if_true, SharedTensor) else session.public(_public(if_true))
-    false_part = if_false if isinstance(if_false, SharedTensor) else session.public(_public(if_false))
+    true_part = if_true if isinstance(if_true, SharedTensor) else session.public(public_tensor(if_true))
+    false_part = if_false if isinstance(if_false, SharedTensor) else session.public(public_tensor(if_false))
     delta = true_part - false_part
     if condition._bit is not None:
-        product = protocols.mul(session.party, condition._bit, delta._share, rescale=False)
+        product = session.family.mul(condition._bit, delta._parts, rescale=False)
         return false_part + condition._new(product)
     return false_part + condition * delta
 
@@ -447,31 +477,6 @@ def _contains_shared(index: Index) -> bool:
     if isinstance(index, SharedTensor):
         return True
     return isinstance(index, tuple) and any(isinstance(i, SharedTensor) for i in index)
-
-
-def _public(value: Any) -> torch.Tensor:
-    if isinstance(value, SharedTensor):
-        raise TypeError("expected a public value")
-    if isinstance(value, torch.Tensor):
-        return value.detach()
-    if isinstance(value, np.ndarray):
-        return torch.from_numpy(value)
-    if isinstance(value, (bool, numbers.Integral)):
-        return torch.as_tensor(int(value), dtype=torch.int64)
-    if isinstance(value, numbers.Real):
-        return torch.as_tensor(float(value), dtype=torch.float64)
-    if isinstance(value, (list, tuple)):
-        tensor = torch.as_tensor(value)
-        return tensor.to(torch.float64) if tensor.is_floating_point() else tensor
-    raise TypeError(f"unsupported operand type {type(value).__name__} for a SharedTensor")
-
-
-def _public_operand(value: Any) -> tuple[torch.Tensor, bool]:
-    """(tensor, is_integer): Python ints, bools and integer tensors multiply exactly, floats rescale."""
-    tensor = _public(value)
-    if tensor.is_floating_point() or tensor.is_complex():
-        return tensor, False
-    return tensor.to(torch.int64), True
 
 
 def _shared_list(tensors: Sequence[Any], name: str) -> list[SharedTensor]:
@@ -488,7 +493,7 @@ def cat(tensors: Sequence[SharedTensor], dim: int = 0, *, out: Any = None) -> Sh
     if out is not None:
         raise TypeError("torch.cat(out=...) is not supported for SharedTensors")
     items = _shared_list(tensors, "cat")
-    return items[0]._new(torch.cat([t._share for t in items], dim=dim))
+    return items[0]._new(join_parts([t._parts for t in items], lambda parts: torch.cat(parts, dim=dim)))
 
 
 def stack(tensors: Sequence[SharedTensor], dim: int = 0, *, out: Any = None) -> SharedTensor:
@@ -496,7 +501,7 @@ def stack(tensors: Sequence[SharedTensor], dim: int = 0, *, out: Any = None) -> 
     if out is not None:
         raise TypeError("torch.stack(out=...) is not supported for SharedTensors")
     items = _shared_list(tensors, "stack")
-    return items[0]._new(torch.stack([t._share for t in items], dim=dim))
+    return items[0]._new(join_parts([t._parts for t in items], lambda parts: torch.stack(parts, dim=dim)))
 
 
 def _binary(name: str, forward: Callable[[SharedTensor, Any], SharedTensor],

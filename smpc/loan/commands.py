@@ -129,7 +129,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         ledger.charge(dataset, config.dp_epsilon, config.dp_delta,
                       f"smpc train --mode {config.mode} ({config.data or 'embedded German Credit'})",
                       tuple(args.budget))
-    print(f"smpc train: {args.parties} banks and a dealer as processes over CurveZMQ on 127.0.0.1; "
+    who = "and a dealer" if args.protocol == "dealer" else "(replicated protocol, no dealer)"
+    print(f"smpc train: {args.parties} banks {who} as processes over CurveZMQ on 127.0.0.1; "
           f"data {config.data or 'German Credit (embedded)'}", flush=True)
     plain = train_plain(config, args.parties)
     print(f"  {plain.train_rows} training rows split among {args.parties} banks, {plain.test_rows} test rows "
@@ -139,6 +140,7 @@ def cmd_train(args: argparse.Namespace) -> int:
              f"trained centrally" if config.mode == "fedavg" else ""), flush=True)
     start = time.perf_counter()
     results = run_local(functools.partial(train_party, config=config, progress=print_progress),
+                        protocol=args.protocol,
                         parties=args.parties, transport="zmq", frac_bits=args.frac_bits,
                         int_bits=int_bits_for(args.frac_bits), truncation=args.truncation,
                         failure_budget=args.failure_budget)

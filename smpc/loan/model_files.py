@@ -50,6 +50,7 @@ def save_shares(directory: Path, session: Session, model: snn.Module,
         arrays["share/standardise.mean"] = standardiser[0].local_share.numpy()
         arrays["share/standardise.inverse_std"] = standardiser[1].local_share.numpy()
     meta = {"format": MODEL_FORMAT, "rank": session.rank, "parties": session.world_size,
+            "protocol": session.protocol,
             "frac_bits": session.encoding.frac_bits, "layout": layout(model), "schema": schema.to_dict(),
             "standardise": "public" if standardiser is None else "joint", "config": asdict(config)}
     contents: dict[str, Any] = {"meta": np.array(json.dumps(meta)), **arrays}
@@ -71,13 +72,23 @@ def combine_shares(paths: list[str | Path]) -> tuple[dict[str, Any], dict[str, t
     ranks = sorted(meta["rank"] for meta in metas)
     if ranks != list(range(parties)):
         raise DataError(f"need the share files of all {parties} parties exactly once; got ranks {ranks}")
-    if any(meta["layout"] != metas[0]["layout"] or meta["frac_bits"] != metas[0]["frac_bits"] for meta in metas):
+    if any(meta["layout"] != metas[0]["layout"] or meta["frac_bits"] != metas[0]["frac_bits"]
+           or meta.get("protocol", "dealer") != metas[0].get("protocol", "dealer") for meta in metas):
         raise DataError("the share files come from different models")
-    names = loaded[0][1].keys()
+    protocol = metas[0].get("protocol", "dealer")
+    by_rank = {meta["rank"]: shares for meta, shares in loaded}
     plain = {}
-    for name in names:
-        total = np.zeros_like(loaded[0][1][name])
-        for _, shares in loaded:
-            total = total + shares[name]  # int64 wraps modulo 2^64, as the ring does
+    for name in by_rank[0]:
+        if protocol == "replicated":
+            parts = [by_rank[rank][name] for rank in range(parties)]
+            # Party i holds (x_i, x_{i+1}): its second part must be the next party's first.
+            if any(not np.array_equal(parts[rank][1], parts[(rank + 1) % parties][0]) for rank in range(parties)):
+                raise DataError(f"the replicated shares of {name} do not fit together: files of different runs?")
+            addends = [part[0] for part in parts]
+        else:
+            addends = [by_rank[rank][name] for rank in range(parties)]
+        total = np.zeros_like(addends[0])
+        for addend in addends:
+            total = total + addend  # int64 wraps modulo 2^64, as the ring does
         plain[name] = torch.from_numpy(total.astype(np.float64) / (1 << metas[0]["frac_bits"]))
     return metas[0], plain

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import torch
 
-import protocols
 import smpc.nn as snn
 from smpc.loan import checkpoint as checkpoint_files
 from smpc.loan.config import TrainConfig
@@ -39,8 +38,9 @@ def save_checkpoint(session: Session, config: TrainConfig, step: int, model: snn
     assert directory is not None
     arrays = {name: share.detach().cpu().numpy() for name, share in _state_arrays(model, optimizer, mean,
                                                                                     inverse_std).items()}
-    meta = {"parties": session.world_size, "config": config.fingerprint(), "losses": losses,
-            "counters": {"tag": party._tag, "dealer_requests": party.dealer_requests}}
+    meta = {"parties": session.world_size, "protocol": session.protocol, "config": config.fingerprint(),
+            "losses": losses,
+            "counters": {"tag": party.tag, "dealer_requests": party.dealer_requests}}
     checkpoint_files.write(directory, step, session.rank, arrays, meta)
     tag = party.next_tag()
     written = torch.tensor([step], dtype=torch.int64)
@@ -77,6 +77,10 @@ def resume(session: Session, config: TrainConfig, model: snn.Module, optimizer: 
             f"{mine or 'none'}); start again without --resume")
     step = max(common)
     arrays, meta = checkpoint_files.load(directory, step, session.rank)
+    if meta.get("protocol", "dealer") != session.protocol:
+        raise checkpoint_files.CheckpointError(
+            f"--resume {directory}: checkpoint {step} was made with the {meta.get('protocol', 'dealer')} protocol, "
+            f"this run uses {session.protocol}; resume with the same protocol")
     if meta.get("parties") != session.world_size or meta.get("config") != config.fingerprint():
         saved = meta.get("config", {})
         differing = sorted(k for k in set(saved) | set(config.fingerprint())
@@ -84,7 +88,8 @@ def resume(session: Session, config: TrainConfig, model: snn.Module, optimizer: 
         raise checkpoint_files.CheckpointError(
             f"--resume {directory}: checkpoint {step} was made with other settings "
             f"({', '.join(differing) or 'parties'}); resume with the same options")
-    fresh = {name: protocols.rerandomize(party, torch.from_numpy(arrays[name]).to(party.device))
+    family = session.family
+    fresh = {name: family.local(family.rerandomize(family.from_local(torch.from_numpy(arrays[name]).to(party.device))))
              for name in sorted(arrays)}
     model.load_state_shares({name[len("model/"):]: share for name, share in fresh.items() if name.startswith("model/")})
     for name, parameter in model.named_parameters():
@@ -94,7 +99,7 @@ def resume(session: Session, config: TrainConfig, model: snn.Module, optimizer: 
     # Program tags continue past the checkpointed run's.  Dealer streams restart at 1 with the dealer (its
     # serve loop counts from 1): every key of this session is fresh, so no stream of the old keys, hence no
     # mask or triple, is ever drawn again.
-    party._tag = max(party._tag, int(meta["counters"]["tag"]))
+    party.tag = max(party.tag, int(meta["counters"]["tag"]))
     mean = SharedTensor(session, fresh["standardise/mean"])
     inverse_std = SharedTensor(session, fresh["standardise/inverse_std"])
     return step, list(meta.get("losses", [])), mean, inverse_std

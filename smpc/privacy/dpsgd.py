@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 
-import protocols
 from protocols.approx.sqrt import INV_SQRT_ERROR
 from smpc.privacy.noise import joint_gaussian
 from smpc.session import Session
@@ -46,11 +45,8 @@ def row_limits(x: SharedTensor, clip: float, max_square_norm: float) -> SharedTe
     while (max_square_norm + 1) / 2.0**shift > 2.0**_INV_SQRT_DOMAIN_BITS:
         shift += 2
     safety = limit_safety(clip, max_square_norm, shift, encoding.frac_bits)
-    party = session.party
-    share = x.local_share
-    squares = protocols.mul(party, share, share, rescale=False).sum(-1)
-    scaled = protocols.truncate(party, squares, divisor=1 << (encoding.frac_bits + shift))
-    norms = SharedTensor(session, scaled) + 2.0**-shift
+    squares = x.mul_unscaled(x).sum(-1)
+    norms = squares.rescale(1 << (encoding.frac_bits + shift)) + 2.0**-shift
     return norms.rsqrt() * (clip * 2.0 ** (-shift / 2) * safety)
 
 

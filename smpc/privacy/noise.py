@@ -13,7 +13,7 @@ import torch
 import protocols
 from protocols.prg import AesCtrPrg, new_key
 from smpc.session import Session
-from smpc.tensor import SharedTensor
+from smpc.tensor import SharedTensor, bit_tensor
 
 
 def gaussian(count: int, std: float) -> torch.Tensor:
@@ -51,5 +51,9 @@ def poisson_sample(session: Session, steps: int, n_rows: int, rate: float) -> tu
     sample, the accountant's amplification by subsampling holds for whoever sees the model.  Cost: that of
     ``protocols.bernoulli`` on steps x rows elements (16 rounds).
     """
-    bits, exact = protocols.bernoulli(session.party, (steps, n_rows), rate)
-    return SharedTensor(session, bits * session.encoding.scale, bit=bits), exact
+    bits = session.family.call(_bernoulli_bits, shape=(steps, n_rows), probability=rate)
+    return bit_tensor(session, bits), protocols.representable_probability(rate)
+
+
+def _bernoulli_bits(party: protocols.Party, *, shape: tuple[int, ...], probability: float) -> torch.Tensor:
+    return protocols.bernoulli(party, shape, probability)[0]

@@ -1,0 +1,62 @@
+"""The additive family ("dealer"): n >= 2 parties hold additive shares x = x_0 + ... + x_{n-1} mod 2^64, and a
+dealer process of its own makes the correlated randomness (Beaver and matrix triples, truncation pairs, masked
+bits).  Each party's ``Shares`` have one part, its x_i."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from protocols.arithmetic import matmul, mul
+from protocols.family import Shares
+from protocols.party import Party
+from protocols.sharing import add_public, rerandomize, reveal, share, share_public
+from protocols.truncation import truncate
+
+
+class AdditiveFamily:
+    """The additive family for one party (see the module docstring).  Every method is a thin call of the
+    protocol function of the same name, whose docstring gives its steps, rounds, bytes and error."""
+
+    name = "dealer"
+
+    def __init__(self, party: Party) -> None:
+        self.party = party
+
+    def share(self, encoded: torch.Tensor | None, owner: int) -> Shares:
+        return (share(self.party, encoded, owner),)
+
+    def public(self, encoded: torch.Tensor) -> Shares:
+        return (share_public(self.party, encoded),)
+
+    def add_public(self, x: Shares, encoded: torch.Tensor) -> Shares:
+        return (add_public(self.party, x[0], encoded),)
+
+    def reveal(self, x: Shares, to: int | None = None) -> torch.Tensor | None:
+        return reveal(self.party, x[0], to=to)
+
+    def rerandomize(self, x: Shares) -> Shares:
+        return (rerandomize(self.party, x[0]),)
+
+    def local(self, x: Shares) -> torch.Tensor:
+        return x[0].clone()
+
+    def from_local(self, local: torch.Tensor) -> Shares:
+        return (local,)
+
+    def mul(self, x: Shares, y: Shares, *, rescale: bool = True) -> Shares:
+        return (mul(self.party, x[0], y[0], rescale=rescale),)
+
+    def matmul(self, x: Shares, y: Shares, *, rescale: bool = True) -> Shares:
+        return (matmul(self.party, x[0], y[0], rescale=rescale),)
+
+    def truncate(self, x: Shares, divisor: int | None = None) -> Shares:
+        return (truncate(self.party, x[0], divisor),)
+
+    def call(self, function: Callable[..., Any], *inputs: Shares, **options: Any) -> Any:
+        result = function(self.party, *(x[0] for x in inputs), **options)
+        if isinstance(result, tuple):
+            return tuple((part,) for part in result)
+        return (result,)

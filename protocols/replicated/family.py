@@ -1,0 +1,247 @@
+"""The replicated family ("replicated"): exactly three parties hold 2-out-of-3 replicated shares over Z_2^64
+(Araki, Furukawa, Lindell, Nof, Ohara, CCS 2016; ABY3, Mohassel and Rindal, CCS 2018), semi-honest security
+against any one corrupted party, and no dealer: products are local plus one resharing round, and what
+comparisons and truncations need is made by the parties themselves (``helper``: party 0 makes it for parties
+1 and 2).  Each party's ``Shares`` are its pair (x_i, x_{i+1}) of x = x_0 + x_1 + x_2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from fixedpoint import ring_matmul
+from network import Transport
+from protocols.family import Shares
+from protocols.party import Party
+from protocols.prg import AesCtrPrg
+from protocols.replicated import shares as rep
+from protocols.replicated.arithmetic import fused_truncate
+from protocols.replicated.helper import Helper, SubParty, encode_end, sub_party
+from protocols.setup import derived_key, pairwise_keys
+from protocols.truncation import truncate
+
+#: Stream-id domains (top byte) on the pair keys, so that no two uses of one key can meet.
+_SHARE_DOMAIN = 1 << 56
+_ZERO_DOMAIN = 2 << 56
+_CONVERT_DOMAIN = 3 << 56
+
+
+def replicated_keys(transport: Transport, rank: int) -> dict[int, bytes]:
+    """The pairwise keys of a three-party session without a dealer (one round)."""
+    return pairwise_keys(transport, rank, rep.PARTIES)
+
+
+class ReplicatedFamily:
+    """The replicated family for one of the three parties.
+
+    ``keys[j]`` is the key this party agreed with party j.  From each, independent keys are derived: one for the
+    pair's masks (input sharing, sharings of zero, conversions), and the helper sub-session's (party 0's with
+    each of parties 1 and 2, as a dealer's; parties 1 and 2's with each other).
+    """
+
+    name = "replicated"
+
+    def __init__(self, party: Party, keys: dict[int, bytes]) -> None:
+        if party.n_parties != rep.PARTIES:
+            raise ValueError(f"the replicated family is for exactly 3 parties, not {party.n_parties}")
+        self.party = party
+        self.pair = {peer: AesCtrPrg(derived_key(key, b"replicated pair")) for peer, key in keys.items()}
+        self.helper: Helper | None = None
+        self.sub: SubParty | None = None
+        if party.rank == 0:
+            self.helper = Helper(party, [AesCtrPrg(derived_key(keys[peer], b"helper")) for peer in (1, 2)])
+        else:
+            self.sub = sub_party(party, AesCtrPrg(derived_key(keys[0], b"helper")),
+                                 AesCtrPrg(derived_key(keys[3 - party.rank], b"helper pair")))
+
+    # -- helpers --------------------------------------------------------------------------------------
+    @property
+    def rank(self) -> int:
+        return self.party.rank
+
+    def _mask(self, peer: int, domain: int, tag: int, count: int) -> torch.Tensor:
+        """The stream this party and ``peer`` both expand for (domain, tag)."""
+        return self.party.expand(self.pair[peer], domain | tag, count)
+
+    # -- holding secrets --------------------------------------------------------------------------------
+    def share(self, encoded: torch.Tensor | None, owner: int) -> Shares:
+        """Secret-share the owner's value.
+
+        Steps (owner o): 1. x_o = F(k_{o,o-1}), x_{o+1} = F(k_{o,o+1}) (each known to the owner and one other
+        party); 2. the owner sends x_{o+2} = x - x_o - x_{o+1} to both other parties.  Each ends with its pair.
+        Rounds: 1.  Bytes: 8 k to each of the two others, from the owner.  Error: none.  A receiver sees
+        x_{o+2}, masked by the component it lacks."""
+        if not 0 <= owner < rep.PARTIES:
+            raise ValueError(f"owner must be a party rank in 0..2, got {owner}")
+        party, rank = self.party, self.rank
+        tag = party.next_tag()
+        stream = _SHARE_DOMAIN | tag
+        after, before = rep.next_rank(owner), rep.previous_rank(owner)
+        if rank == owner:
+            if encoded is None:
+                raise ValueError(f"party {owner} owns this input and must pass a value, not None")
+            value = encoded.to(party.device)
+            first = party.expand(self.pair[before], stream, value.numel()).reshape(value.shape)
+            second = party.expand(self.pair[after], stream, value.numel()).reshape(value.shape)
+            third = rep.split(value, first, second)[2]
+            party.notify_opening("share", value.numel() * 8)
+            for peer in (after, before):
+                party.send(peer, tag, third)
+            parts: Shares = (first, second)
+        else:
+            if encoded is not None:
+                raise ValueError(f"party {rank} does not own this input (owner is {owner}); pass None")
+            third = party.recv(owner, tag, "share")
+            mine = party.expand(self.pair[owner], stream, third.numel()).reshape(third.shape)
+            parts = (mine, third) if rank == after else (third, mine)
+        party.rounds += 1
+        return parts
+
+    def public(self, encoded: torch.Tensor) -> Shares:
+        """A public value v as x_0 = v, x_1 = x_2 = 0: party 0 holds (v, 0), party 2 (0, v).  Local."""
+        value = encoded.to(self.party.device)
+        zero = torch.zeros_like(value)
+        return {0: (value.clone(), zero), 1: (zero, zero.clone()), 2: (zero, value.clone())}[self.rank]
+
+    def add_public(self, x: Shares, encoded: torch.Tensor) -> Shares:
+        """x + v: v joins x_0 (party 0's first part, party 2's second).  Local; broadcasts like torch."""
+        value = encoded.to(self.party.device)
+        first = x[0] + value if self.rank == 0 else x[0] + torch.zeros_like(value)
+        second = x[1] + value if self.rank == 2 else x[1] + torch.zeros_like(value)
+        return first, second
+
+    def reveal(self, x: Shares, to: int | None = None) -> torch.Tensor | None:
+        """Open x: party i gets the component it lacks, x_{i+2}, from party i + 1 (its second part).
+        Rounds: 1.  Bytes: 8 k per party to all, 8 k from one party to one.  Error: none."""
+        party, rank = self.party, self.rank
+        tag = party.next_tag()
+        party.rounds += 1
+        receiver_of_mine = rep.previous_rank(rank)
+        if to is not None and not 0 <= to < rep.PARTIES:
+            raise ValueError(f"reveal target must be a party rank in 0..2, got {to}")
+        party.notify_opening("reveal" if to is None else "reveal to one", x[1].numel() * 8)
+        if to is None or to == receiver_of_mine:
+            party.send(receiver_of_mine, tag, x[1])
+        if to is not None and to != rank:
+            return None
+        missing = party.recv(rep.next_rank(rank), tag, "reveal").reshape(x[0].shape)
+        total = rep.recombine((x[0], x[1]), missing)
+        party.notify_learned("reveal", tag, total)
+        return total
+
+    def rerandomize(self, x: Shares) -> Shares:
+        """Fresh shares of x: reshare the additive view x_i (``reshare``).  Rounds: 1.  Bytes: 8 k."""
+        return self.reshare(x[0])
+
+    def local(self, x: Shares) -> torch.Tensor:
+        return torch.stack([x[0], x[1]])
+
+    def from_local(self, local: torch.Tensor) -> Shares:
+        if local.dim() < 1 or local.shape[0] != 2:
+            raise ValueError("a replicated share file holds both parts of a party (leading dimension 2)")
+        return local[0], local[1]
+
+    # -- arithmetic -------------------------------------------------------------------------------------
+    def reshare(self, z: torch.Tensor) -> Shares:
+        """Replicated shares of the sum of the three parties' additive shares z_i.
+
+        Steps: 1. a_i = F(k_{i,i+1}) - F(k_{i-1,i}), a sharing of zero from the pair keys; 2. send w_i = z_i + a_i
+        to party i - 1 (which needs it as its second part); 3. hold (w_i, w_{i+1}).
+        Rounds: 1.  Bytes: 8 k per party.  Error: none.  w_i is uniform to its receiver (a_i hides it)."""
+        party, rank = self.party, self.rank
+        tag = party.next_tag()
+        count = z.numel()
+        zero = rep.zero_share(self._mask(rep.next_rank(rank), _ZERO_DOMAIN, tag, count),
+                              self._mask(rep.previous_rank(rank), _ZERO_DOMAIN, tag, count)).reshape(z.shape)
+        mine = z + zero
+        party.notify_opening("reshare", count * 8)
+        party.send(rep.previous_rank(rank), tag, mine)
+        theirs = party.recv(rep.next_rank(rank), tag, "reshare").reshape(z.shape)
+        party.rounds += 1
+        return mine, theirs
+
+    def mul(self, x: Shares, y: Shares, *, rescale: bool = True) -> Shares:
+        """x * y (broadcasting): each party's additive share of the product from its pairs
+        (``shares.local_product``), then ``reshare`` (1 round, 8 bytes per output element per party), or with
+        ``rescale`` the fused truncation (``arithmetic.fused_truncate``: 2 rounds).  Error: exact before
+        rescaling; rescaling adds less than one unit."""
+        z = rep.local_product((x[0], x[1]), (y[0], y[1]))
+        return fused_truncate(self, z) if rescale else self.reshare(z)
+
+    def matmul(self, x: Shares, y: Shares, *, rescale: bool = True) -> Shares:
+        """x @ y as ``mul``, with ring matmuls: only the output is reshared, 8 m p bytes per party for
+        (m x k)(k x p), never the operands."""
+        z = rep.local_product((x[0], x[1]), (y[0], y[1]), ring_matmul)
+        return fused_truncate(self, z) if rescale else self.reshare(z)
+
+    def truncate(self, x: Shares, divisor: int | None = None) -> Shares:
+        """floor(x / divisor) (or that plus one): the additive family's exact truncation in the helper
+        sub-session (1 round and party 0's correction), then back to replicated shares (1 round)."""
+        return self.call(truncate, x, divisor=divisor)
+
+    def call(self, function: Callable[..., Any], *inputs: Shares, **options: Any) -> Any:
+        """Run ``function`` (a protocol of additive shares) in the helper sub-session (``helper``): parties 1
+        and 2 on their two-party view of the inputs, party 0 as its dealer; the outputs come back as
+        replicated shares in one more round.  Returns Shares, or a tuple of them for a tuple result."""
+        party = self.party
+        if self.helper is not None:
+            shapes, is_tuple, tag, rounds = self.helper.serve()
+            party.tag = max(party.tag, tag)
+            party.rounds += rounds
+            converted = self.from_two_of_two(None, shapes)
+            return tuple(converted) if is_tuple else converted[0]
+        assert self.sub is not None
+        sub = self.sub
+        before = sub.rounds
+        views = [rep.two_of_two((x[0], x[1]), self.rank) for x in inputs]
+        result = function(sub, *views, **options)
+        outputs = list(result) if isinstance(result, tuple) else [result]
+        rounds = sub.rounds - before
+        stream = sub.next_dealer_request()  # the end marker's stream, on both of the sub-session's parties
+        shapes = [tuple(output.shape) for output in outputs]
+        if self.rank == 2:
+            sub.send(sub.dealer_id, stream, encode_end(shapes, isinstance(result, tuple), party.tag, rounds))
+        party.rounds += rounds
+        converted = self.from_two_of_two(outputs, shapes)
+        return tuple(converted) if isinstance(result, tuple) else converted[0]
+
+    def from_two_of_two(self, values: Sequence[torch.Tensor] | None, shapes: Sequence[tuple[int, ...]]
+                        ) -> list[Shares]:
+        """Replicated shares of values held two-party additively by parties 1 (a) and 2 (b); party 0 passes
+        None and the shapes.
+
+        Steps: c_1 = F(k_01) (parties 0, 1), c_2 = a - c_1 - F(k_12) (party 1 sends it to party 2),
+        c_0 = b + F(k_12) (party 2 sends it to party 0); party i holds (c_i, c_{i+1}).
+        Rounds: 1 (for every value together).  Bytes: 8 k from party 1 and from party 2.  Error: none.
+        Each message is masked by a key its receiver lacks (k_12 from party 0, k_01 from party 2)."""
+        party, rank = self.party, self.rank
+        tag = party.next_tag()
+        sizes = [int(torch.Size(shape).numel()) for shape in shapes]
+        count = sum(sizes)
+        if rank == 0:
+            first = self._mask(1, _CONVERT_DOMAIN, tag, count)
+            pairs = (party.recv(2, tag, "to replicated").reshape(-1), first)
+        else:
+            assert values is not None
+            flat = torch.cat([value.reshape(-1) for value in values]) if values else torch.zeros(0, dtype=torch.int64)
+            partner = self._mask(3 - rank, _CONVERT_DOMAIN, tag, count)
+            party.notify_opening("to replicated", count * 8)
+            if rank == 1:
+                first = self._mask(0, _CONVERT_DOMAIN, tag, count)
+                second = flat - first - partner
+                party.send(2, tag, second)
+                pairs = (first, second)
+            else:
+                last = flat + partner
+                party.send(0, tag, last)
+                pairs = (party.recv(1, tag, "to replicated").reshape(-1), last)
+        party.rounds += 1
+        results: list[Shares] = []
+        at = 0
+        for shape, size in zip(shapes, sizes):
+            results.append((pairs[0][at : at + size].reshape(shape), pairs[1][at : at + size].reshape(shape)))
+            at += size
+        return results

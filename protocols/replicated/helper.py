@@ -1,0 +1,145 @@
+"""The helper sub-session: how the replicated family runs comparisons, truncations and approximations without
+a dealer.
+
+Any two of the three parties hold a replicated secret between them, so parties 1 and 2 see it, for free, as a
+two-party additive sharing (party 1: x_1 + x_2, party 2: x_0; ``shares.two_of_two``).  They run the additive
+family's protocol for two parties on it, and party 0 plays that protocol's dealer: it makes every correlated
+value (Beaver and binary triples, truncation pairs, masked bits) from keys it shares with each of them, and sends
+party 2 the single correction share, exactly as the dealer process of the additive family does.  This is secure
+against any one corrupted party (the replicated family's threat model): party 0 sees only the kinds and shapes
+of what it is asked for, as the dealer does, and parties 1 and 2 see what they would see with a dealer that
+colludes with neither, which holds when at most one party is corrupted.  The two-party result goes back to
+replicated shares in one round (``ReplicatedFamily.from_two_of_two``).
+
+Traffic with party 0 in its helper role uses tags offset by ``HELPER_TAG``, apart from program tags; the
+sub-session's parties take their program tags from the main party, so tags stay in step everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from network import ProtocolError, Transport, TransportStats
+from protocols.dealer import Request, dealer_correction
+from protocols.party import Party
+from protocols.prg import AesCtrPrg
+
+#: Added to the tags of helper traffic (requests, corrections, the end marker) on the links with party 0.
+HELPER_TAG = 1 << 62
+#: First word of the message that ends a sub-session call (a dealer request kind cannot be this).
+END = 98
+#: Sub-session node -> main node: the two-party session's parties 0 and 1 are parties 1 and 2, its dealer
+#: (node 2 of the sub-session) is party 0.
+_NODES = {0: 1, 1: 2, 2: 0}
+
+
+class HelperTransport:
+    """The transport of the sub-session's parties: the main transport with nodes renamed (see ``_NODES``) and
+    the dealer's tags moved past ``HELPER_TAG``.  Closing it does nothing; the session closes the real one."""
+
+    def __init__(self, transport: Transport, rank: int) -> None:
+        self._transport = transport
+        self._rank = rank
+
+    @property
+    def rank(self) -> int:
+        return self._rank
+
+    @property
+    def peers(self) -> tuple[int, ...]:
+        return tuple(node for node in _NODES if node != self._rank)
+
+    @property
+    def stats(self) -> TransportStats:
+        return self._transport.stats
+
+    def send(self, dst: int, tag: int, array: np.ndarray) -> None:
+        self._transport.send(_NODES[dst], tag + (HELPER_TAG if dst == 2 else 0), array)
+
+    def recv(self, src: int, tag: int, *, op: str = "") -> np.ndarray:
+        return self._transport.recv(_NODES[src], tag + (HELPER_TAG if src == 2 else 0), op=op)
+
+    def close(self, *, abort: bool = False, reason: str = "") -> None:
+        """Nothing: the main transport belongs to the session."""
+
+
+@dataclass
+class SubParty(Party):
+    """A party of the two-party sub-session; its program tags are the main party's."""
+
+    main: Party | None = field(default=None, repr=False)
+
+    def next_tag(self) -> int:
+        assert self.main is not None
+        return self.main.next_tag()
+
+
+def sub_party(main: Party, dealer_prg: AesCtrPrg, partner_prg: AesCtrPrg) -> SubParty:
+    """Party 1's or party 2's end of the sub-session (ranks 0 and 1 there; the dealer is node 2)."""
+    rank = main.rank - 1
+    return SubParty(rank=rank, n_parties=2, transport=HelperTransport(main.transport, rank), encoding=main.encoding,
+                    dealer_prg=dealer_prg, pair_prgs={1 - rank: partner_prg}, truncation="dealer",
+                    gather_bytes=None, device=main.device, observers=main.observers, main=main)
+
+
+class Helper:
+    """Party 0's side: the sub-session's dealer.  ``prgs`` are its keys with party 1 and party 2, in that order
+    (the sub-session's parties 0 and 1)."""
+
+    def __init__(self, main: Party, prgs: Sequence[AesCtrPrg]) -> None:
+        self.main = main
+        self.prgs = list(prgs)
+        self.stream = 0
+
+    def next_stream(self) -> int:
+        """The next dealer stream, in step with the sub-session's parties' request counters."""
+        self.stream += 1
+        return self.stream
+
+    def send_to_last(self, stream: int, array: torch.Tensor) -> None:
+        """A correction for stream ``stream`` to the sub-session's last party (party 2)."""
+        self.main.transport.send(2, HELPER_TAG + stream, array.detach().cpu().contiguous().numpy())
+
+    def serve(self) -> tuple[list[tuple[int, ...]], bool, int, int]:
+        """Answer party 2's requests until it ends the call; returns (output shapes, whether the result is a
+        tuple, party 2's final program tag, the rounds the call took), which party 0 needs to stay in step."""
+        while True:
+            stream = self.next_stream()
+            raw = self.main.transport.recv(2, HELPER_TAG + stream, op="helper request")
+            values = np.asarray(raw, dtype=np.int64).reshape(-1)
+            if values.size and int(values[0]) == END:
+                return decode_end(values)
+            self.send_to_last(stream, dealer_correction(self.prgs, stream, Request.decode(values)))
+
+
+def encode_end(shapes: Sequence[Sequence[int]], is_tuple: bool, tag: int, rounds: int) -> torch.Tensor:
+    """The end marker of a call: [END, tag, rounds, is_tuple, outputs, (ndim, *shape) per output]."""
+    words = [END, tag, rounds, int(is_tuple), len(shapes)]
+    for shape in shapes:
+        words += [len(shape), *shape]
+    return torch.tensor(words, dtype=torch.int64)
+
+
+def decode_end(values: np.ndarray) -> tuple[list[tuple[int, ...]], bool, int, int]:
+    """The inverse of ``encode_end``; ProtocolError on anything malformed."""
+    try:
+        tag, rounds, is_tuple, count = int(values[1]), int(values[2]), int(values[3]), int(values[4])
+        shapes, at = [], 5
+        for _ in range(count):
+            ndim = int(values[at])
+            if not 0 <= ndim <= 8:
+                raise ValueError("ndim")
+            shape = tuple(int(d) for d in values[at + 1 : at + 1 + ndim])
+            if len(shape) != ndim or any(d < 0 for d in shape):
+                raise ValueError("shape")
+            shapes.append(shape)
+            at += 1 + ndim
+        if at != len(values) or tag < 0 or rounds < 0 or is_tuple not in (0, 1):
+            raise ValueError("length")
+    except (IndexError, ValueError):
+        raise ProtocolError("malformed end of a helper call") from None
+    return shapes, bool(is_tuple), tag, rounds

@@ -1,0 +1,61 @@
+"""The maths of 2-out-of-3 replicated sharing over Z_2^64, apart from any network.
+
+A secret x = x_0 + x_1 + x_2 (mod 2^64); party i holds the pair (x_i, x_{i+1}) (indices mod 3), so any two
+parties hold all three components and any one party's pair is uniform on its own.  Pure functions of tensors;
+``protocols.replicated`` calls them with PRG masks and received components.
+"""
+
+from __future__ import annotations
+
+import torch
+
+PARTIES = 3
+
+
+def next_rank(rank: int) -> int:
+    """The party holding our second component as its first: i + 1."""
+    return (rank + 1) % PARTIES
+
+
+def previous_rank(rank: int) -> int:
+    """The party holding our first component as its second: i - 1."""
+    return (rank - 1) % PARTIES
+
+
+def split(value: torch.Tensor, first: torch.Tensor, second: torch.Tensor) -> list[torch.Tensor]:
+    """The components [x_0, x_1, x_2] of ``value`` with x_0 = ``first`` and x_1 = ``second``."""
+    return [first, second, value - first - second]
+
+
+def pair_of(components: list[torch.Tensor], rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Party ``rank``'s pair (x_rank, x_{rank+1}) of the three components."""
+    return components[rank], components[next_rank(rank)]
+
+
+def recombine(pair: tuple[torch.Tensor, torch.Tensor], missing: torch.Tensor) -> torch.Tensor:
+    """The secret from one party's pair and the component it lacks (x_{i+2}, from party i + 1)."""
+    return pair[0] + pair[1] + missing
+
+
+def local_product(x: tuple[torch.Tensor, torch.Tensor], y: tuple[torch.Tensor, torch.Tensor],
+                  product: object = torch.mul) -> torch.Tensor:
+    """Party i's additive share z_i of x * y (or x @ y with ``product=ring_matmul``): x_i y_i + x_i y_{i+1} +
+    x_{i+1} y_i, computed as x_i (y_i + y_{i+1}) + x_{i+1} y_i.  The three z_i add up to the product (every
+    cross term x_j y_k appears exactly once across the parties); they are not yet a sharing anyone may see."""
+    assert callable(product)
+    return product(x[0], y[0] + y[1]) + product(x[1], y[0])
+
+
+def zero_share(from_next: torch.Tensor, from_previous: torch.Tensor) -> torch.Tensor:
+    """Party i's share a_i = F(k_{i,i+1}) - F(k_{i-1,i}) of zero: every pair mask enters once with each sign."""
+    return from_next - from_previous
+
+
+def two_of_two(pair: tuple[torch.Tensor, torch.Tensor], rank: int) -> torch.Tensor | None:
+    """The free view of a replicated secret as a two-party additive sharing between parties 1 and 2: party 1
+    holds x_1 + x_2, party 2 holds x_0, party 0 nothing (None)."""
+    if rank == 1:
+        return pair[0] + pair[1]
+    if rank == 2:
+        return pair[1]
+    return None
