@@ -27,7 +27,7 @@ class Observer:
         """This party learned ``value`` (an opening or a reveal) under program tag ``tag``."""
 
     def dealer_request(self, request: Any) -> None:
-        """This party asked the dealer for ``request`` (a ``protocols.dealer.Request``)."""
+        """This party asked the dealer for ``request`` (a ``protocols.additive.dealer.Request``)."""
 
     def timed(self, category: str, seconds: float) -> None:
         """This party spent ``seconds`` in ``category`` (one of ``TIMED``)."""

@@ -246,13 +246,13 @@ class Session:
         """Offline phase: have the dealer make ``times`` repetitions of a recorded ``plan`` now.  Every party
         calls it at the same point.  With ``wait`` (default) it returns once every correction has arrived, so
         the online phase that follows never waits on the dealer; without, the dealer works in the background.
-        The following dealer requests must repeat the plan exactly (``protocols.dealer.PlanMismatch``).
+        The following dealer requests must repeat the plan exactly (``protocols.additive.dealer.PlanMismatch``).
         Returns the seconds this party waited.  No round among the parties."""
         self._check_open()
         if self._family.name != "dealer":
             return 0.0  # no dealer: the replicated family makes its correlated randomness inline
         start = time.perf_counter()
-        protocols.dealer.request_plan(self._party, plan, times, wait=wait)
+        protocols.additive.dealer.request_plan(self._party, plan, times, wait=wait)
         return time.perf_counter() - start
 
     # -- lifetime -------------------------------------------------------------------------------------

@@ -217,7 +217,7 @@ class SharedTensor:
         return bit_tensor(self._session, bit)
 
     def _ltz(self, value: SharedTensor) -> Shares:
-        """Unscaled shares of [value < 0] (``protocols.compare.ltz``: exact; cost there)."""
+        """Unscaled shares of [value < 0] (``protocols.additive.compare.ltz``: exact; cost there)."""
         return self._family.call(protocols.ltz, value._parts)
 
     def _one_minus(self, bit: Shares) -> Shares:
@@ -225,7 +225,7 @@ class SharedTensor:
         return zip_parts(ones, bit, torch.sub)
 
     def __lt__(self, other: Any) -> SharedTensor:
-        """[x < y] elementwise as shared 0/1, exact (``protocols.compare.ltz``: cost there)."""
+        """[x < y] elementwise as shared 0/1, exact (``protocols.additive.compare.ltz``: cost there)."""
         return self._from_bit(self._ltz(self - other))
 
     def __gt__(self, other: Any) -> SharedTensor:
@@ -259,19 +259,19 @@ class SharedTensor:
     lt, gt, le, ge = __lt__, __gt__, __le__, __ge__
 
     def sign(self) -> SharedTensor:
-        """-1, 0 or 1 as torch.sign (``protocols.compare.sign``)."""
+        """-1, 0 or 1 as torch.sign (``protocols.additive.compare.sign``)."""
         scale = self._session.encoding.scale
         return self._call(protocols.sign)._map(lambda part: part * scale)
 
     def abs(self) -> SharedTensor:
-        """|x| (``protocols.compare.absolute``)."""
+        """|x| (``protocols.additive.compare.absolute``)."""
         return self._call(protocols.absolute)
 
     def __abs__(self) -> SharedTensor:
         return self.abs()
 
     def relu(self) -> SharedTensor:
-        """max(x, 0) (``protocols.compare.relu``)."""
+        """max(x, 0) (``protocols.additive.compare.relu``)."""
         return self._call(protocols.relu)
 
     def where(self, condition: SharedTensor, other: Any) -> SharedTensor:
@@ -299,7 +299,7 @@ class SharedTensor:
     clip = clamp
 
     def max(self, dim: int | None = None, keepdim: bool = False) -> SharedTensor:
-        """Maximum over all elements, or along ``dim`` (``protocols.compare.maximum``)."""
+        """Maximum over all elements, or along ``dim`` (``protocols.additive.compare.maximum``)."""
         values, _ = self._tournament(dim)
         return values.unsqueeze(dim) if keepdim and dim is not None else values
 

@@ -9,11 +9,11 @@ from typing import Any
 
 import torch
 
-from protocols.arithmetic import matmul, mul
+from protocols.additive.arithmetic import matmul, mul
+from protocols.additive.sharing import add_public, rerandomize, reveal, share, share_public
+from protocols.additive.truncation import truncate
 from protocols.family import Shares
 from protocols.party import Party
-from protocols.sharing import add_public, rerandomize, reveal, share, share_public
-from protocols.truncation import truncate
 
 
 class AdditiveFamily:

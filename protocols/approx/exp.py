@@ -2,7 +2,7 @@
 
 A piecewise polynomial here is a table of K public breakpoints a_1 < ... < a_K cutting the line into K + 1
 regions, each with its own centre m_r and degree-4 polynomial in u = (x - m_r) / h.  One batched exact
-comparison ([x < a_k] for every k, ``protocols.compare.ltz``) tells which region x is in; the region's centre
+comparison ([x < a_k] for every k, ``protocols.additive.compare.ltz``) tells which region x is in; the region's centre
 and coefficients are then *linear* in those comparison bits, so they cost no communication, and the
 polynomial is evaluated with secret coefficients: the powers of u (Beaver products), then one batched Beaver
 product of each power with its coefficient, and one truncation.
@@ -19,12 +19,12 @@ from dataclasses import dataclass
 import torch
 
 from fixedpoint import FixedPoint, ring_matmul
+from protocols.additive.arithmetic import mul
+from protocols.additive.compare import ltz
+from protocols.additive.sharing import add_public
+from protocols.additive.truncation import truncate
 from protocols.approx.poly import powers
-from protocols.arithmetic import mul
-from protocols.compare import ltz
 from protocols.party import Party
-from protocols.sharing import add_public
-from protocols.truncation import truncate
 
 #: The tables' coefficients are integers in units of 2^-TABLE_FRAC_BITS.
 TABLE_FRAC_BITS = 16

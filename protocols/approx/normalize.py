@@ -20,11 +20,11 @@ from dataclasses import dataclass
 
 import torch
 
+from protocols.additive.arithmetic import mul
+from protocols.additive.compare import ltz
+from protocols.additive.truncation import truncate
 from protocols.approx.poly import powers
-from protocols.arithmetic import mul
-from protocols.compare import ltz
 from protocols.party import Party
-from protocols.truncation import truncate
 
 #: The reduced argument is u = U_SLOPE * x' - U_OFFSET for x' in [0.5, 1): u in [-1, 1), exactly (powers of two).
 U_SLOPE = 4

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 import torch
 
-from protocols.arithmetic import mul
+from protocols.additive.arithmetic import mul
+from protocols.additive.truncation import truncate
 from protocols.party import Party
-from protocols.truncation import truncate
 
 
 def powers(party: Party, x: torch.Tensor, degree: int) -> list[torch.Tensor]:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import torch
 
+from protocols.additive.arithmetic import mul
+from protocols.additive.compare import maximum
 from protocols.approx.exp import exp
 from protocols.approx.log import log
 from protocols.approx.reciprocal import reciprocal
-from protocols.arithmetic import mul
-from protocols.compare import maximum
 from protocols.party import Party
 
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from protocols.dealer import TRUNC, Request, dealer_material, expand_parts
+from protocols.additive.dealer import TRUNC, Request, dealer_material, expand_parts
 from protocols.family import Shares
 
 if TYPE_CHECKING:
@@ -21,7 +21,7 @@ def fused_truncate(family: ReplicatedFamily, z: torch.Tensor, divisor: int | Non
     """Replicated shares of floor(z / divisor) (or that plus one) from the parties' additive shares z_i of a
     product, |z| < 2^product_bits; divisor defaults to 2^frac_bits.
 
-    The additive family's exact truncation (``protocols.truncation._dealer_divide``) with party 0 as the dealer
+    The additive family's exact truncation (``protocols.additive.truncation._dealer_divide``) with party 0 as the dealer
     of parties 1 and 2, its opening merged with the gathering of the three z_i:
       1. Party 0 draws the truncation pair's mask r (from its helper keys with parties 1 and 2; it knows r, as
          a dealer does) and sends z_0 + r - F(k_02) to party 1 and z_0 + r - F(k_01) to party 2, plus party 2's

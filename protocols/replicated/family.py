@@ -14,6 +14,7 @@ import torch
 
 from fixedpoint import ring_matmul
 from network import Transport
+from protocols.additive.truncation import truncate
 from protocols.family import Shares
 from protocols.party import Party
 from protocols.prg import AesCtrPrg
@@ -21,7 +22,6 @@ from protocols.replicated import shares as rep
 from protocols.replicated.arithmetic import fused_truncate
 from protocols.replicated.helper import Helper, SubParty, encode_end, sub_party
 from protocols.setup import derived_key, pairwise_keys
-from protocols.truncation import truncate
 
 #: Stream-id domains (top byte) on the pair keys, so that no two uses of one key can meet.
 _SHARE_DOMAIN = 1 << 56

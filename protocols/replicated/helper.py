@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from network import ProtocolError, Transport, TransportStats
-from protocols.dealer import Request, dealer_correction
+from protocols.additive.dealer import Request, dealer_correction
 from protocols.party import Party
 from protocols.prg import AesCtrPrg
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 
 from fixedpoint import logical_shift_right
-from protocols.arithmetic import mul
-from protocols.dealer import binary_triple, masked_bits, random_bit
+from protocols.additive.arithmetic import mul
+from protocols.additive.dealer import binary_triple, masked_bits, random_bit
 from protocols.party import Party
 
 _LOW_63 = (1 << 63) - 1

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
-from protocols.compare import ltz
+from protocols.additive.compare import ltz
 from protocols.party import Party
 from protocols.prg import AesCtrPrg, new_key
 

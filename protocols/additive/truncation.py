@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from protocols.dealer import truncation_pair
+from protocols.additive.dealer import truncation_pair
 from protocols.party import Party
 
 

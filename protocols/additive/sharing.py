@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from protocols import shares
+from protocols.additive import shares
 from protocols.party import Party
 
 #: Stream-id domains on the pairwise keys (top byte), so no two uses can collide.

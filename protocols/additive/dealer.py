@@ -12,7 +12,7 @@ Z_2^64, "^" XOR shares of 64-bit words):
   * ``MATMUL``: matrix triple +A, +B, +C = A @ B (torch.matmul shapes, batched too).
   * ``TRUNC``: +r (uniform in Z_2^64, read unsigned) in ``a``; in ``c``, stacked on a new first axis,
     +s = floor(r / d) and +u = MSB(r) * (s + ceil((2^64 - r) / d)) mod 2^64, for a public divisor d >= 2
-    (``protocols.truncation`` uses u to correct, without a second opening, the rare masked sum that wrapped).
+    (``protocols.additive.truncation`` uses u to correct, without a second opening, the rare masked sum that wrapped).
   * ``MASK_BITS``: +r and ^r: one uniform r, both additively shared and XOR-shared (for comparisons).
   * ``AND``: binary triple ^a (shape x), ^b (shape y), ^c = a & b (broadcast shape).
   * ``BIT``: a uniform bit rho, XOR-shared in bit 0 of ``a`` and additively shared in ``c``.

@@ -8,9 +8,9 @@ from __future__ import annotations
 import torch
 
 from fixedpoint import ring_matmul
-from protocols.dealer import beaver_triple, matrix_triple
+from protocols.additive.dealer import beaver_triple, matrix_triple
+from protocols.additive.truncation import truncate
 from protocols.party import Party
-from protocols.truncation import truncate
 
 
 def mul(party: Party, x: torch.Tensor, y: torch.Tensor, *, rescale: bool = True) -> torch.Tensor:

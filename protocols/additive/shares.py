@@ -1,6 +1,6 @@
 """The maths of additive secret sharing over Z_2^64, apart from any network: split, recombine, sharings of
 zero, shares of public values.  Pure functions of tensors (int64 arithmetic wraps modulo 2^64, as the ring
-does); ``protocols.sharing`` calls them with the masks it expands from PRG keys and the shares it receives.
+does); ``protocols.additive.sharing`` calls them with the masks it expands from PRG keys and the shares it receives.
 """
 
 from __future__ import annotations
