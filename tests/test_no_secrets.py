@@ -22,7 +22,7 @@ import torch
 import protocols
 import smpc
 from network import read_secret_key
-from tests.harness import run_parties
+from tests.support.harness import run_parties
 from tests.smpc.test_cli import _finish, _make_roster, _smpc, _start
 from tests.smpc.test_train import _bank_files
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import smpc
-from tests.harness import run_parties
+from tests.support.harness import run_parties
 
 #: What the honest party opens: 4 ring elements.
 SHARE = torch.arange(4, dtype=torch.int64)

@@ -35,7 +35,7 @@ from protocols.approx.exp import (
     exp,
 )
 from protocols.approx.sigmoid import SIGMOID_TABLE, TANH_TABLE, sigmoid, tanh
-from tests.harness import run_parties
+from tests.support.harness import run_parties
 
 PARTIES = pytest.mark.parametrize("n_parties", [2, 3])
 

@@ -26,7 +26,7 @@ from protocols.approx.normalize import normalize
 from protocols.approx.reciprocal import reciprocal
 from protocols.approx.sqrt import inv_sqrt, sqrt
 from protocols.party import Party
-from tests.harness import run_parties
+from tests.support.harness import run_parties
 
 UNIT = 2.0 ** -16
 TOP = 2.0 ** 15 - UNIT

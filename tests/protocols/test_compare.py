@@ -20,7 +20,7 @@ from hypothesis.extra import numpy as hnp
 import protocols
 import smpc
 from network.local import FRAME_OVERHEAD_BYTES
-from tests.harness import run_parties
+from tests.support.harness import run_parties
 
 PARTIES = pytest.mark.parametrize("n_parties", [2, 3])
 

@@ -36,7 +36,7 @@ from protocols.approx.poly import polynomial
 from protocols.approx.sigmoid import sigmoid, tanh
 from protocols.dealer import Request
 from protocols.party import Party
-from tests.harness import run_parties
+from tests.support.harness import run_parties
 from tests.protocols.test_uniformity import (
     ALPHA,
     BYTE_DOF,

@@ -21,7 +21,7 @@ import torch
 
 import protocols
 import smpc
-from tests.harness import run_parties, share_from
+from tests.support.harness import run_parties, share_from
 
 #: Significance level of each test function.
 ALPHA = 1e-6

@@ -20,7 +20,7 @@ import torch
 import protocols
 import smpc
 from smpc.loan import checkpoint
-from tests.harness import run_parties
+from tests.support.harness import run_parties
 
 TIMEOUT = 180
 #: A short loan job (300 rows, 210 for training: 7 batches of 32 per epoch).

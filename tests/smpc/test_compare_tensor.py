@@ -21,7 +21,7 @@ from hypothesis.extra import numpy as hnp
 
 import smpc
 from smpc.tensor import where as shared_where
-from tests.harness import run_parties, share_from
+from tests.support.harness import run_parties, share_from
 from tests.smpc.test_tensor import BROADCAST_PAIRS, check_all, run_and_collect
 
 PARTIES = pytest.mark.parametrize("n_parties", [2, 3])

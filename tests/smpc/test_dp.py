@@ -20,7 +20,7 @@ import protocols
 import smpc
 from smpc import privacy
 from smpc.loan.schema import embedded_dataset
-from tests.harness import run_parties
+from tests.support.harness import run_parties
 from tests.protocols.test_uniformity import uniformity_failures
 
 

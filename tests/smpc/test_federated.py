@@ -17,7 +17,7 @@ import torch
 
 import smpc
 from smpc import federated
-from tests.harness import run_parties
+from tests.support.harness import run_parties
 
 FEATURES = 5
 

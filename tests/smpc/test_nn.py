@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 import smpc
 from smpc import nn as snn
 from smpc import optim as soptim
-from tests.harness import run_parties
+from tests.support.harness import run_parties
 from tests.smpc.test_tensor import FLOAT_SLACK, PARTIES, check_all, float_arrays, run_and_collect
 
 E = math.ldexp(1.0, -17)

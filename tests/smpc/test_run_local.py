@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import smpc
-from tests.harness import run_parties
+from tests.support.harness import run_parties
 
 X = torch.tensor([[1.5, -2.25, 3.0], [0.5, 4.0, -1.0]], dtype=torch.float64)
 Y = torch.tensor([[2.0, 0.5], [-1.5, 1.0], [0.25, -3.0]], dtype=torch.float64)

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import smpc
-from tests.harness import run_parties, share_from
+from tests.support.harness import run_parties, share_from
 
 #: Float64 rounding slack of the comparisons themselves; never a substitute for a stated bound.
 FLOAT_SLACK = 1e-12

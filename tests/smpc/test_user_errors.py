@@ -14,7 +14,7 @@ import torch
 
 import smpc
 from smpc.loan.schema import embedded_dataset
-from tests.harness import run_parties
+from tests.support.harness import run_parties
 from tests.smpc.test_cli import _env, _make_roster, _run, _smpc
 
 
