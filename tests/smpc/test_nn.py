@@ -22,8 +22,9 @@ from hypothesis import strategies as st
 import smpc
 from smpc import nn as snn
 from smpc import optim as soptim
+from tests.support.checks import FLOAT_SLACK, PARTIES, check_all, run_and_collect
 from tests.support.harness import run_parties
-from tests.smpc.test_tensor import FLOAT_SLACK, PARTIES, check_all, float_arrays, run_and_collect
+from tests.support.strategies import float_arrays
 
 E = math.ldexp(1.0, -17)
 U = math.ldexp(1.0, -16)
