@@ -21,7 +21,7 @@ import smpc
 from smpc import privacy
 from smpc.loan.schema import embedded_dataset
 from tests.support.harness import run_parties
-from tests.protocols.test_uniformity import uniformity_failures
+from tests.support.statistics import uniformity_failures
 
 
 def _env() -> dict[str, str]:

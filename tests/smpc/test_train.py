@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from smpc.loan.schema import Schema, embedded_dataset, load_csv
-from tests.protocols.test_uniformity import uniformity_failures
+from tests.support.statistics import uniformity_failures
 from tests.smpc.test_cli import _env, _finish, _make_roster, _smpc, _start
 
 QUICK = ["--max-rows", "240", "--epochs", "2", "--batch-size", "32"]

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from smpc.loan.schema import Schema, embedded_dataset, load_csv
-from tests.protocols.test_uniformity import chi_square_critical, homogeneity_statistic, uniformity_failures
+from tests.support.statistics import chi_square_critical, homogeneity_statistic, uniformity_failures
 from tests.smpc.test_cli import _env
 
 ALPHA = 1e-6
