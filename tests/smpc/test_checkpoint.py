@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import torch
 import protocols
 import smpc
 from smpc.loan import checkpoint
+from tests.support.cli import run_smpc, start_smpc
 from tests.support.harness import run_parties
 
 TIMEOUT = 180
@@ -27,15 +27,8 @@ TIMEOUT = 180
 JOB = ["--max-rows", "300", "--epochs", "6", "--seed", "1"]
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2]) + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
 def _train(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "smpc", "train", *args], cwd=cwd, env=_env(),
-                          capture_output=True, text=True, timeout=TIMEOUT)
+    return run_smpc("train", *args, cwd=cwd, timeout=TIMEOUT)
 
 
 def _children(pid: int) -> list[int]:
@@ -55,9 +48,7 @@ def test_a_killed_run_resumes_to_the_same_auc(tmp_path: Path) -> None:
     whole = _train(*JOB, "--report", "whole.json", cwd=tmp_path)
     assert whole.returncode == 0, whole.stderr
     folder = tmp_path / "checkpoints"
-    run = subprocess.Popen([sys.executable, "-m", "smpc", "train", *JOB, "--checkpoint-every", "4",
-                            "--checkpoint-dir", str(folder)], cwd=tmp_path, env=_env(),
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run = start_smpc("train", *JOB, "--checkpoint-every", "4", "--checkpoint-dir", str(folder), cwd=tmp_path)
     try:
         deadline = time.monotonic() + TIMEOUT
         while not (folder.is_dir() and _all_committed(folder)) and time.monotonic() < deadline:

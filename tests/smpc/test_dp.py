@@ -7,9 +7,7 @@ from __future__ import annotations
 import functools
 import json
 import math
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,19 +18,13 @@ import protocols
 import smpc
 from smpc import privacy
 from smpc.loan.schema import embedded_dataset
+from tests.support.cli import run_smpc
 from tests.support.harness import run_parties
 from tests.support.statistics import uniformity_failures
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2]) + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
 def _train(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "smpc", "train", "--max-rows", "300", *args], cwd=tmp_path,
-                          env=_env(), capture_output=True, text=True, timeout=300)
+    return run_smpc("train", "--max-rows", "300", *args, cwd=tmp_path, timeout=300)
 
 
 @pytest.mark.parametrize("mode", ["secure", "fedavg"])
