@@ -25,12 +25,13 @@ from zmq.utils.monitor import recv_monitor_message
 from network.base import WIRE_DTYPES
 from network.errors import HandshakeError, NetworkError, PeerClosedError, PeerLostError, ProtocolError, ReceiveTimeout
 from network import zmq_setup
-from network.delivery import Mailbox
 from network.framing import (CHUNK_BYTES, HEADER_SIZE, PROTOCOL_VERSION, Kind, decode_header, encode_header,
-                             json_payload, whole_frame)
+                             json_payload)
 from network.roster import Roster, generate_keypair, read_public_key, read_secret_key, write_keypair
 from network.zmq_transport import ZmqTransport
-from tests.network.test_frame_fuzz import FAMILIES as FUZZ_FAMILIES, SEED as FUZZ_SEED
+from tests.support.frames import FAMILIES as FUZZ_FAMILIES
+from tests.support.frames import SEED as FUZZ_SEED
+from tests.support.frames import receive
 
 SESSION = b"test-session-id!"
 HANDSHAKE = {"ring_bits": 64, "frac_bits": 16, "parties": 3}
@@ -473,8 +474,8 @@ GARBAGE_MESSAGES = 200
 
 def _garbage(count: int) -> list[list[bytes]]:
     """``count`` messages a holder of party 1's keys could send party 0 after set-up, none of them acceptable:
-    valid DATA frames (the very next one party 0 expects) put through the mutations of ``test_frame_fuzz``, cut
-    into 1 to 4 payload parts or sent as a header alone.  A mutant that party 0 would take as party 1's next frame
+    valid DATA frames (the very next one party 0 expects) put through the mutations of ``tests.support.frames``,
+    cut into 1 to 4 payload parts or sent as a header alone.  A mutant that party 0 would take as party 1's next frame
     (it would use up that sequence number) is skipped, so each message must end in exactly one ProtocolError."""
     rng = random.Random(f"{FUZZ_SEED}/live")
     mutations = [mutate for family, mutate in FUZZ_FAMILIES.items() if family != "chunking"]
@@ -500,10 +501,7 @@ def _next_frame_of_party_1(header: bytes, payload: bytes) -> bool:
         head = decode_header(header, session_id=SESSION, max_bytes=1 << 30)
         if head.sender != 1 or head.seq != 1 or head.kind == Kind.HELLO:
             return False
-        if head.kind in (Kind.DATA, Kind.MORE):
-            Mailbox(receiver="party 0", budget=1 << 40).check(1, "party 1", head, payload)
-        else:
-            whole_frame(head, payload)
+        receive(header, [payload], session_id=SESSION, max_bytes=1 << 30, budget=1 << 40)
     except ProtocolError:
         return False
     return True
