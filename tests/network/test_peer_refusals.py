@@ -1,8 +1,9 @@
 """A peer that sends a share of the wrong dtype, size or shape is refused by the protocol layer, by name, within seconds.
 
-The wire-level refusals (unknown key, replayed, out-of-sequence, other session, undecodable dtype or shape,
-oversized, other protocol version) are in ``test_zmq.py``; here the frame is well formed and the transport
-accepts it, and it is ``Party._expect`` that notices the share does not fit the operation it was sent for.
+The wire-level refusals are in ``test_zmq_handshake.py`` (unknown key, other protocol version) and
+``test_zmq_hostile.py`` (replayed, out-of-sequence, other session, undecodable dtype or shape, oversized); here the
+frame is well formed and the transport accepts it, and it is ``Party._expect`` that notices the share does not
+fit the operation it was sent for.
 """
 
 from __future__ import annotations
