@@ -23,6 +23,7 @@ from tests.support.nodes import (
     Cluster,
     connect_all,
     connected,
+    curve_client,
     roster_document,
     timed,
 )
@@ -49,10 +50,7 @@ def test_with_its_zap_handler_stopped_a_node_still_refuses_an_unlisted_key(clust
     victim._zap.close()
     stranger = zmq.Context()
     try:
-        dealer = stranger.socket(zmq.DEALER)
-        dealer.linger = 0
-        dealer.curve_publickey, dealer.curve_secretkey = zmq.curve_keypair()
-        dealer.curve_serverkey = cluster.keypair(0)[0]
+        dealer = curve_client(stranger, zmq.curve_keypair(), cluster.keypair(0)[0])
         monitor = dealer.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
                                             | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
                                             | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_DISCONNECTED)

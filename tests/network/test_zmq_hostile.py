@@ -32,7 +32,15 @@ from network.zmq_transport import ZmqTransport
 from tests.support.frames import FAMILIES as FUZZ_FAMILIES
 from tests.support.frames import SEED as FUZZ_SEED
 from tests.support.frames import receive
-from tests.support.nodes import FAST, HANDSHAKE, SESSION, Cluster, connected, timed
+from tests.support.nodes import (
+    FAST,
+    HANDSHAKE,
+    SESSION,
+    Cluster,
+    connected,
+    curve_client,
+    timed,
+)
 
 
 def _forged_frames(case: str) -> list[list[bytes]]:
@@ -121,10 +129,7 @@ def test_forged_frames_are_protocol_errors(cluster: Cluster, case: str, message:
     public, secret = cluster.keypair(1)
     forger = zmq.Context()
     try:
-        dealer = forger.socket(zmq.DEALER)
-        dealer.linger = 0
-        dealer.curve_publickey, dealer.curve_secretkey = public, secret
-        dealer.curve_serverkey = cluster.keypair(0)[0]
+        dealer = curve_client(forger, (public, secret), cluster.keypair(0)[0])
         dealer.connect(victim.endpoint)
         for parts in _forged_frames(case):
             dealer.send_multipart(parts)
@@ -216,10 +221,7 @@ def test_a_party_process_refuses_200_garbage_messages_then_works_and_closes(clus
         from_parent.put({1: honest.endpoint})
         honest.connect({0: endpoint})
         assert to_parent.get(timeout=30) == "connected"
-        dealer = forger.socket(zmq.DEALER)
-        dealer.linger = 0
-        dealer.curve_publickey, dealer.curve_secretkey = cluster.keypair(1)
-        dealer.curve_serverkey = cluster.keypair(0)[0]
+        dealer = curve_client(forger, cluster.keypair(1), cluster.keypair(0)[0])
         dealer.connect(endpoint)
         started = time.monotonic()
         for parts in _garbage(GARBAGE_MESSAGES):

@@ -88,6 +88,16 @@ def connected(cluster: Cluster, n: int, **options: Any) -> list[ZmqTransport]:
     return everyone
 
 
+def curve_client(context: zmq.Context, keys: tuple[bytes, bytes], server_key: bytes) -> zmq.Socket:
+    """A DEALER socket of ``context`` that speaks CurveZMQ with ``keys`` to the node whose public key is
+    ``server_key`` (linger 0, not yet connected): an outsider, or a forger holding a party's keys."""
+    client = context.socket(zmq.DEALER)
+    client.linger = 0
+    client.curve_publickey, client.curve_secretkey = keys
+    client.curve_serverkey = server_key
+    return client
+
+
 def timed(function: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[BaseException | None, float]:
     """The exception ``function(*args, **kwargs)`` raised (None if none) and how long it took."""
     started = time.monotonic()
