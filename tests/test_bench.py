@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from smpc.bench.netmodel import LINKS, predict
 from smpc.bench.suite import opening_cost
 from tests.support.cli import run_smpc
 
 
+@pytest.mark.processes
 def test_quick_subset_writes_json_and_png(tmp_path: Path) -> None:
     """Two ops for 2 and 3 parties over CurveZMQ: rows for each, measured bytes within 5 % of the theory
     (frame headers included) and rounds equal to it, a real PNG, and the table on stdout."""

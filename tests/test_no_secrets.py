@@ -65,7 +65,7 @@ def _failing_program(session: smpc.Session) -> None:
     (y * y).reveal()
 
 
-@pytest.mark.parametrize("transport", ["inproc", "zmq"])
+@pytest.mark.parametrize("transport", ["inproc", pytest.param("zmq", marks=pytest.mark.processes)])
 def test_a_failure_reports_no_key_or_share(transport: str) -> None:
     """A party fails mid-protocol: the error the caller gets (with its remote traceback) and the reasons the
     peers were told hold no key; the secret-looking numbers it could hold are ring words, never printed."""
@@ -78,6 +78,7 @@ def test_a_failure_reports_no_key_or_share(transport: str) -> None:
         assert not (digits.isdigit() and len(digits) >= 12), f"a ring-sized number in an error: {word}"
 
 
+@pytest.mark.processes
 def test_a_training_run_prints_and_audits_no_key_or_share(tmp_path: Path) -> None:
     """Three `smpc party` processes and an `smpc dealer` train with --audit, --out and --show-loss: no CurveZMQ
     secret key appears in any output, audit log or share file's metadata; no model share appears among the

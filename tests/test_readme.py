@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.support.cli import REPO_ROOT, repo_env
 
 
@@ -14,6 +16,7 @@ def _python_blocks() -> list[str]:
     return re.findall(r"```python\n(.*?)```", (REPO_ROOT / "README.md").read_text(), flags=re.S)
 
 
+@pytest.mark.processes
 def test_embedding_example_runs(tmp_path: Path) -> None:
     """Both run_local calls of the example (processes over CurveZMQ, then threads) give party 0 the result."""
     script = tmp_path / "embed.py"

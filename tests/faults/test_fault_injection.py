@@ -29,6 +29,9 @@ CASES = int(os.environ.get("SMPC_FAULT_CASES", "20"))
 SURVIVOR_BOUND_S = 10.0
 NAMES = ["party 0", "party 1", "party 2", "dealer"]
 
+#: Every test here starts OS processes (smpc commands, or parties and a dealer as processes).
+pytestmark = pytest.mark.processes
+
 
 def _port_free(port: int) -> bool:
     """Whether a new listener can take ``port`` (with SO_REUSEADDR, as ZeroMQ's listeners do: connections

@@ -43,7 +43,9 @@ def _open_with_a_cheat(wrong: str, session: smpc.Session) -> str:
 
 
 @pytest.mark.parametrize(
-    ("wrong", "transport"), [("dtype", "inproc"), ("size", "inproc"), ("shape", "inproc"), ("size", "zmq")]
+    ("wrong", "transport"),
+    [("dtype", "inproc"), ("size", "inproc"), ("shape", "inproc"),
+     pytest.param("size", "zmq", marks=pytest.mark.processes)],
 )
 def test_a_share_of_the_wrong_dtype_size_or_shape_is_refused_naming_the_sender(wrong: str, transport: str) -> None:
     """PartyError from party 0 naming party 1, the operation, and what was expected.  Over ZeroMQ (one case: each

@@ -205,6 +205,7 @@ def _garbage_victim(keys: tuple[bytes, bytes], roster: dict[int, bytes], to_pare
     to_parent.put((received, time.monotonic() - started))
 
 
+@pytest.mark.processes
 def test_a_party_process_refuses_200_garbage_messages_then_works_and_closes(cluster: Cluster) -> None:
     """Party 0 runs in its own process; a forger with party 1's keys sends it 200 mutated messages over CurveZMQ.
     Each one is a ProtocolError naming party 1, raised within seconds; then the real party 1's message still

@@ -92,6 +92,7 @@ def _peer_process(rank: int, keys: tuple[bytes, bytes], roster: dict[int, bytes]
     transport.recv(0, 999)
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGSTOP], ids=["killed", "frozen"])
 def test_a_peer_that_dies_or_freezes_is_reported_within_10_seconds(cluster: Cluster, stop: signal.Signals) -> None:
     """Party 1 runs in its own process; party 0 waits on it, party 2 waits on party 0 (alive), both must raise."""

@@ -42,6 +42,7 @@ def _all_committed(directory: Path, parties: int = 3) -> list[int]:
     return sorted(set.intersection(*(set(checkpoint.committed_steps(directory, r)) for r in range(parties))))
 
 
+@pytest.mark.processes
 def test_a_killed_run_resumes_to_the_same_auc(tmp_path: Path) -> None:
     """Kill one party process (SIGKILL) after the first committed checkpoint; the run fails; --resume
     finishes it, and its test AUC is within 0.005 of the same job run without interruption."""
@@ -73,6 +74,7 @@ def test_a_killed_run_resumes_to_the_same_auc(tmp_path: Path) -> None:
     assert abs(auc_resumed - auc_whole) <= 0.005, (auc_whole, auc_resumed)
 
 
+@pytest.mark.processes
 def test_resume_refuses_other_settings_and_a_missing_checkpoint(tmp_path: Path) -> None:
     """--resume with another learning rate names the differing setting; a directory with no checkpoint
     committed by every party says so; neither prints a traceback."""
@@ -120,6 +122,7 @@ def test_rerandomize_keeps_the_value_and_changes_every_share(n_parties: int) -> 
         assert value == [1.5, -2.25, 3.0] and changed
 
 
+@pytest.mark.processes
 def test_a_diverging_loss_stops_training(tmp_path: Path) -> None:
     """With --show-loss and a learning rate of 1000 the loss climbs; training stops saying so and how to fix it."""
     done = _train("--max-rows", "300", "--epochs", "3", "--lr", "1000", "--show-loss", cwd=tmp_path)
@@ -127,6 +130,7 @@ def test_a_diverging_loss_stops_training(tmp_path: Path) -> None:
     assert "the training loss diverged" in done.stderr and "lower --lr" in done.stderr
 
 
+@pytest.mark.processes
 def test_a_run_over_the_truncation_budget_is_refused_before_training(tmp_path: Path) -> None:
     """Two parties with the local shift: the run's lower bound on expected wrong truncations is over the
     budget, so it is refused before the first batch (no progress line), naming the numbers and the fix."""

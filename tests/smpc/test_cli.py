@@ -12,6 +12,9 @@ from network import read_public_key, read_secret_key
 from smpc.loan.demo import plain_reference
 from tests.support.cli import finish, make_roster, run_smpc, start_smpc
 
+#: Every test here starts OS processes (smpc commands, or parties and a dealer as processes).
+pytestmark = pytest.mark.processes
+
 
 def test_keygen_writes_a_private_secret_and_a_public_key(tmp_path: Path) -> None:
     assert run_smpc("keygen", "node", cwd=tmp_path).returncode == 0

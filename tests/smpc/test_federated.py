@@ -73,6 +73,7 @@ def _train(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     return run_smpc("train", "--max-rows", "400", *args, cwd=tmp_path, timeout=300)
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("extra", [[], ["--split-by", "age_in_years"], ["--keep-shared"]],
                          ids=["random-split", "skewed-split", "kept-shared"])
 def test_fedavg_trains_the_loan_model(tmp_path: Path, extra: list[str]) -> None:

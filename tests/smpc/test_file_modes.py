@@ -24,6 +24,7 @@ def _modes(root: Path) -> dict[str, int]:
     return {str(path.relative_to(root)): stat.S_IMODE(path.stat().st_mode) for path in [root, *root.rglob("*")]}
 
 
+@pytest.mark.processes
 def test_every_file_a_run_writes_is_private(tmp_path: Path) -> None:
     secure = _train(tmp_path, "--epochs", "1", "--out", "shares/model", "--checkpoint-every", "2",
                     "--checkpoint-dir", "checkpoints", "--audit", "audit")

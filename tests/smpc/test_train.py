@@ -18,6 +18,9 @@ QUICK = ["--max-rows", "240", "--epochs", "2", "--batch-size", "32"]
 #: Every opening of a training step is a masked value of one of these protocols.
 MASKED_OPENINGS = {"mul", "matmul", "truncate", "compare", "and", "bit conversion"}
 
+#: Every test here starts OS processes (smpc commands, or parties and a dealer as processes).
+pytestmark = pytest.mark.processes
+
 
 def _train(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
     return run_smpc("train", *QUICK, *extra, cwd=tmp_path, timeout=300)

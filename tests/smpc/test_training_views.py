@@ -14,10 +14,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tests.support.cli import run_smpc
 from tests.support.loan import embedded_rows, masked_words, save_schema, write_csv
-from tests.support.statistics import ALPHA, chi_square_critical, homogeneity_statistic, uniformity_failures
+from tests.support.statistics import (
+    ALPHA,
+    chi_square_critical,
+    homogeneity_statistic,
+    uniformity_failures,
+)
+
+#: Every test here starts OS processes (smpc commands, or parties and a dealer as processes).
+pytestmark = pytest.mark.processes
 
 
 def test_views_of_two_different_data_sets_are_indistinguishable(tmp_path: Path) -> None:

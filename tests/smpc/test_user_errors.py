@@ -61,6 +61,7 @@ def _blank(rows: list[list[str]]) -> None:
     (["--data", "nosuch.csv"], "nosuch.csv: no such file"),
     (["--epochs", "0"], "must be positive"),
 ])
+@pytest.mark.processes
 def test_bad_data_and_options_get_one_clear_line(tmp_path: Path, args: list[str], message: str) -> None:
     _csv(tmp_path / "missing.csv", _blank)
     _csv(tmp_path / "threelabel.csv", _relabel)
@@ -71,6 +72,7 @@ def test_bad_data_and_options_get_one_clear_line(tmp_path: Path, args: list[str]
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
+@pytest.mark.processes
 def test_a_port_in_use_says_what_to_fix(tmp_path: Path) -> None:
     """Party 0's roster port is held by another program: the party exits non-zero within its connect
     timeout, naming the address and the fix, without a traceback."""
