@@ -1,6 +1,7 @@
 """ZmqTransport set-up over real TCP on 127.0.0.1: CurveZMQ with pinned keys and a ZAP handler refuse keys not on
-the roster, the HELLO handshake refuses another session, other settings or another protocol version on both
-sides, a missing peer is named when connect times out, and nodes set up from a roster talk.
+the roster (a wrong pinned key fails the handshake), the HELLO handshake refuses another session or other
+settings on both sides and another protocol version, a missing peer is named when connect times out, and nodes
+set up from a roster talk.
 
 Nodes of one test run in threads of this process (``tests.support.nodes``).
 """

@@ -1,6 +1,7 @@
 """ZmqTransport at the end of a session, over real TCP on 127.0.0.1: data sent before a close still arrives and
-the goodbye is told from a loss, close is idempotent, quick and frees the port (a failed connect too), and a
-peer that is killed or frozen is reported by name within 10 seconds to every node waiting on it.
+the goodbye is told from a loss (an abort is one), close is idempotent, quick and frees the port (a failed
+connect too), and a peer that is killed or frozen is reported by name within 10 seconds to every node waiting
+on it.
 
 Nodes run in threads of this process (``tests.support.nodes``); the peer that dies is a spawned process,
 killed in ``finally``.
