@@ -1,4 +1,4 @@
-"""Shared test set-up: hypothesis profiles and the party harness.
+"""Shared test set-up: hypothesis profiles (the party harness and other shared helpers are in tests/support).
 
 Profiles: ``ci`` (default, small and fast) and ``thorough`` (many more examples); pick with
 ``SMPC_HYPOTHESIS_PROFILE=thorough python -m pytest``.

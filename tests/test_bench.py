@@ -4,23 +4,22 @@ openings made; the network model and the per-size opening cost are what their do
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
+
+import pytest
 
 from smpc.bench.netmodel import LINKS, predict
 from smpc.bench.suite import opening_cost
+from tests.support.cli import run_smpc
 
 
+@pytest.mark.processes
 def test_quick_subset_writes_json_and_png(tmp_path: Path) -> None:
     """Two ops for 2 and 3 parties over CurveZMQ: rows for each, measured bytes within 5 % of the theory
     (frame headers included) and rounds equal to it, a real PNG, and the table on stdout."""
     out = tmp_path / "bench"
-    done = subprocess.run(
-        [sys.executable, "-m", "smpc", "bench", "--quick", "--only", "mul", "truncate", "matmul", "--repeats", "1",
-         "--profile", "--out", str(out)],
-        capture_output=True, text=True, timeout=240,
-    )
+    done = run_smpc("bench", "--quick", "--only", "mul", "truncate", "matmul", "--repeats", "1", "--profile",
+                    "--out", str(out), timeout=240)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "median ms" in done.stdout and "profile" in done.stdout
     report = json.loads((out / "bench.json").read_text())

@@ -22,9 +22,9 @@ import torch
 import protocols
 import smpc
 from network import read_secret_key
-from tests.harness import run_parties
-from tests.smpc.test_cli import _finish, _make_roster, _smpc, _start
-from tests.smpc.test_train import _bank_files
+from tests.support.cli import finish, make_roster, start_smpc
+from tests.support.harness import run_parties
+from tests.support.loan import audited_words, bank_files, save_schema
 
 
 def _spellings(key: bytes) -> list[str]:
@@ -65,7 +65,7 @@ def _failing_program(session: smpc.Session) -> None:
     (y * y).reveal()
 
 
-@pytest.mark.parametrize("transport", ["inproc", "zmq"])
+@pytest.mark.parametrize("transport", ["inproc", pytest.param("zmq", marks=pytest.mark.processes)])
 def test_a_failure_reports_no_key_or_share(transport: str) -> None:
     """A party fails mid-protocol: the error the caller gets (with its remote traceback) and the reasons the
     peers were told hold no key; the secret-looking numbers it could hold are ring words, never printed."""
@@ -78,22 +78,20 @@ def test_a_failure_reports_no_key_or_share(transport: str) -> None:
         assert not (digits.isdigit() and len(digits) >= 12), f"a ring-sized number in an error: {word}"
 
 
+@pytest.mark.processes
 def test_a_training_run_prints_and_audits_no_key_or_share(tmp_path: Path) -> None:
     """Three `smpc party` processes and an `smpc dealer` train with --audit, --out and --show-loss: no CurveZMQ
     secret key appears in any output, audit log or share file's metadata; no model share appears among the
     audited values or in any output."""
-    roster = _make_roster(tmp_path)
-    _bank_files(tmp_path)
-    from smpc.loan.schema import Schema, embedded_dataset, load_csv
-
-    header, rows = load_csv(embedded_dataset())
-    Schema.infer(header, rows, "creditability", "bad").save(tmp_path / "schema.json")
-    processes = [_start(_smpc("dealer", "--roster", roster.name, "--key", "dealer.key", cwd=tmp_path), tmp_path)]
+    roster = make_roster(tmp_path)
+    bank_files(tmp_path)
+    save_schema(tmp_path / "schema.json")
+    processes = [start_smpc("dealer", "--roster", roster.name, "--key", "dealer.key", cwd=tmp_path)]
     for rank in range(3):
-        processes.append(_start(_smpc("party", "--rank", str(rank), "--roster", roster.name, "--key", f"party{rank}.key",
-                                      "--data", f"bank{rank}.csv", "--schema", "schema.json", "--epochs", "2",
-                                      "--audit", "audit", "--out", "model", "--show-loss", cwd=tmp_path), tmp_path))
-    outcomes = _finish(processes)
+        processes.append(start_smpc("party", "--rank", str(rank), "--roster", roster.name, "--key", f"party{rank}.key",
+                                    "--data", f"bank{rank}.csv", "--schema", "schema.json", "--epochs", "2",
+                                    "--audit", "audit", "--out", "model", "--show-loss", cwd=tmp_path))
+    outcomes = finish(processes)
     assert all(code == 0 for code, _, _ in outcomes), outcomes
     printed = "\n".join(out + err for _, out, err in outcomes)
     secret_keys = [read_secret_key(tmp_path / f"{name}.key")[1].decode() for name in
@@ -112,6 +110,6 @@ def test_a_training_run_prints_and_audits_no_key_or_share(tmp_path: Path) -> Non
         for line in text.splitlines():
             record = json.loads(line)
             if record["dtype"] == "int64":
-                audited.update(np.frombuffer(base64.b64decode(record["values"]), dtype=np.int64).tolist())
+                audited.update(audited_words(record).tolist())
     assert not audited & set(shares)
     assert not [v for v in shares if abs(v) >= 10**6 and str(v) in printed]

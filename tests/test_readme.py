@@ -2,26 +2,27 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+import pytest
+
+from tests.support.cli import REPO_ROOT, repo_env
 
 
 def _python_blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    return re.findall(r"```python\n(.*?)```", (REPO_ROOT / "README.md").read_text(), flags=re.S)
 
 
+@pytest.mark.processes
 def test_embedding_example_runs(tmp_path: Path) -> None:
     """Both run_local calls of the example (processes over CurveZMQ, then threads) give party 0 the result."""
     script = tmp_path / "embed.py"
     script.write_text(_python_blocks()[0])
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=repo_env(), capture_output=True,
+                          text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     results = [line for line in done.stdout.splitlines() if line.startswith("[tensor(")]
     assert len(results) == 2, done.stdout

@@ -4,6 +4,8 @@ product is right.  No timing is asserted."""
 
 from __future__ import annotations
 
+import pytest
+
 from benchmarks.soak import TOLERANCE, soak, violations
 
 MULS = 3000
@@ -13,6 +15,7 @@ MAX_RSS_GROWTH_MIB = 32.0
 MAX_FD_GROWTH = 2
 
 
+@pytest.mark.processes
 def test_short_soak_has_flat_memory_and_descriptors() -> None:
     report = soak(MULS, size=1000, parties=3, warmup=WARMUP, check_every=CHECK_EVERY, timeout=150.0)
     assert len(report["per_party"]) == 3

@@ -20,13 +20,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.smpc.test_cli import _free_ports, _smpc, _start
-from tests.smpc.test_train import _bank_files
+from network import read_public_key, write_keypair
+from tests.support.cli import free_ports, start_smpc
+from tests.support.loan import bank_files, save_schema
 
 CASES = int(os.environ.get("SMPC_FAULT_CASES", "20"))
 #: The issue's bound on how long a survivor may take to notice and exit.
 SURVIVOR_BOUND_S = 10.0
 NAMES = ["party 0", "party 1", "party 2", "dealer"]
+
+#: Every test here starts OS processes (smpc commands, or parties and a dealer as processes).
+pytestmark = pytest.mark.processes
 
 
 def _port_free(port: int) -> bool:
@@ -45,23 +49,17 @@ def _port_free(port: int) -> bool:
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Keys of the four nodes, three bank files and the public schema, made once (in this process)."""
-    from network import write_keypair
-    from smpc.loan.schema import Schema, embedded_dataset, load_csv
-
     made = tmp_path_factory.mktemp("faults")
     for name in ("party0", "party1", "party2", "dealer"):
         write_keypair(made / name)
-    _bank_files(made)
-    header, rows = load_csv(embedded_dataset())
-    Schema.infer(header, rows, "creditability", "bad").save(made / "schema.json")
+    bank_files(made)
+    save_schema(made / "schema.json")
     return made
 
 
 def _fresh_roster(folder: Path, case: int) -> tuple[str, list[int]]:
     """A roster on fresh ports for this case (every case is its own session)."""
-    from network import read_public_key
-
-    ports = _free_ports(4)
+    ports = free_ports(4)
     def node(name: str, port: int) -> dict[str, str]:
         return {"address": f"tcp://127.0.0.1:{port}",
                 "public_key": read_public_key(folder / f"{name}.pub").decode("ascii")}
@@ -82,10 +80,10 @@ def test_a_lost_node_stops_every_survivor(case: int, folder: Path) -> None:
     roster, ports = _fresh_roster(folder, case)
     processes = []
     for rank in range(3):
-        processes.append(_start(_smpc("party", "--rank", str(rank), "--roster", roster, "--key",
-                                      f"party{rank}.key", "--data", f"bank{rank}.csv", "--schema", "schema.json",
-                                      "--epochs", "200", "--recv-timeout", "60", cwd=folder), folder))
-    processes.append(_start(_smpc("dealer", "--roster", roster, "--key", "dealer.key", cwd=folder), folder))
+        processes.append(start_smpc("party", "--rank", str(rank), "--roster", roster, "--key",
+                                    f"party{rank}.key", "--data", f"bank{rank}.csv", "--schema", "schema.json",
+                                    "--epochs", "200", "--recv-timeout", "60", cwd=folder))
+    processes.append(start_smpc("dealer", "--roster", roster, "--key", "dealer.key", cwd=folder))
     try:
         _wait_for_training(processes[0])
         time.sleep(delay)

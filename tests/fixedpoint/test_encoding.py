@@ -11,9 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fixedpoint import FixedPoint
-
-#: Slack for float64 rounding in the comparisons only; the bounds themselves come from the docstrings.
-FLOAT_SLACK = 1e-12
+from tests.support.checks import FLOAT_SLACK
 
 
 def encoding_error(encoding: FixedPoint) -> float:

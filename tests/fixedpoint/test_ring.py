@@ -10,28 +10,10 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from fixedpoint import logical_shift_right, ring_matmul
+from tests.support.strategies import Shape, matmul_shapes
 
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 RING = 1 << 64
-
-Shape = tuple[int, ...]
-
-
-@st.composite
-def matmul_shapes(draw: st.DrawFn, max_side: int = 4, max_inner: int = 8) -> tuple[Shape, Shape]:
-    """Operand shapes valid for torch.matmul: every vector/matrix/batched combination, with batch broadcasting."""
-    m, p = draw(st.integers(1, max_side)), draw(st.integers(1, max_side))
-    k = draw(st.integers(1, max_inner))
-    batch_a = tuple(draw(st.lists(st.integers(1, 3), max_size=2)))
-    # batch_b broadcasts against batch_a: each trailing dimension equal to batch_a's or 1, or batch_a's is 1.
-    batch_b = tuple(draw(st.sampled_from(sorted({d, 1}))) for d in batch_a)
-    batch_b = batch_b[draw(st.integers(0, len(batch_b))):]
-    kind = draw(st.sampled_from(["vec@vec", "mat@vec", "vec@mat", "mat@mat", "batch@mat", "mat@batch",
-                                 "batch@batch", "vec@batch", "batch@vec"]))
-    left, right = kind.split("@")
-    shape_a = {"vec": (k,), "mat": (m, k), "batch": (*batch_a, m, k) if batch_a else (2, m, k)}[left]
-    shape_b = {"vec": (k,), "mat": (k, p), "batch": (*batch_b, k, p) if left == "batch" else (3, k, p)}[right]
-    return shape_a, shape_b
 
 
 def int64_arrays(shape: Shape) -> st.SearchStrategy[np.ndarray]:

@@ -13,9 +13,15 @@ from typing import Callable, Iterator
 import numpy as np
 import pytest
 
-from network import (DuplicateTagError, LocalNetwork, PeerClosedError, PeerLostError, ReceiveTimeout,
-                     Transport)
-from tests.network.test_zmq import Cluster, connected, in_threads
+from network import (
+    DuplicateTagError,
+    LocalNetwork,
+    PeerClosedError,
+    PeerLostError,
+    ReceiveTimeout,
+    Transport,
+)
+from tests.support.nodes import Cluster, connected, in_threads
 
 NAMES = {0: "party 0", 1: "party 1", 2: "party 2"}
 

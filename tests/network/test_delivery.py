@@ -1,7 +1,7 @@
 """The mailbox on its own: continuations assembled in place, every out-of-place frame refused, the per-peer budget.
 
-The same refusals over real sockets, naming the peer, are in ``test_zmq.py``; the volume fuzzing of what a header
-and its continuations may claim is in ``test_frame_fuzz.py``.
+The same refusals over real sockets, naming the peer, are in ``test_zmq_hostile.py``; the volume fuzzing of what a
+header and its continuations may claim is in ``test_frame_fuzz.py``.
 """
 
 from __future__ import annotations

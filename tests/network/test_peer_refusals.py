@@ -1,8 +1,9 @@
 """A peer that sends a share of the wrong dtype, size or shape is refused by the protocol layer, by name, within seconds.
 
-The wire-level refusals (unknown key, replayed, out-of-sequence, other session, undecodable dtype or shape,
-oversized, other protocol version) are in ``test_zmq.py``; here the frame is well formed and the transport
-accepts it, and it is ``Party._expect`` that notices the share does not fit the operation it was sent for.
+The wire-level refusals are in ``test_zmq_handshake.py`` (unknown key, other protocol version) and
+``test_zmq_hostile.py`` (replayed, out-of-sequence, other session, undecodable dtype or shape, oversized); here the
+frame is well formed and the transport accepts it, and it is ``Party._expect`` that notices the share does not
+fit the operation it was sent for.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pytest
 import torch
 
 import smpc
-from tests.harness import run_parties
+from tests.support.harness import run_parties
 
 #: What the honest party opens: 4 ring elements.
 SHARE = torch.arange(4, dtype=torch.int64)
@@ -42,7 +43,9 @@ def _open_with_a_cheat(wrong: str, session: smpc.Session) -> str:
 
 
 @pytest.mark.parametrize(
-    ("wrong", "transport"), [("dtype", "inproc"), ("size", "inproc"), ("shape", "inproc"), ("size", "zmq")]
+    ("wrong", "transport"),
+    [("dtype", "inproc"), ("size", "inproc"), ("shape", "inproc"),
+     pytest.param("size", "zmq", marks=pytest.mark.processes)],
 )
 def test_a_share_of_the_wrong_dtype_size_or_shape_is_refused_naming_the_sender(wrong: str, transport: str) -> None:
     """PartyError from party 0 naming party 1, the operation, and what was expected.  Over ZeroMQ (one case: each

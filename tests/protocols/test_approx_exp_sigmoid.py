@@ -35,9 +35,8 @@ from protocols.approx.exp import (
     exp,
 )
 from protocols.approx.sigmoid import SIGMOID_TABLE, TANH_TABLE, sigmoid, tanh
-from tests.harness import run_parties
-
-PARTIES = pytest.mark.parametrize("n_parties", [2, 3])
+from tests.support.checks import FLOAT_SLACK, PARTIES
+from tests.support.harness import run_parties
 
 UNIT = 2.0**-16
 ENCODING = FixedPoint()
@@ -53,8 +52,6 @@ EXP_SATURATION_RELATIVE_BOUND = 5e-4
 EXP_ABSOLUTE_BELOW_BOUND = 1.7 * UNIT
 SIGMOID_BOUND = 3.2e-4
 TANH_BOUND = 6.1e-4
-#: Float64 slack of the comparisons themselves.
-FLOAT_SLACK = 1e-12
 
 #: Rounds per call (dealer truncation) and payload bytes per element and per other party.
 EXP_ROUNDS, EXP_BYTES = 14, 145 * 11 + 144

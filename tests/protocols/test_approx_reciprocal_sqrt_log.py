@@ -26,13 +26,11 @@ from protocols.approx.normalize import normalize
 from protocols.approx.reciprocal import reciprocal
 from protocols.approx.sqrt import inv_sqrt, sqrt
 from protocols.party import Party
-from tests.harness import run_parties
+from tests.support.checks import FLOAT_SLACK, PARTIES
+from tests.support.harness import run_parties
 
 UNIT = 2.0 ** -16
 TOP = 2.0 ** 15 - UNIT
-#: Float64 rounding slack of the comparisons themselves; never a substitute for a stated bound.
-FLOAT_SLACK = 1e-12
-PARTIES = pytest.mark.parametrize("n_parties", [2, 3])
 
 
 def _tiny_reciprocal(x: torch.Tensor) -> torch.Tensor:

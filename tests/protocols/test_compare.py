@@ -20,9 +20,9 @@ from hypothesis.extra import numpy as hnp
 import protocols
 import smpc
 from network.local import FRAME_OVERHEAD_BYTES
-from tests.harness import run_parties
-
-PARTIES = pytest.mark.parametrize("n_parties", [2, 3])
+from tests.support.checks import PARTIES
+from tests.support.harness import run_parties
+from tests.support.strategies import SHAPES
 
 INT64_MIN = -(1 << 63)
 INT64_MAX = (1 << 63) - 1
@@ -37,8 +37,6 @@ PRODUCT_BYTES = 16
 #: Dealer correction bytes per element of one ltz: masked bits (8), five AND levels of a 2-word operand
 #: (5 * 16), the last AND level (8) and the random bit (8).
 LTZ_DEALER_BYTES = 8 + 5 * 16 + 8 + 8
-
-SHAPES = hnp.array_shapes(min_dims=0, max_dims=3, min_side=1, max_side=4)
 
 
 def ring_words(limit_low: int = INT64_MIN, limit_high: int = INT64_MAX) -> st.SearchStrategy[int]:

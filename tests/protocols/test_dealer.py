@@ -18,8 +18,8 @@ from network import ProtocolError
 from network.local import FRAME_OVERHEAD_BYTES
 from protocols.dealer import MATMUL, MAX_REQUEST_ELEMENTS, MUL, TRUNC, Request, _expand, dealer_correction
 from protocols.prg import KEY_BYTES, AesCtrPrg
-from tests.fixedpoint.test_ring import matmul_shapes
-from tests.harness import run_parties, share_from
+from tests.support.harness import run_parties, share_from
+from tests.support.strategies import matmul_shapes
 
 RING = 1 << 64
 PARTY_COUNTS = st.integers(2, 4)

@@ -1,25 +1,26 @@
 """No non-linear function shows a party anything but uniformly masked values: checked on the transport.
 
-Every party's transport is wrapped in a proxy that records each message it sends and receives.  For each
-function in ``CASES`` (comparisons today; approximations add one line each), a 3-party run evaluates it on
-two very different fixed inputs of SAMPLE elements, and the tests check, per function:
+Every party's transport is wrapped in a proxy (``tests.support.recording.RecordingTransport``) that records each
+message it sends and receives.  For each function in ``CASES`` (the comparisons ltz, sign, relu, absolute and
+maximum; a polynomial; the approximations exp, sigmoid, tanh, reciprocal, sqrt, inv_sqrt, log, softmax and
+log_softmax; a new function joins with one line), a 3-party run evaluates it on two very different inputs
+(constant or spread, of up to SAMPLE elements), and the tests check, per function:
   * the set of operation labels crossing between parties is exactly the function's documented openings (no
     'reveal', nothing unlisted), every message sent to a party is one of them, and the dealer only ever
     receives well-formed requests from the last party and sends corrections to it alone;
   * every opened value (the sum, or XOR, of all parties' shares of one opening) and every dealer correction
-    is uniform: 64-bit words by the bit-frequency and byte chi-square checks of test_uniformity, opened
-    bits by their 0/1 frequency;
+    of at least MIN_CHECKED elements is uniform: 64-bit words by the bit-frequency and byte chi-square checks
+    of ``tests.support.statistics``, opened bits by their 0/1 frequency;
   * the views on the two inputs cannot be told apart: a two-sample chi-square of byte histograms per
     operation label (words), a two-proportion test (bits).
 Significance: each test function fails with probability at most ALPHA (1e-6) when the views are truly
-uniform, split over its checks by Bonferroni.
+uniform, split over its checks by Bonferroni.  A deliberately leaky function shows that the checks can fail.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -36,15 +37,18 @@ from protocols.approx.poly import polynomial
 from protocols.approx.sigmoid import sigmoid, tanh
 from protocols.dealer import Request
 from protocols.party import Party
-from tests.harness import run_parties
-from tests.protocols.test_uniformity import (
+from tests.support.harness import run_parties
+from tests.support.recording import RecordingTransport
+from tests.support.statistics import (
     ALPHA,
     BYTE_DOF,
     SAMPLE,
     as_words,
+    bit_failures,
     chi_square_critical,
     homogeneity_statistic,
     normal_upper_quantile,
+    two_proportion_statistic,
     uniformity_failures,
 )
 
@@ -120,47 +124,7 @@ CASES: tuple[Case, ...] = (
 )
 
 
-# -- recording ------------------------------------------------------------------------------------------
-class RecordingTransport:
-    """A transport proxy that forwards everything and keeps a copy of every message: sent as
-    (dst, tag, array), received as (src, tag, op, array)."""
-
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-        self.sent: list[tuple[int, int, np.ndarray]] = []
-        self.received: list[tuple[int, int, str, np.ndarray]] = []
-
-    @property
-    def rank(self) -> int:
-        return self._inner.rank
-
-    @property
-    def peers(self) -> tuple[int, ...]:
-        return self._inner.peers
-
-    @property
-    def stats(self) -> Any:
-        return self._inner.stats
-
-    def send(self, dst: int, tag: int, array: np.ndarray) -> None:
-        self.sent.append((dst, tag, np.array(array, copy=True)))
-        self._inner.send(dst, tag, array)
-
-    def recv(self, src: int, tag: int, *, op: str = "") -> np.ndarray:
-        array = self._inner.recv(src, tag, op=op)
-        self.received.append((src, tag, op, np.array(array, copy=True)))
-        return array
-
-    def close(self, *, abort: bool = False, reason: str = "") -> None:
-        self._inner.close(abort=abort, reason=reason)
-
-    def take(self) -> tuple[list[tuple[int, int, np.ndarray]], list[tuple[int, int, str, np.ndarray]]]:
-        """Everything recorded so far, and start afresh."""
-        recorded = (self.sent, self.received)
-        self.sent, self.received = [], []
-        return recorded
-
-
+# -- views ----------------------------------------------------------------------------------------------
 @dataclass
 class View:
     """What one party's transport carried while one function ran on one input."""
@@ -199,15 +163,14 @@ def run_case(case: Case) -> dict[str, list[View]]:
     input is shared until the function's output shares exist.  Returns the views per input, by rank."""
     def program(session: smpc.Session) -> dict[str, View]:
         party = session.party
-        recorder = RecordingTransport(party.transport)
-        party.transport = recorder
+        recorder = RecordingTransport.around(party)
         views = {}
         for input_name, value in (("a", case.input_a), ("b", case.input_b)):
             shares = session.share(value if session.rank == 0 else None, owner=0).local_share
             recorder.take()
             case.function(party, shares)
             views[input_name] = View(session.rank, party.dealer_id, *recorder.take())
-        party.transport = recorder._inner
+        party.transport = recorder.inner
         return views
 
     # Broadcast openings only, so a view's openings can be rebuilt from one tag each (the two-round form
@@ -223,24 +186,6 @@ def recorded(request: pytest.FixtureRequest) -> tuple[Case, dict[str, list[View]
 
 
 # -- checks ---------------------------------------------------------------------------------------------
-def bit_failures(bits: np.ndarray, alpha: float) -> list[str]:
-    """Why opened bytes do not look like uniform bits at significance ``alpha``: any value but 0 or 1, or a
-    frequency of ones outside 1/2 +- z sqrt(1/4N) (two-sided)."""
-    if bits.size and int(bits.max()) > 1:
-        return [f"opened bytes other than 0/1: {sorted(set(np.unique(bits).tolist()) - {0, 1})[:5]}"]
-    ones = float(bits.mean())
-    limit = normal_upper_quantile(alpha / 2) * math.sqrt(0.25 / bits.size)
-    return [] if abs(ones - 0.5) < limit else [f"ones in {ones:.4f} of {bits.size} bits (limit 0.5 +- {limit:.4f})"]
-
-
-def two_proportion_statistic(first: np.ndarray, second: np.ndarray) -> float:
-    """|z| of the pooled two-proportion test of the frequencies of ones in two bit samples."""
-    p1, p2 = float(first.mean()), float(second.mean())
-    pooled = (first.sum() + second.sum()) / (first.size + second.size)
-    spread_ = math.sqrt(pooled * (1 - pooled) * (1 / first.size + 1 / second.size))
-    return abs(p1 - p2) / spread_ if spread_ else (0.0 if p1 == p2 else math.inf)
-
-
 def samples(views: list[View]) -> list[tuple[str, np.ndarray]]:
     """The values to check in one input's run: party 0's openings (every party opens the same ones) and the
     last party's dealer corrections, labelled 'open <op>' and '<dealer op>'."""

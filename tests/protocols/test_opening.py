@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import smpc
 from network.framing import HEADER_SIZE
-from tests.harness import run_parties
+from tests.support.harness import run_parties
 
 
 def open_on_parties(values: list[int], n_parties: int, xor: bool, **options: Any) -> list[dict[str, Any]]:

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import smpc
-from tests.harness import run_parties
+from tests.support.harness import run_parties
 
 EXP_ERROR = 5.6e-4
 LOG_ERROR = 1e-4

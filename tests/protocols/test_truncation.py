@@ -15,7 +15,7 @@ import smpc
 from fixedpoint import FixedPoint
 from network import LocalNetwork
 from protocols.prg import AesCtrPrg, new_key
-from tests.harness import run_parties, share_from
+from tests.support.harness import run_parties, share_from
 
 #: Divisors checked in every run: None means the default 2^frac_bits.
 FIXED_DIVISORS: tuple[int | None, ...] = (None, 2, 3, 1000)

@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,22 +19,16 @@ import torch
 import protocols
 import smpc
 from smpc.loan import checkpoint
-from tests.harness import run_parties
+from tests.support.cli import run_smpc, start_smpc
+from tests.support.harness import run_parties
 
 TIMEOUT = 180
 #: A short loan job (300 rows, 210 for training: 7 batches of 32 per epoch).
 JOB = ["--max-rows", "300", "--epochs", "6", "--seed", "1"]
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2]) + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
 def _train(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "smpc", "train", *args], cwd=cwd, env=_env(),
-                          capture_output=True, text=True, timeout=TIMEOUT)
+    return run_smpc("train", *args, cwd=cwd, timeout=TIMEOUT)
 
 
 def _children(pid: int) -> list[int]:
@@ -49,15 +42,14 @@ def _all_committed(directory: Path, parties: int = 3) -> list[int]:
     return sorted(set.intersection(*(set(checkpoint.committed_steps(directory, r)) for r in range(parties))))
 
 
+@pytest.mark.processes
 def test_a_killed_run_resumes_to_the_same_auc(tmp_path: Path) -> None:
     """Kill one party process (SIGKILL) after the first committed checkpoint; the run fails; --resume
     finishes it, and its test AUC is within 0.005 of the same job run without interruption."""
     whole = _train(*JOB, "--report", "whole.json", cwd=tmp_path)
     assert whole.returncode == 0, whole.stderr
     folder = tmp_path / "checkpoints"
-    run = subprocess.Popen([sys.executable, "-m", "smpc", "train", *JOB, "--checkpoint-every", "4",
-                            "--checkpoint-dir", str(folder)], cwd=tmp_path, env=_env(),
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run = start_smpc("train", *JOB, "--checkpoint-every", "4", "--checkpoint-dir", str(folder), cwd=tmp_path)
     try:
         deadline = time.monotonic() + TIMEOUT
         while not (folder.is_dir() and _all_committed(folder)) and time.monotonic() < deadline:
@@ -82,6 +74,7 @@ def test_a_killed_run_resumes_to_the_same_auc(tmp_path: Path) -> None:
     assert abs(auc_resumed - auc_whole) <= 0.005, (auc_whole, auc_resumed)
 
 
+@pytest.mark.processes
 def test_resume_refuses_other_settings_and_a_missing_checkpoint(tmp_path: Path) -> None:
     """--resume with another learning rate names the differing setting; a directory with no checkpoint
     committed by every party says so; neither prints a traceback."""
@@ -129,6 +122,7 @@ def test_rerandomize_keeps_the_value_and_changes_every_share(n_parties: int) -> 
         assert value == [1.5, -2.25, 3.0] and changed
 
 
+@pytest.mark.processes
 def test_a_diverging_loss_stops_training(tmp_path: Path) -> None:
     """With --show-loss and a learning rate of 1000 the loss climbs; training stops saying so and how to fix it."""
     done = _train("--max-rows", "300", "--epochs", "3", "--lr", "1000", "--show-loss", cwd=tmp_path)
@@ -136,6 +130,7 @@ def test_a_diverging_loss_stops_training(tmp_path: Path) -> None:
     assert "the training loss diverged" in done.stderr and "lower --lr" in done.stderr
 
 
+@pytest.mark.processes
 def test_a_run_over_the_truncation_budget_is_refused_before_training(tmp_path: Path) -> None:
     """Two parties with the local shift: the run's lower bound on expected wrong truncations is over the
     budget, so it is refused before the first batch (no progress line), naming the numbers and the fix."""

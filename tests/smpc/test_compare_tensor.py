@@ -21,10 +21,9 @@ from hypothesis.extra import numpy as hnp
 
 import smpc
 from smpc.tensor import where as shared_where
-from tests.harness import run_parties, share_from
-from tests.smpc.test_tensor import BROADCAST_PAIRS, check_all, run_and_collect
-
-PARTIES = pytest.mark.parametrize("n_parties", [2, 3])
+from tests.support.checks import PARTIES, check_all, run_and_collect
+from tests.support.harness import run_parties, share_from
+from tests.support.strategies import BROADCAST_PAIRS
 
 ULP = 2.0**-16
 #: Largest representable magnitude with the default encoding (int_bits=15, frac_bits=16).

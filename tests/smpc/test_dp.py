@@ -7,9 +7,7 @@ from __future__ import annotations
 import functools
 import json
 import math
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,21 +18,16 @@ import protocols
 import smpc
 from smpc import privacy
 from smpc.loan.schema import embedded_dataset
-from tests.harness import run_parties
-from tests.protocols.test_uniformity import uniformity_failures
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2]) + os.pathsep + env.get("PYTHONPATH", "")
-    return env
+from tests.support.cli import run_smpc
+from tests.support.harness import run_parties
+from tests.support.statistics import uniformity_failures
 
 
 def _train(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "smpc", "train", "--max-rows", "300", *args], cwd=tmp_path,
-                          env=_env(), capture_output=True, text=True, timeout=300)
+    return run_smpc("train", "--max-rows", "300", *args, cwd=tmp_path, timeout=300)
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("mode", ["secure", "fedavg"])
 def test_a_dp_run_spends_at_most_its_target(tmp_path: Path, mode: str) -> None:
     done = _train(tmp_path, "--mode", mode, "--epochs", "2", "--rounds", "3", "--local-steps", "3",
@@ -73,6 +66,7 @@ def test_more_privacy_needs_more_noise() -> None:
     assert fed[0] > fed[1] > fed[2] > 0
 
 
+@pytest.mark.processes
 def test_the_ledger_refuses_an_over_budget_run_before_it_starts(tmp_path: Path) -> None:
     first = _train(tmp_path, "--mode", "fedavg", "--rounds", "2", "--local-steps", "2", "--dp-epsilon", "1.5",
                    "--ledger", "ledger.json", "--budget", "2", "1e-4")
@@ -89,6 +83,7 @@ def test_the_ledger_refuses_an_over_budget_run_before_it_starts(tmp_path: Path) 
 
 
 # -- what leaves MPC under differential privacy ----------------------------------------------------------------
+@pytest.mark.processes
 def test_dp_refuses_to_show_the_loss(tmp_path: Path) -> None:
     """--show-loss opens exact losses outside the accountant: refused before anything starts, in one line."""
     done = _train(tmp_path, "--dp-epsilon", "3", "--show-loss")
@@ -98,6 +93,7 @@ def test_dp_refuses_to_show_the_loss(tmp_path: Path) -> None:
     assert "banks and a dealer" not in done.stdout
 
 
+@pytest.mark.processes
 def test_dp_needs_a_declared_schema_for_a_users_data(tmp_path: Path) -> None:
     """A schema inferred from the rows is computed from the data: under DP the user must declare one."""
     done = _train(tmp_path, "--data", str(embedded_dataset()), "--label", "creditability",
@@ -105,6 +101,7 @@ def test_dp_needs_a_declared_schema_for_a_users_data(tmp_path: Path) -> None:
     assert done.returncode == 2 and "declared public schema" in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.mark.processes
 def test_dp_fedavg_opens_no_statistics(tmp_path: Path) -> None:
     """Under DP, fedavg standardises with the declared scales only: the only values a bank learns are the
     noised round sums (before the fix it also opened the exact joint column sums and second moments)."""
@@ -117,6 +114,7 @@ def test_dp_fedavg_opens_no_statistics(tmp_path: Path) -> None:
         assert len(reveals) == 2, [r["count"] for r in reveals]  # one noised sum per round
 
 
+@pytest.mark.processes
 def test_dp_secure_model_files_carry_no_statistics(tmp_path: Path) -> None:
     """Under DP the secure job standardises with the declared scales: the share files hold the model and no
     statistic of the rows (before the fix they held shares of the exact joint mean and deviation)."""

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +16,8 @@ import torch
 import protocols
 import smpc
 from smpc import federated
-from tests.harness import run_parties
+from tests.support.cli import run_smpc
+from tests.support.harness import run_parties
 
 FEATURES = 5
 
@@ -80,17 +79,11 @@ def test_secure_aggregate_is_the_weighted_average_and_the_only_opening(n_parties
             assert not torch.allclose(aggregate, update, atol=1e-3)
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2]) + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
 def _train(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "smpc", "train", "--max-rows", "400", *args], cwd=tmp_path,
-                          env=_env(), capture_output=True, text=True, timeout=300)
+    return run_smpc("train", "--max-rows", "400", *args, cwd=tmp_path, timeout=300)
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("extra", [[], ["--split-by", "age_in_years"], ["--keep-shared"]],
                          ids=["random-split", "skewed-split", "kept-shared"])
 def test_fedavg_trains_the_loan_model(tmp_path: Path, extra: list[str]) -> None:

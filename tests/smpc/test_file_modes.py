@@ -7,25 +7,24 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from smpc.files import open_private, private_directory, write_private
-from tests.smpc.test_cli import _env
+from tests.support.cli import run_smpc
 
 
 def _train(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     # umask 0: without our own modes every file would be world-readable and every folder world-writable.
-    return subprocess.run([sys.executable, "-m", "smpc", "train", "--max-rows", "200", *args], cwd=tmp_path,
-                          env=_env(), capture_output=True, text=True, timeout=300, preexec_fn=lambda: os.umask(0))
+    return run_smpc("train", "--max-rows", "200", *args, cwd=tmp_path, timeout=300, preexec_fn=lambda: os.umask(0))
 
 
 def _modes(root: Path) -> dict[str, int]:
     return {str(path.relative_to(root)): stat.S_IMODE(path.stat().st_mode) for path in [root, *root.rglob("*")]}
 
 
+@pytest.mark.processes
 def test_every_file_a_run_writes_is_private(tmp_path: Path) -> None:
     secure = _train(tmp_path, "--epochs", "1", "--out", "shares/model", "--checkpoint-every", "2",
                     "--checkpoint-dir", "checkpoints", "--audit", "audit")

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import smpc
-from tests.harness import run_parties
+from tests.support.harness import run_parties
 
 X = torch.tensor([[1.5, -2.25, 3.0], [0.5, 4.0, -1.0]], dtype=torch.float64)
 Y = torch.tensor([[2.0, 0.5], [-1.5, 1.0], [0.25, -3.0]], dtype=torch.float64)
@@ -32,6 +32,7 @@ def _arithmetic(session: smpc.Session) -> dict:
     }
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("parties", [2, 3])
 def test_processes_compute_and_leave_nothing_behind(parties: int) -> None:
     """Every party returns the right values; no child process or bound port is left after the run."""
@@ -61,6 +62,7 @@ def _fail_on(rank: int, session: smpc.Session) -> None:
     (x * x).reveal()
 
 
+@pytest.mark.processes
 def test_first_failure_is_reraised_naming_its_party() -> None:
     """A party's exception comes back as PartyError with its rank; the others stop, nothing hangs."""
     with pytest.raises(smpc.PartyError) as caught:
@@ -79,6 +81,7 @@ def _die_on(rank: int, session: smpc.Session) -> None:
     x.reveal()
 
 
+@pytest.mark.processes
 def test_a_dead_party_stops_the_others() -> None:
     """A party that dies without a word: the survivors raise naming it, the run ends, no process is left."""
     start = time.monotonic()
@@ -90,6 +93,7 @@ def test_a_dead_party_stops_the_others() -> None:
     print(f"dead party detected and run ended in {time.monotonic() - start:.1f} s")
 
 
+@pytest.mark.processes
 def test_inproc_and_zmq_agree() -> None:
     """Both transports run the same program to the same values and the same traffic counts."""
     over_zmq = run_parties(_arithmetic_no_endpoint, 3, transport="zmq")

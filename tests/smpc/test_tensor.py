@@ -11,9 +11,8 @@ Inputs stay far enough inside |v| < 2^int_bits that every intermediate (products
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Mapping
+from typing import Any
 
-import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -21,21 +20,16 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import smpc
-from tests.harness import run_parties, share_from
+from tests.support.checks import PARTIES, check_all, run_and_collect
+from tests.support.harness import run_parties, share_from
+from tests.support.strategies import BROADCAST_PAIRS, SHAPES, float_arrays, int_arrays
 
-#: Float64 rounding slack of the comparisons themselves; never a substitute for a stated bound.
-FLOAT_SLACK = 1e-12
 DEFAULT_FRAC_BITS = 16
 #: |values| for elementwise products (100 * 100 < 2^15) and for matmuls with inner dimension <= 8
 #: (8 * 60 * 60 = 28800 < 2^15).
 PRODUCT_RANGE = 100.0
 MATMUL_RANGE = 60.0
 MAX_INNER = 8
-
-PARTIES = pytest.mark.parametrize("n_parties", [2, 3])
-
-Program = Callable[[smpc.Session], Any]
-Expectations = Mapping[str, tuple[torch.Tensor, Any]]
 
 
 # -- bounds ----------------------------------------------------------------------------------------------
@@ -62,57 +56,6 @@ def matmul_bound(x: torch.Tensor, y: torch.Tensor, frac_bits: int = DEFAULT_FRAC
     inner = x.shape[-1]
     spread = torch.matmul(x.abs(), torch.ones_like(y)) + torch.matmul(torch.ones_like(x), y.abs())
     return spread * e + inner * e * e + truncation_error(frac_bits)
-
-
-# -- running and checking --------------------------------------------------------------------------------
-def run_and_collect(program: Program, n_parties: int, **options: Any) -> dict[str, torch.Tensor]:
-    """Run ``program`` (returning a dict of revealed tensors) on every party; all parties must have opened
-    exactly the same values.  Returns party 0's dict."""
-    results = run_parties(program, n_parties, **options)
-    first = results[0]
-    for rank, other in enumerate(results[1:], start=1):
-        assert other.keys() == first.keys()
-        for name, value in first.items():
-            assert torch.equal(other[name], value), f"party {rank} opened a different {name}"
-    return first
-
-
-def check_all(got: Mapping[str, torch.Tensor], expected: Expectations) -> None:
-    """Every named result has the expected shape and dtype and lies within its bound; reports all misses."""
-    assert got.keys() == expected.keys()
-    misses = []
-    for name, (want, bound) in expected.items():
-        value = got[name]
-        if not isinstance(value, torch.Tensor) or value.dtype != torch.float64:
-            misses.append(f"{name}: got {type(value).__name__} {getattr(value, 'dtype', '')}, not float64 tensor")
-            continue
-        if value.shape != want.shape:
-            misses.append(f"{name}: shape {tuple(value.shape)} != {tuple(want.shape)}")
-            continue
-        error = (value - want).abs()
-        excess = error - (torch.as_tensor(bound, dtype=torch.float64) + FLOAT_SLACK)
-        if bool((excess > 0).any()):
-            worst = int(excess.reshape(-1).argmax())
-            misses.append(f"{name}: error {float(error.reshape(-1)[worst]):.3g} over its bound by "
-                          f"{float(excess.reshape(-1)[worst]):.3g}")
-    assert not misses, "; ".join(misses)
-
-
-# -- strategies ------------------------------------------------------------------------------------------
-def float_arrays(shape: tuple[int, ...], limit: float) -> st.SearchStrategy[torch.Tensor]:
-    """float64 tensors of ``shape`` with values in [-limit, limit]."""
-    elements = st.floats(-limit, limit, allow_nan=False, allow_infinity=False)
-    return hnp.arrays(np.float64, shape, elements=elements).map(torch.from_numpy)
-
-
-def int_arrays(shape: tuple[int, ...], limit: int) -> st.SearchStrategy[torch.Tensor]:
-    """int64 tensors of ``shape`` with values in [-limit, limit]."""
-    return hnp.arrays(np.int64, shape, elements=st.integers(-limit, limit)).map(torch.from_numpy)
-
-
-#: Shapes of at most 3 dimensions of side <= 4 (numel <= 64).
-SHAPES = hnp.array_shapes(min_dims=0, max_dims=3, min_side=1, max_side=4)
-BROADCAST_PAIRS = hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=3, max_side=4)
 
 
 # -- share and reveal ------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import smpc
 from smpc.tensor import _TORCH_FUNCTIONS
-from tests.harness import run_parties
+from tests.support.harness import run_parties
 
 #: Public and shared operands: both in [0.5, 8] so that reciprocals stay in the accurate domain and products
 #: in range.  Errors: encoding e = 2^-17 per operand, truncation 2^-16, reciprocal relative 1e-3.

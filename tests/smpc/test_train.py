@@ -3,28 +3,27 @@ log, and `smpc party --data` / `smpc dealer` started separately with one CSV per
 
 from __future__ import annotations
 
-import base64
-import csv
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from smpc.loan.schema import Schema, embedded_dataset, load_csv
-from tests.protocols.test_uniformity import uniformity_failures
-from tests.smpc.test_cli import _env, _finish, _make_roster, _smpc, _start
+from tests.support.cli import finish, make_roster, run_smpc, start_smpc
+from tests.support.loan import audit_records, audited_words, bank_files, save_schema
+from tests.support.statistics import uniformity_failures
 
 QUICK = ["--max-rows", "240", "--epochs", "2", "--batch-size", "32"]
 #: Every opening of a training step is a masked value of one of these protocols.
 MASKED_OPENINGS = {"mul", "matmul", "truncate", "compare", "and", "bit conversion"}
 
+#: Every test here starts OS processes (smpc commands, or parties and a dealer as processes).
+pytestmark = pytest.mark.processes
+
 
 def _train(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "smpc", "train", *QUICK, *extra], cwd=tmp_path, env=_env(),
-                          capture_output=True, text=True, timeout=300)
+    return run_smpc("train", *QUICK, *extra, cwd=tmp_path, timeout=300)
 
 
 def test_train_reports_secure_next_to_plain_and_writes_model_shares(tmp_path: Path) -> None:
@@ -41,21 +40,15 @@ def test_train_reports_secure_next_to_plain_and_writes_model_shares(tmp_path: Pa
     assert len(files) == 3
     with np.load(files[1], allow_pickle=False) as archive:
         assert archive["share/0.weight"].dtype == np.int64  # shares, never plain floats
-    combined = subprocess.run([sys.executable, "-m", "smpc", "reveal-model", *files, "--out", "model.pt"],
-                              cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120)
+    combined = run_smpc("reveal-model", *files, "--out", "model.pt", cwd=tmp_path, timeout=120)
     assert combined.returncode == 0, combined.stderr
     # The weights revealed to party 0 at the end equal the combination of the share files.
     revealed = next(line for line in done.stdout.splitlines() if "revealed to party 0" in line)
     first_weight = float(revealed.split("[", 1)[1].split(",", 1)[0])
     shown = next(line for line in combined.stdout.splitlines() if line.strip().startswith("0.weight"))
     assert abs(float(shown.split("[", 1)[1].split(",", 1)[0]) - first_weight) < 1e-3
-    incomplete = subprocess.run([sys.executable, "-m", "smpc", "reveal-model", *files[:2]], cwd=tmp_path,
-                                env=_env(), capture_output=True, text=True, timeout=120)
+    incomplete = run_smpc("reveal-model", *files[:2], cwd=tmp_path, timeout=120)
     assert incomplete.returncode == 2 and "all 3 parties" in incomplete.stderr
-
-
-def _audit_records(directory: Path, rank: int) -> list[dict]:
-    return [json.loads(line) for line in (directory / f"audit-party{rank}.jsonl").read_text().splitlines()]
 
 
 @pytest.mark.parametrize("show_loss", [False, True], ids=["hidden-loss", "shown-loss"])
@@ -66,7 +59,7 @@ def test_training_opens_only_masks(tmp_path: Path, show_loss: bool) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     steps = 2 * 6  # epochs x batches of 168 training rows
     for rank in range(3):
-        records = _audit_records(tmp_path / "audit", rank)
+        records = audit_records(tmp_path / "audit", rank)
         reveals = [r for r in records if r["op"] == "reveal"]
         masked = [r for r in records if r["op"] != "reveal"]
         assert {r["op"] for r in masked} <= MASKED_OPENINGS, {r["op"] for r in masked}
@@ -75,39 +68,21 @@ def test_training_opens_only_masks(tmp_path: Path, show_loss: bool) -> None:
             assert reveals[-1]["count"] == 72
         else:
             assert reveals == []
-        words = np.concatenate([np.frombuffer(base64.b64decode(r["values"]), dtype=np.int64)
-                                for r in masked if r["dtype"] == "int64"])
+        words = np.concatenate([audited_words(r) for r in masked if r["dtype"] == "int64"])
         assert uniformity_failures(words.view(np.uint64), 1e-6) == []
-
-
-def _bank_files(tmp_path: Path) -> list[Path]:
-    with embedded_dataset().open(newline="") as handle:
-        rows = list(csv.reader(handle))
-    header, body = rows[0], rows[1:301]
-    paths = []
-    for bank in range(3):
-        path = tmp_path / f"bank{bank}.csv"
-        with path.open("w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(header)
-            writer.writerows(body[bank::3])
-        paths.append(path)
-    return paths
 
 
 def test_parties_and_dealer_started_separately_each_with_its_own_rows(tmp_path: Path) -> None:
     """Four commands as on four hosts; each bank reads only its own CSV; they agree on the public schema."""
-    roster = _make_roster(tmp_path)
-    schema = tmp_path / "schema.json"
-    header, rows = load_csv(embedded_dataset())
-    Schema.infer(header, rows, "creditability", "bad").save(schema)
-    banks = _bank_files(tmp_path)
-    processes = [_start(_smpc("dealer", "--roster", roster.name, "--key", "dealer.key", cwd=tmp_path), tmp_path)]
+    roster = make_roster(tmp_path)
+    schema = save_schema(tmp_path / "schema.json")
+    banks = bank_files(tmp_path)
+    processes = [start_smpc("dealer", "--roster", roster.name, "--key", "dealer.key", cwd=tmp_path)]
     for rank in range(3):
-        processes.append(_start(_smpc("party", "--rank", str(rank), "--roster", roster.name, "--key",
-                                      f"party{rank}.key", "--data", banks[rank].name, "--schema", schema.name,
-                                      "--epochs", "2", cwd=tmp_path), tmp_path))
-    outcomes = _finish(processes)
+        processes.append(start_smpc("party", "--rank", str(rank), "--roster", roster.name, "--key",
+                                    f"party{rank}.key", "--data", banks[rank].name, "--schema", schema.name,
+                                    "--epochs", "2", cwd=tmp_path))
+    outcomes = finish(processes)
     for code, out, err in outcomes:
         assert code == 0, f"exit {code}\n{out}\n{err}"
     owner_output = outcomes[1][1]
@@ -120,13 +95,11 @@ def test_joint_init_is_unpredictable_even_with_the_same_seed(tmp_path: Path) -> 
     knows): two runs with the same seed start from, hence end with, different models."""
     revealed = []
     for run in ("first", "second"):
-        done = subprocess.run([sys.executable, "-m", "smpc", "train", "--joint-init", "--seed", "0", "--max-rows",
-                               "200", "--epochs", "1", "--out", run], cwd=tmp_path, env=_env(), capture_output=True,
-                              text=True, timeout=300)
+        done = run_smpc("train", "--joint-init", "--seed", "0", "--max-rows", "200", "--epochs", "1", "--out", run,
+                        cwd=tmp_path, timeout=300)
         assert done.returncode == 0, done.stderr
         files = sorted(str(p) for p in (tmp_path / run).glob("party*.npz"))
-        shown = subprocess.run([sys.executable, "-m", "smpc", "reveal-model", *files], cwd=tmp_path, env=_env(),
-                               capture_output=True, text=True, timeout=120)
+        shown = run_smpc("reveal-model", *files, cwd=tmp_path, timeout=120)
         assert shown.returncode == 0, shown.stderr
         revealed.append([line for line in shown.stdout.splitlines() if "weight" in line])
     assert revealed[0] and revealed[0] != revealed[1]

@@ -11,49 +11,36 @@ predictions (and here no loss), which are outputs, not views of the inputs, and 
 
 from __future__ import annotations
 
-import base64
-import csv
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from smpc.loan.schema import Schema, embedded_dataset, load_csv
-from tests.protocols.test_uniformity import chi_square_critical, homogeneity_statistic, uniformity_failures
-from tests.smpc.test_cli import _env
+from tests.support.cli import run_smpc
+from tests.support.loan import embedded_rows, masked_words, save_schema, write_csv
+from tests.support.statistics import (
+    ALPHA,
+    chi_square_critical,
+    homogeneity_statistic,
+    uniformity_failures,
+)
 
-ALPHA = 1e-6
-
-
-def _masked_words(audit: Path, rank: int) -> np.ndarray:
-    words = []
-    for line in (audit / f"audit-party{rank}.jsonl").read_text().splitlines():
-        record = json.loads(line)
-        if record["op"] != "reveal" and record["dtype"] == "int64":
-            words.append(np.frombuffer(base64.b64decode(record["values"]), dtype=np.int64))
-    return np.concatenate(words).view(np.uint64)
+#: Every test here starts OS processes (smpc commands, or parties and a dealer as processes).
+pytestmark = pytest.mark.processes
 
 
 def test_views_of_two_different_data_sets_are_indistinguishable(tmp_path: Path) -> None:
-    with embedded_dataset().open(newline="") as handle:
-        rows = list(csv.reader(handle))
-    header, rows_all = load_csv(embedded_dataset())
-    Schema.infer(header, rows_all, "creditability", "bad").save(tmp_path / "schema.json")
+    rows = embedded_rows()
+    save_schema(tmp_path / "schema.json")
     for name, body in (("first", rows[1:301]), ("second", rows[301:601])):
-        with (tmp_path / f"{name}.csv").open("w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(rows[0])
-            writer.writerows(body)
-        done = subprocess.run([sys.executable, "-m", "smpc", "train", "--data", f"{name}.csv", "--schema",
-                               "schema.json", "--epochs", "2", "--audit", f"audit-{name}"], cwd=tmp_path,
-                              env=_env(), capture_output=True, text=True, timeout=300)
+        write_csv(tmp_path / f"{name}.csv", rows[0], body)
+        done = run_smpc("train", "--data", f"{name}.csv", "--schema", "schema.json", "--epochs", "2", "--audit",
+                        f"audit-{name}", cwd=tmp_path, timeout=300)
         assert done.returncode == 0, done.stderr
     critical = chi_square_critical(255, ALPHA / 4)
     for rank in (1, 2):
-        first = _masked_words(tmp_path / "audit-first", rank)
-        second = _masked_words(tmp_path / "audit-second", rank)
+        first = masked_words(tmp_path / "audit-first", rank)
+        second = masked_words(tmp_path / "audit-second", rank)
         assert first.size == second.size > 100_000  # the same protocol, the same shapes
         statistic = homogeneity_statistic(first, second)
         assert statistic < critical, f"party {rank}: chi-square {statistic:.1f} >= {critical:.1f}"

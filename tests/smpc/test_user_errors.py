@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import csv
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,8 +12,8 @@ import torch
 
 import smpc
 from smpc.loan.schema import embedded_dataset
-from tests.harness import run_parties
-from tests.smpc.test_cli import _env, _make_roster, _run, _smpc
+from tests.support.cli import make_roster, run_smpc
+from tests.support.harness import run_parties
 
 
 @pytest.mark.parametrize(("value", "message"), [
@@ -63,21 +61,22 @@ def _blank(rows: list[list[str]]) -> None:
     (["--data", "nosuch.csv"], "nosuch.csv: no such file"),
     (["--epochs", "0"], "must be positive"),
 ])
+@pytest.mark.processes
 def test_bad_data_and_options_get_one_clear_line(tmp_path: Path, args: list[str], message: str) -> None:
     _csv(tmp_path / "missing.csv", _blank)
     _csv(tmp_path / "threelabel.csv", _relabel)
     _csv(tmp_path / "ok.csv", lambda rows: None)
-    done = subprocess.run([sys.executable, "-m", "smpc", "train", *args], cwd=tmp_path, env=_env(),
-                          capture_output=True, text=True, timeout=120)
+    done = run_smpc("train", *args, cwd=tmp_path, timeout=120)
     assert done.returncode == 2, done.stderr
     assert message in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
+@pytest.mark.processes
 def test_a_port_in_use_says_what_to_fix(tmp_path: Path) -> None:
     """Party 0's roster port is held by another program: the party exits non-zero within its connect
     timeout, naming the address and the fix, without a traceback."""
-    roster = _make_roster(tmp_path)
+    roster = make_roster(tmp_path)
     import json
 
     address = json.loads(roster.read_text())["parties"][0]["address"]
@@ -85,8 +84,8 @@ def test_a_port_in_use_says_what_to_fix(tmp_path: Path) -> None:
     holder.bind(("127.0.0.1", int(address.rsplit(":", 1)[1])))
     holder.listen()
     try:
-        done = _run(_smpc("party", "--rank", "0", "--roster", roster.name, "--key", "party0.key",
-                          "--connect-timeout", "5", cwd=tmp_path), tmp_path)
+        done = run_smpc("party", "--rank", "0", "--roster", roster.name, "--key", "party0.key",
+                        "--connect-timeout", "5", cwd=tmp_path)
     finally:
         holder.close()
     assert done.returncode != 0

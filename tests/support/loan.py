@@ -1,0 +1,58 @@
+"""What the loan-job tests feed `smpc train` / `smpc party` and read back: bank CSV files cut from the embedded
+German Credit data, the public schema, and the audit logs of values opened to each party."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from smpc.loan.schema import Schema, embedded_dataset, load_csv
+
+
+def embedded_rows() -> list[list[str]]:
+    """The embedded data set as CSV rows, the header first."""
+    with embedded_dataset().open(newline="") as handle:
+        return list(csv.reader(handle))
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def bank_files(folder: Path) -> list[Path]:
+    """``bank0.csv`` .. ``bank2.csv`` in ``folder``: the first 300 rows, bank b holding every third from row b."""
+    rows = embedded_rows()
+    header, body = rows[0], rows[1:301]
+    return [write_csv(folder / f"bank{bank}.csv", header, body[bank::3]) for bank in range(3)]
+
+
+def save_schema(path: Path) -> Path:
+    """The public schema of the embedded data (label creditability, positive value bad), saved to ``path``."""
+    header, rows = load_csv(embedded_dataset())
+    Schema.infer(header, rows, "creditability", "bad").save(path)
+    return path
+
+
+def audit_records(folder: Path, rank: int) -> list[dict]:
+    """Party ``rank``'s audit log in ``folder``: one record per value opened to it."""
+    return [json.loads(line) for line in (folder / f"audit-party{rank}.jsonl").read_text().splitlines()]
+
+
+def audited_words(record: dict) -> np.ndarray:
+    """The int64 ring words an audit record of dtype int64 holds."""
+    return np.frombuffer(base64.b64decode(record["values"]), dtype=np.int64)
+
+
+def masked_words(folder: Path, rank: int) -> np.ndarray:
+    """Every masked ring word opened to party ``rank`` (all int64 openings but reveals), as uint64."""
+    words = [audited_words(record) for record in audit_records(folder, rank)
+             if record["op"] != "reveal" and record["dtype"] == "int64"]
+    return np.concatenate(words).view(np.uint64)
