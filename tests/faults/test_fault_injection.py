@@ -92,7 +92,7 @@ def test_a_lost_node_stops_every_survivor(case: int, folder: Path) -> None:
         struck = time.monotonic()
         survivors = [p for i, p in enumerate(processes) if i != victim]
         outcomes = []
-        for index, process in enumerate(survivors):
+        for process in survivors:
             left = SURVIVOR_BOUND_S - (time.monotonic() - struck)
             try:
                 _, err = process.communicate(timeout=max(left, 0.1))

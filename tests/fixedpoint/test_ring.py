@@ -25,7 +25,7 @@ def python_matmul_mod(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Reference 2-D matmul in Python integers reduced into signed int64: independent of torch's kernels."""
     rows, inner = a.shape
     cols = b.shape[1]
-    out = [[sum(int(a[i, j]) * int(b[j, l]) for j in range(inner)) % RING for l in range(cols)] for i in range(rows)]
+    out = [[sum(int(a[i, j]) * int(b[j, k]) for j in range(inner)) % RING for k in range(cols)] for i in range(rows)]
     signed = [[v - RING if v > INT64_MAX else v for v in row] for row in out]
     return torch.tensor(signed, dtype=torch.int64)
 

@@ -8,7 +8,7 @@ is an error naming it, a goodbye is distinguishable from a loss, and traffic is 
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest

@@ -15,7 +15,8 @@ import random
 import struct
 import tracemalloc
 from collections import Counter
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest

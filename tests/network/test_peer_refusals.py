@@ -1,4 +1,5 @@
-"""A peer that sends a share of the wrong dtype, size or shape is refused by the protocol layer, by name, within seconds.
+"""A peer that sends a share of the wrong dtype, size or shape is refused by the protocol layer, by name, within
+seconds.
 
 The wire-level refusals are in ``test_zmq_handshake.py`` (unknown key, other protocol version) and
 ``test_zmq_hostile.py`` (replayed, out-of-sequence, other session, undecodable dtype or shape, oversized); here the

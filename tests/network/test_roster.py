@@ -9,8 +9,9 @@ Nodes set up from a roster are in ``test_zmq_handshake.py``.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 

@@ -32,7 +32,7 @@ def test_three_parties_exchange_tagged_arrays_in_any_order(cluster: Cluster) -> 
         return received
 
     results = in_threads([lambda t=t: program(t) for t in everyone])
-    for rank, received in enumerate(results):
+    for received in results:
         assert not isinstance(received, BaseException), received
         for (peer, tag), array in received.items():
             assert array.shape == (2, tag + 1)

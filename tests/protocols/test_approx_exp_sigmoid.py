@@ -9,8 +9,8 @@ since that is what the parties compare.
 from __future__ import annotations
 
 import math
-from collections import Counter
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import protocols
-import protocols.truncation
+import protocols.additive.truncation
 import smpc
 from fixedpoint import FixedPoint
 from network.local import FRAME_OVERHEAD_BYTES

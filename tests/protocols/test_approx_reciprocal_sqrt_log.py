@@ -9,9 +9,10 @@ value outside the domain (exactly 0 for x <= 0, ...).  Rounds are those document
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import torch
@@ -19,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import protocols
-import protocols.truncation
+import protocols.additive.truncation
 import smpc
 from protocols.approx.log import log
 from protocols.approx.normalize import normalize
@@ -161,7 +162,8 @@ def test_normalize_finds_the_octave(n_parties: int, values: list[int]) -> None:
         rounds = party.rounds - before
         scalar = normalize(party, shares[0])
         return {"rounds": rounds, "exponents": plain.exponents, "scalar": protocols.reveal(party, scalar.positive),
-                "positive": protocols.reveal(party, plain.positive), "exponent": protocols.reveal(party, plain.exponent()),
+                "positive": protocols.reveal(party, plain.positive),
+                "exponent": protocols.reveal(party, plain.exponent()),
                 "scale": protocols.reveal(party, plain.scale(session.encoding.scale)),
                 "signed positive": protocols.reveal(party, signed.positive),
                 "signed negative": protocols.reveal(party, signed.negative),

@@ -1,4 +1,4 @@
-"""protocols.compare on raw ring elements: exact results on the whole of Z_2^64, and the documented costs.
+"""protocols.additive.compare on raw ring elements: exact results on the whole of Z_2^64, and the documented costs.
 
 Every expected value comes from int64 torch (which wraps modulo 2^64 like the ring).  ``ltz`` must be right for
 every ring element, whatever way the parties' shares split it; ``maximum`` compares by differences, so its
@@ -8,7 +8,8 @@ inputs stay within |x| < 2^62 (every difference is then a ring element of the ri
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pytest
@@ -191,7 +192,7 @@ def test_binary_and_and_bit_conversion(n_parties: int, data: st.DataObject) -> N
         party, rank = session.party, session.rank
         product = protocols.binary_and(party, x_shares[rank], y_shares[rank])
         gathered = party.open(product, "test open", xor=True)
-        additive = protocols.compare.xor_bit_to_additive(party, bit_shares[rank])
+        additive = protocols.additive.compare.xor_bit_to_additive(party, bit_shares[rank])
         return {"and": gathered, "bit": protocols.reveal(party, additive)}
 
     assert_equal_all(run_and_agree(program, n_parties), {

@@ -1,9 +1,10 @@
-"""protocols.dealer: seed-compressed correlations reconstruct, requests are validated, and the dealer talks
+"""protocols.additive.dealer: seed-compressed correlations reconstruct, requests are validated, and the dealer talks
 to the last party only."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ import protocols
 import smpc
 from network import ProtocolError
 from network.local import FRAME_OVERHEAD_BYTES
-from protocols.dealer import MATMUL, MAX_REQUEST_ELEMENTS, MUL, TRUNC, Request, _expand, dealer_correction
+from protocols.additive.dealer import MATMUL, MAX_REQUEST_ELEMENTS, MUL, TRUNC, Request, dealer_correction, expand_parts
 from protocols.prg import KEY_BYTES, AesCtrPrg
 from tests.support.harness import run_parties, share_from
 from tests.support.strategies import matmul_shapes
@@ -40,9 +41,9 @@ def reconstruct(keys: Sequence[bytes], n_parties: int, stream: int, request: Req
     c = correction.clone()
     for rank, prg in enumerate(prgs):
         if rank == n_parties - 1:
-            a_i, b_i = _expand(prg, stream, (shape_a, shape_b))
+            a_i, b_i = expand_parts(prg, stream, (shape_a, shape_b))
         else:
-            a_i, b_i, c_i = _expand(prg, stream, (shape_a, shape_b, shape_c))
+            a_i, b_i, c_i = expand_parts(prg, stream, (shape_a, shape_b, shape_c))
             c += c_i
         a += a_i
         b += b_i

@@ -19,8 +19,8 @@ uniform, split over its checks by Bonferroni.  A deliberately leaky function sho
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -28,14 +28,14 @@ import torch
 
 import protocols
 import smpc
+from protocols.additive.dealer import Request
 from protocols.approx.exp import exp
 from protocols.approx.log import log
+from protocols.approx.poly import polynomial
 from protocols.approx.reciprocal import reciprocal
+from protocols.approx.sigmoid import sigmoid, tanh
 from protocols.approx.softmax import log_softmax, softmax
 from protocols.approx.sqrt import inv_sqrt, sqrt
-from protocols.approx.poly import polynomial
-from protocols.approx.sigmoid import sigmoid, tanh
-from protocols.dealer import Request
 from protocols.party import Party
 from tests.support.harness import run_parties
 from tests.support.recording import RecordingTransport

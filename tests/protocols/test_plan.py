@@ -11,7 +11,7 @@ import torch
 
 import smpc
 from network import ProtocolError
-from protocols.dealer import MAX_PLAN_ELEMENTS, MUL, PLAN, Request, decode_plan, encode_plan
+from protocols.additive.dealer import MAX_PLAN_ELEMENTS, MUL, PLAN, Request, decode_plan, encode_plan
 from tests.support.harness import run_parties
 
 X = torch.linspace(-3.0, 3.0, 50, dtype=torch.float64)

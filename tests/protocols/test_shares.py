@@ -6,7 +6,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocols import shares
+from protocols.additive import shares
 
 WORDS = st.lists(st.integers(-(2**63), 2**63 - 1), min_size=1, max_size=16)
 

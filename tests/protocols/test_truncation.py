@@ -1,9 +1,11 @@
-"""protocols.truncation: the dealer method is exact within one unit on the whole fixed-point bound (also
-through the correction of a masked sum that wrapped); the two-party local shift works within its budget and is refused beyond it."""
+"""protocols.additive.truncation: the dealer method is exact within one unit on the whole fixed-point bound (also
+through the correction of a masked sum that wrapped); the two-party local shift works within its budget and is
+refused beyond it."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import pytest
 import torch
@@ -91,7 +93,7 @@ def test_wrap_correction_algebra(shifted: int, below: int, divisor: int) -> None
     threshold = 1 << 62
     for r in ((1 << 64) - below, below - 1, (1 << 63) + below):
         mask = torch.tensor([r - (1 << 64) if r >= 1 << 63 else r], dtype=torch.int64)
-        s, u = protocols.dealer.truncation_values(mask, divisor)
+        s, u = protocols.additive.dealer.truncation_values(mask, divisor)
         c = (shifted + r) % (1 << 64)
         result = (c // divisor - int(s) + (int(u) if c < threshold else 0)) % (1 << 64)
         assert result - shifted // divisor in (0, 1), (shifted, r, divisor)

@@ -38,8 +38,8 @@ def test_dealer_and_parties_started_separately_from_a_roster(tmp_path: Path) -> 
     for code, out, err in outcomes:
         assert code == 0, f"exit {code}\n{out}\n{err}"
     expected = plain_reference(3)["total_lent"]
-    for code, out, _ in outcomes[1:]:
-        line = next(l for l in out.splitlines() if "total_lent" in l)
+    for _, out, _ in outcomes[1:]:
+        line = next(text for text in out.splitlines() if "total_lent" in text)
         secure, plain = (float(v) for v in line.split()[1:3])
         assert abs(secure - expected) < 1e-3 and plain == pytest.approx(expected)
 

@@ -9,7 +9,8 @@ Results are compared with zero tolerance.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest

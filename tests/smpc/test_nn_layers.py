@@ -7,7 +7,7 @@ through the same operations the shared model performs).  The optimizer and train
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import torch
@@ -20,9 +20,9 @@ from smpc import optim as soptim
 from tests.support.checks import FLOAT_SLACK, PARTIES, check_all, run_and_collect
 from tests.support.harness import run_parties
 from tests.support.nn_bounds import (
+    Approx,
     E,
     U,
-    Approx,
     approx_backward,
     approx_forward,
     assert_rounds,
@@ -127,10 +127,10 @@ def check_forward_backward(n_parties: int, model: torch.nn.Module, x: torch.Tens
         opened.update({name: p.grad.reveal() for name, p in shared.named_parameters()})
         return opened
 
-    if criterion == "bce":
-        loss_of: Callable[[torch.Tensor], torch.Tensor] = lambda out: torch.nn.functional.binary_cross_entropy(out, y)
-    else:
-        loss_of = lambda out: torch.nn.functional.mse_loss(out, y)
+    def loss_of(out: torch.Tensor) -> torch.Tensor:
+        if criterion == "bce":
+            return torch.nn.functional.binary_cross_entropy(out, y)
+        return torch.nn.functional.mse_loss(out, y)
     output, grads, input_grad = torch_reference(model, x, loss_of)
 
     approx_out, inputs = approx_forward(layers, Approx.encoded(x))

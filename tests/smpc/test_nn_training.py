@@ -21,8 +21,8 @@ from smpc import optim as soptim
 from tests.support.checks import PARTIES, check_all, run_and_collect
 from tests.support.harness import run_parties
 from tests.support.nn_bounds import (
-    E,
     Approx,
+    E,
     assert_rounds,
     logistic_data,
     make_torch_model,

@@ -17,15 +17,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from smpc import privacy
-from smpc.privacy import accountant, randomized
 from smpc.privacy import (
     DEFAULT_ORDERS,
     BudgetExceeded,
     Ledger,
+    accountant,
     dataset_id,
     epsilon_spent,
     noise_multiplier_for,
+    randomized,
     randomized_response,
     randomized_response_epsilon,
     randomized_response_estimate,

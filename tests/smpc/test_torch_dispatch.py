@@ -6,7 +6,8 @@ function (``torch.div(public, shared)`` once returned a dot product: the reverse
 from __future__ import annotations
 
 import operator
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import torch

@@ -35,7 +35,7 @@ def test_bad_input_values_are_refused_by_the_owner(value: float, message: str) -
     assert outcome.startswith("refused") and message.lower() in outcome.lower(), outcome
 
 
-def _csv(path: Path, change: "callable[[list[list[str]]], None]") -> Path:
+def _csv(path: Path, change: callable[[list[list[str]]], None]) -> Path:
     with embedded_dataset().open(newline="") as handle:
         rows = list(csv.reader(handle))[:60]
     change(rows)

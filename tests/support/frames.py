@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import random
 import struct
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import zmq

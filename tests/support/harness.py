@@ -6,7 +6,8 @@ Programs that run as processes must be module-level functions (they are imported
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import smpc
 

@@ -11,7 +11,8 @@ Also the torch models and data the nn tests share, and their reference gradients
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import torch
@@ -43,56 +44,56 @@ class Approx:
         self.bound = torch.as_tensor(bound, dtype=torch.float64).expand_as(self.value).clone()
 
     @classmethod
-    def encoded(cls, value: torch.Tensor) -> "Approx":
+    def encoded(cls, value: torch.Tensor) -> Approx:
         return cls(value, E)
 
-    def __add__(self, other: "Approx") -> "Approx":
+    def __add__(self, other: Approx) -> Approx:
         return Approx(self.value + other.value, self.bound + other.bound)
 
-    def __sub__(self, other: "Approx") -> "Approx":
+    def __sub__(self, other: Approx) -> Approx:
         return Approx(self.value - other.value, self.bound + other.bound)
 
-    def __mul__(self, other: "Approx") -> "Approx":
+    def __mul__(self, other: Approx) -> Approx:
         a, b = self, other
         return Approx(a.value * b.value, a.bound * b.value.abs() + a.value.abs() * b.bound + a.bound * b.bound + U)
 
-    def __matmul__(self, other: "Approx") -> "Approx":
+    def __matmul__(self, other: Approx) -> Approx:
         a, b = self, other
         bound = a.bound @ b.value.abs() + a.value.abs() @ b.bound + a.bound @ b.bound + U
         return Approx(a.value @ b.value, bound)
 
-    def times_public(self, c: float) -> "Approx":
+    def times_public(self, c: float) -> Approx:
         return Approx(self.value * c, abs(c) * self.bound + E * self.value.abs() + E * self.bound + U)
 
-    def times_int(self, k: int) -> "Approx":
+    def times_int(self, k: int) -> Approx:
         return Approx(self.value * k, abs(k) * self.bound)
 
-    def divide(self, n: int) -> "Approx":
+    def divide(self, n: int) -> Approx:
         return self if n == 1 else Approx(self.value / n, self.bound / n + U)
 
-    def one_minus(self) -> "Approx":
+    def one_minus(self) -> Approx:
         return Approx(1.0 - self.value, self.bound)
 
     @property
-    def T(self) -> "Approx":
+    def T(self) -> Approx:
         return Approx(self.value.T, self.bound.T)
 
-    def sum0(self) -> "Approx":
+    def sum0(self) -> Approx:
         return Approx(self.value.sum(0), self.bound.sum(0))
 
-    def relu(self) -> "Approx":
+    def relu(self) -> Approx:
         sure = self.value.abs() > self.bound
         return Approx(self.value.clamp(min=0), torch.where(sure, self.bound, self.value.abs() + self.bound))
 
-    def relu_backward(self, grad: "Approx") -> "Approx":
+    def relu_backward(self, grad: Approx) -> Approx:
         sure = self.value.abs() > self.bound
         value = grad.value * (self.value > 0)
         return Approx(value, torch.where(sure, grad.bound, grad.value.abs() + grad.bound))
 
-    def sigmoid(self) -> "Approx":
+    def sigmoid(self) -> Approx:
         return Approx(torch.sigmoid(self.value), ACTIVATION_ERROR + self.bound / 4)
 
-    def tanh(self) -> "Approx":
+    def tanh(self) -> Approx:
         return Approx(torch.tanh(self.value), ACTIVATION_ERROR + self.bound)
 
 

@@ -17,7 +17,7 @@ class RecordingTransport:
         self.received: list[tuple[int, int, str, np.ndarray]] = []
 
     @classmethod
-    def around(cls, party: Any) -> "RecordingTransport":
+    def around(cls, party: Any) -> RecordingTransport:
         """Wrap ``party``'s transport in a recorder, from now on; ``party.transport = recorder.inner`` undoes it."""
         recorder = cls(party.transport)
         party.transport = recorder
