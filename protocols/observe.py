@@ -48,12 +48,16 @@ class Profile(Observer):
 
 @dataclass
 class OpeningTrace(Observer):
-    """Every opening as (operation, bytes of this party's share), in order (the benchmark's cost model)."""
+    """Every opening as (operation, bytes of this party's share), in order, and every dealer request as
+    ("dealer request", its bytes) (the benchmark's cost model)."""
 
     openings: list[tuple[str, int]] = field(default_factory=list)
 
     def opening(self, op: str, nbytes: int) -> None:
         self.openings.append((op, nbytes))
+
+    def dealer_request(self, request: Any) -> None:
+        self.openings.append(("dealer request", int(request.encode().nbytes)))
 
 
 @dataclass

@@ -34,6 +34,23 @@ def test_quick_subset_writes_json_and_png(tmp_path: Path) -> None:
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.processes
+def test_replicated_rows_match_their_cost_model(tmp_path: Path) -> None:
+    """`--protocol replicated`: three parties, no dealer bytes, measured bytes within 5 % of the replicated
+    cost model and rounds equal to it."""
+    out = tmp_path / "bench"
+    done = run_smpc("bench", "--quick", "--protocol", "replicated", "--only", "mul", "matmul", "gt", "--repeats",
+                    "1", "--out", str(out), timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = json.loads((out / "bench.json").read_text())["rows"]
+    assert {(r["op"], r["parties"], r["protocol"]) for r in rows} == {
+        (op, 3, "replicated") for op in ("mul", "matmul", "gt")}
+    for row in rows:
+        assert row["rounds"] == row["theory_rounds"], row
+        assert 0 <= row["bytes_vs_theory_pct"] < 5.0, row
+        assert row["dealer_bytes"] == 0, row
+
+
 def test_opening_cost_by_size() -> None:
     """Broadcast below the threshold ((n-1) S, 1 round); from it up, with n > 2, the largest party's share
     of the two-round form (2 (n-1)/n S for equal chunks, 2 rounds); two parties always broadcast."""

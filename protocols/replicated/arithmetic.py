@@ -63,6 +63,7 @@ def fused_truncate(family: ReplicatedFamily, z: torch.Tensor, divisor: int | Non
     sub = family.sub
     stream = sub.next_dealer_request()
     assert sub.dealer_prg is not None
+    party.notify_opening("truncate", count * 8)
     if rank == 1:
         _, _, pair = expand_parts(sub.dealer_prg, stream, shapes, sub)
         party.send(2, tag, flat + family._mask(0, _FUSED_DOMAIN, tag, count))

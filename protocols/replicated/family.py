@@ -94,6 +94,7 @@ class ReplicatedFamily:
         else:
             if encoded is not None:
                 raise ValueError(f"party {rank} does not own this input (owner is {owner}); pass None")
+            party.notify_opening("share", 0)
             third = party.recv(owner, tag, "share")
             mine = party.expand(self.pair[owner], stream, third.numel()).reshape(third.shape)
             parts = (mine, third) if rank == after else (third, mine)
@@ -122,8 +123,9 @@ class ReplicatedFamily:
         receiver_of_mine = rep.previous_rank(rank)
         if to is not None and not 0 <= to < rep.PARTIES:
             raise ValueError(f"reveal target must be a party rank in 0..2, got {to}")
-        party.notify_opening("reveal" if to is None else "reveal to one", x[1].numel() * 8)
-        if to is None or to == receiver_of_mine:
+        sends = to is None or to == receiver_of_mine
+        party.notify_opening("reveal" if to is None else "reveal to one", x[1].numel() * 8 if sends else 0)
+        if sends:
             party.send(receiver_of_mine, tag, x[1])
         if to is not None and to != rank:
             return None
@@ -203,7 +205,9 @@ class ReplicatedFamily:
         stream = sub.next_dealer_request()  # the end marker's stream, on both of the sub-session's parties
         shapes = [tuple(output.shape) for output in outputs]
         if self.rank == 2:
-            sub.send(sub.dealer_id, stream, encode_end(shapes, isinstance(result, tuple), party.tag, rounds))
+            end = encode_end(shapes, isinstance(result, tuple), party.tag, rounds)
+            party.notify_opening("helper end", end.numel() * 8)
+            sub.send(sub.dealer_id, stream, end)
         party.rounds += rounds
         converted = self.from_two_of_two(outputs, shapes)
         return tuple(converted) if isinstance(result, tuple) else converted[0]

@@ -38,12 +38,17 @@ _NODES = {0: 1, 1: 2, 2: 0}
 
 
 class HelperTransport:
-    """The transport of the sub-session's parties: the main transport with nodes renamed (see ``_NODES``) and
-    the dealer's tags moved past ``HELPER_TAG``.  Closing it does nothing; the session closes the real one."""
+    """The transport of the sub-session's parties: the main party's transport (whatever it is at the time of
+    each call) with nodes renamed (see ``_NODES``) and the dealer's tags moved past ``HELPER_TAG``.  Closing it
+    does nothing; the session closes the real one."""
 
-    def __init__(self, transport: Transport, rank: int) -> None:
-        self._transport = transport
+    def __init__(self, main: Party, rank: int) -> None:
+        self._main = main
         self._rank = rank
+
+    @property
+    def _transport(self) -> Transport:
+        return self._main.transport
 
     @property
     def rank(self) -> int:
@@ -81,7 +86,7 @@ class SubParty(Party):
 def sub_party(main: Party, dealer_prg: AesCtrPrg, partner_prg: AesCtrPrg) -> SubParty:
     """Party 1's or party 2's end of the sub-session (ranks 0 and 1 there; the dealer is node 2)."""
     rank = main.rank - 1
-    return SubParty(rank=rank, n_parties=2, transport=HelperTransport(main.transport, rank), encoding=main.encoding,
+    return SubParty(rank=rank, n_parties=2, transport=HelperTransport(main, rank), encoding=main.encoding,
                     dealer_prg=dealer_prg, pair_prgs={1 - rank: partner_prg}, truncation="dealer",
                     gather_bytes=None, device=main.device, observers=main.observers, main=main)
 
@@ -102,7 +107,9 @@ class Helper:
 
     def send_to_last(self, stream: int, array: torch.Tensor) -> None:
         """A correction for stream ``stream`` to the sub-session's last party (party 2)."""
-        self.main.transport.send(2, HELPER_TAG + stream, array.detach().cpu().contiguous().numpy())
+        wire = array.detach().cpu().contiguous().numpy()
+        self.main.notify_opening("helper correction", wire.nbytes)
+        self.main.transport.send(2, HELPER_TAG + stream, wire)
 
     def serve(self) -> tuple[list[tuple[int, ...]], bool, int, int]:
         """Answer party 2's requests until it ends the call; returns (output shapes, whether the result is a

@@ -108,10 +108,9 @@ def _inputs(case: Case) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _secure_op(case: Case, x: smpc.SharedTensor, y: smpc.SharedTensor) -> Callable[[], Any]:
-    party = x.session.party
     if case.op == "truncate":
-        scaled = x.local_share * x.session.encoding.scale
-        return functools.partial(protocols.truncate, party, scaled)
+        scaled = x * x.session.encoding.scale  # an integer product: exact, at double scale
+        return scaled.rescale
     operations: dict[str, Callable[[], Any]] = {
         "mul": lambda: x * y, "matmul": lambda: x @ y, "gt": lambda: x > y, "relu": x.relu,
         "sigmoid": x.sigmoid, "exp": x.exp, "reciprocal": functools.partial(x.reciprocal, positive=True),
@@ -215,6 +214,8 @@ def theory(openings: list[list[Any]], n: int, gather_bytes: int | None) -> tuple
     """Payload bytes per party, header bytes per party and rounds that the openings made should cost."""
     payload = rounds = headers = 0
     for label, nbytes in openings:
+        if label == "dealer request":  # to the dealer: offline traffic, counted apart
+            continue
         if label == "share":  # the owner sends the shape to the n-1 others (party 0's trace has the largest)
             cost, r = (n - 1) * nbytes, 1
         elif label == "reveal to one":  # every party but the receiver sends its share
@@ -225,18 +226,45 @@ def theory(openings: list[list[Any]], n: int, gather_bytes: int | None) -> tuple
     return payload, headers, rounds
 
 
+def replicated_theory(per_party: list[dict]) -> tuple[int, int, int]:
+    """The replicated family's (payload bytes, header bytes, rounds) for the party that sends the most: each
+    party's openings from its own trace (``protocols.replicated``: the owner of an input sends its last
+    component to both others, party 0 sends its masked share to both parties 1 and 2 in a fused truncation,
+    everything else, the helper sub-session's two-party openings included, goes to one peer), plus party 0's
+    helper corrections and party 2's requests to it.  Rounds: party 1 takes part in every round, so its
+    openings count them."""
+    costs = []
+    for rank, party in enumerate(per_party):
+        payload = messages = 0
+        for label, nbytes in party["openings"]:
+            if label == "dealer request" and rank != 2:  # recorded by both, sent by the sub-session's last
+                continue
+            copies = 2 if label == "share" or (rank == 0 and label == "truncate") else 1
+            payload += copies * nbytes
+            messages += copies if nbytes else 0
+        costs.append((payload, messages))
+    payload, messages = max(costs)
+    rounds = sum(1 for label, _ in per_party[1]["openings"]
+                 if label not in ("helper correction", "dealer request", "helper end"))
+    return payload, messages * HEADER_SIZE, rounds
+
+
 # -- driver ---------------------------------------------------------------------------------------------
-def summarise(case: Case, n: int, per_party: list[dict], encryption_bps: float) -> dict[str, Any]:
+def summarise(case: Case, n: int, per_party: list[dict], encryption_bps: float, protocol: str = "dealer"
+              ) -> dict[str, Any]:
     first = per_party[0]
     sent = max(r["bytes_sent"] for r in per_party)
-    payload, headers, theory_rounds = theory(first["openings"], n, protocols.DEFAULT_GATHER_BYTES)
+    if protocol == "replicated":
+        payload, headers, theory_rounds = replicated_theory(per_party)
+    else:
+        payload, headers, theory_rounds = theory(first["openings"], n, protocols.DEFAULT_GATHER_BYTES)
     median = statistics.median(first["seconds"])
     plain = statistics.median(first["plain_seconds"])
     quartiles = statistics.quantiles(first["seconds"], n=4) if len(first["seconds"]) >= 4 else None
     # Local compute: the slowest party's time not spent blocked on its peers.
     compute = max(statistics.median(r["seconds"]) - r["wait_s"] for r in per_party)
     row: dict[str, Any] = {
-        "op": case.op, "size": case.label, "parties": n, "median_s": median,
+        "op": case.op, "size": case.label, "parties": n, "protocol": protocol, "median_s": median,
         "iqr_s": (quartiles[2] - quartiles[0]) if quartiles else max(first["seconds"]) - min(first["seconds"]),
         "runs": len(first["seconds"]), "elements_per_s": case.elements / median if case.elements else None,
         "bytes_per_party": sent, "theory_bytes": payload + headers, "theory_payload_bytes": payload,
@@ -281,11 +309,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "links": {name: {"rtt_s": link.rtt_s, "bits_per_s": link.bits_per_s} for name, link in LINKS.items()},
         "rows": [],
     }
-    for n in args.parties:
-        program = functools.partial(party_program, cases=selected, repeats=repeats, profile=args.profile)
-        results = smpc.run_local(program, parties=n, transport="zmq")
-        for index, case in enumerate(selected):
-            report["rows"].append(summarise(case, n, [r[index] for r in results], encryption_bps))
+    for protocol in args.protocol:
+        for n in args.parties if protocol == "dealer" else [3]:
+            program = functools.partial(party_program, cases=selected, repeats=repeats, profile=args.profile)
+            results = smpc.run_local(program, parties=n, transport="zmq", protocol=protocol)
+            for index, case in enumerate(selected):
+                report["rows"].append(summarise(case, n, [r[index] for r in results], encryption_bps, protocol))
     return report
 
 
@@ -296,7 +325,8 @@ def print_report(report: dict[str, Any]) -> None:
           f"bytes: largest over parties, frame headers included; theory: payload of the openings made; offline: the "
           f"dealer's ahead-of-time phase (time, bytes to the last party), not in the online median")
     print_table(rows, [
-        ("parties", "n", "d"), ("op", "op", "s"), ("size", "size", "s"), ("median_ms", "median ms", ".2f"),
+        ("parties", "n", "d"), ("protocol", "protocol", "s"), ("op", "op", "s"), ("size", "size", "s"),
+        ("median_ms", "median ms", ".2f"),
         ("iqr_ms", "IQR ms", ".2f"), ("elements_per_s", "elem/s", ".3g"), ("bytes_per_party", "bytes/party", "d"),
         ("theory_payload_bytes", "theory bytes", "d"), ("bytes_vs_theory_pct", "+%", ".2f"), ("rounds", "rounds", "d"),
         ("theory_rounds", "theory", "d"), ("offline_ms", "offline ms", ".1f"), ("dealer_bytes", "dealer bytes", "d"),
@@ -332,6 +362,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                         help="folder for bench.json and bench.png (default: bench-results)")
     parser.add_argument("--parties", type=int, nargs="+", default=[2, 3], choices=range(2, 9), metavar="N",
                         help="party counts to run (default: 2 3)")
+    parser.add_argument("--protocol", nargs="+", choices=("dealer", "replicated"), default=["dealer"],
+                        help="protocol families to run (default: dealer; the replicated one runs 3 parties)")
     parser.add_argument("--repeats", type=int, default=0, help="timed runs per op (default 5, quick 3)")
     parser.add_argument("--profile", action="store_true",
                         help="split each op's time into local compute, PRG, serialization, encryption, waiting")

@@ -62,10 +62,10 @@ def train_fedavg(session: Session, config: TrainConfig, data: PartyData, progres
                                       delta=config.dp_delta, noise_multiplier=sigma, sampling_rate=1.0)
     if outcome.shares is not None:  # kept shared: party 0's test predictions from the shared model
         model = snn.from_torch(torch_model(data.schema.n_features, config), session, owner=0)
-        flat, at, shares = outcome.shares.local_share, 0, {}
+        flat, at, shares = outcome.shares, 0, {}
         for name, parameter in model.named_parameters():
             count = math.prod(parameter.shape)
-            shares[name] = flat[at : at + count].reshape(tuple(parameter.shape))
+            shares[name] = flat[at : at + count].reshape(tuple(parameter.shape)).local_share
             at += count
         model.load_state_shares(shares)
         test_shared = session.share(test if rank == 0 else None, owner=0)

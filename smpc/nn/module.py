@@ -131,9 +131,13 @@ class Module:
             raise ValueError(f"expected shares for {sorted(named)}, got {sorted(shares)}")
         for name, parameter in named.items():
             share = torch.as_tensor(shares[name])
-            if share.dtype != torch.int64 or share.shape != parameter.shape:
+            try:
+                loaded = SharedTensor(parameter.session, share.clone())
+            except (TypeError, ValueError):
+                loaded = None
+            if loaded is None or loaded.shape != parameter.shape:
                 raise ValueError(f"{name}: expected an int64 share of shape {tuple(parameter.shape)}")
-            parameter.data = SharedTensor(parameter.session, share.clone())
+            parameter.data = loaded
             parameter.grad = None
 
     def reveal(self, to: int | None = None, *, dtype: torch.dtype = torch.float32) -> torch.nn.Module | None:

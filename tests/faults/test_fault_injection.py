@@ -1,10 +1,12 @@
 """Fault injection: a training run of three `smpc party` processes and an `smpc dealer` over CurveZMQ on
-127.0.0.1, each started on its own as on four hosts; at a random point of the run one of the four is killed
-(SIGKILL) or frozen (SIGSTOP).  Every survivor must exit non-zero within 10 seconds with an error naming the
-lost node, nothing may hang, and no port of the roster may stay bound.
+127.0.0.1, each started on its own as on four hosts (or, in the replicated protocol, three parties and no
+dealer); at a random point of the run one of the nodes is killed (SIGKILL) or frozen (SIGSTOP).  Every
+survivor must exit non-zero within 10 seconds with an error naming the lost node, nothing may hang, and no
+port of the roster may stay bound.
 
-20 injection points per CI run, drawn from a seeded generator (test-only randomness; the seed of each case
-is in its id, so a failure is replayed with ``-k``).  Set SMPC_FAULT_CASES for more.
+20 injection points per CI run for the dealer protocol and 6 for the replicated one, drawn from a seeded
+generator (test-only randomness; the seed of each case is in its id, so a failure is replayed with ``-k``).
+Set SMPC_FAULT_CASES (and SMPC_REPLICATED_FAULT_CASES) for more.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from tests.support.cli import free_ports, start_smpc
 from tests.support.loan import bank_files, save_schema
 
 CASES = int(os.environ.get("SMPC_FAULT_CASES", "20"))
+REPLICATED_CASES = int(os.environ.get("SMPC_REPLICATED_FAULT_CASES", "6"))
 #: The issue's bound on how long a survivor may take to notice and exit.
 SURVIVOR_BOUND_S = 10.0
 NAMES = ["party 0", "party 1", "party 2", "dealer"]
@@ -57,33 +60,37 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return made
 
 
-def _fresh_roster(folder: Path, case: int) -> tuple[str, list[int]]:
-    """A roster on fresh ports for this case (every case is its own session)."""
-    ports = free_ports(4)
+def _fresh_roster(folder: Path, case: int, protocol: str) -> tuple[str, list[int]]:
+    """A roster on fresh ports for this case (every case is its own session); no dealer for replicated."""
+    ports = free_ports(4 if protocol == "dealer" else 3)
     def node(name: str, port: int) -> dict[str, str]:
         return {"address": f"tcp://127.0.0.1:{port}",
                 "public_key": read_public_key(folder / f"{name}.pub").decode("ascii")}
-    document = {"session": f"fault-{case}", "frac_bits": 16,
-                "parties": [node(f"party{r}", ports[r]) for r in range(3)], "dealer": node("dealer", ports[3])}
-    name = f"roster-{case}.json"
+    document = {"session": f"fault-{protocol}-{case}", "frac_bits": 16,
+                "parties": [node(f"party{r}", ports[r]) for r in range(3)]}
+    if protocol == "dealer":
+        document["dealer"] = node("dealer", ports[3])
+    name = f"roster-{protocol}-{case}.json"
     (folder / name).write_text(json.dumps(document))
     return name, ports
 
 
-@pytest.mark.parametrize("case", range(CASES))
-def test_a_lost_node_stops_every_survivor(case: int, folder: Path) -> None:
+@pytest.mark.parametrize("protocol, case", [("dealer", case) for case in range(CASES)]
+                         + [("replicated", case) for case in range(REPLICATED_CASES)])
+def test_a_lost_node_stops_every_survivor(protocol: str, case: int, folder: Path) -> None:
     """One random node, SIGKILL or SIGSTOP, at a random moment up to 3 s into training (see module doc)."""
-    rng = random.Random(1000 + case)
-    victim = rng.randrange(4)
+    rng = random.Random(1000 + case + (0 if protocol == "dealer" else 500))
+    victim = rng.randrange(4 if protocol == "dealer" else 3)
     how = rng.choice([signal.SIGKILL, signal.SIGSTOP])
     delay = rng.uniform(0.0, 3.0)
-    roster, ports = _fresh_roster(folder, case)
+    roster, ports = _fresh_roster(folder, case, protocol)
     processes = []
     for rank in range(3):
         processes.append(start_smpc("party", "--rank", str(rank), "--roster", roster, "--key",
                                     f"party{rank}.key", "--data", f"bank{rank}.csv", "--schema", "schema.json",
                                     "--epochs", "200", "--recv-timeout", "60", cwd=folder))
-    processes.append(start_smpc("dealer", "--roster", roster, "--key", "dealer.key", cwd=folder))
+    if protocol == "dealer":
+        processes.append(start_smpc("dealer", "--roster", roster, "--key", "dealer.key", cwd=folder))
     try:
         _wait_for_training(processes[0])
         time.sleep(delay)

@@ -35,7 +35,7 @@ from protocols.approx.exp import (
     exp,
 )
 from protocols.approx.sigmoid import SIGMOID_TABLE, TANH_TABLE, sigmoid, tanh
-from tests.support.checks import FLOAT_SLACK, PARTIES
+from tests.support.checks import DEALER_PARTIES, FLOAT_SLACK, PARTIES
 from tests.support.harness import run_parties
 
 UNIT = 2.0**-16
@@ -80,11 +80,11 @@ def evaluate(function: Function, values: torch.Tensor, n_parties: int, **options
     owner = n_parties - 1
 
     def program(session: smpc.Session) -> torch.Tensor:
-        party = session.party
-        encoded = session.encoding.encode(values) if party.rank == owner else None
-        result = function(party, protocols.share(party, encoded, owner))
-        assert result.dtype == torch.int64
-        return session.encoding.decode(protocols.reveal(party, result))
+        family = session.family  # either protocol family: the replicated one runs ``function`` for two parties
+        encoded = session.encoding.encode(values) if session.rank == owner else None
+        result = family.call(function, family.share(encoded, owner))
+        assert all(part.dtype == torch.int64 for part in result)
+        return session.encoding.decode(family.reveal(result))
 
     results = run_parties(program, n_parties, **options)
     for rank, other in enumerate(results[1:], start=1):
@@ -243,7 +243,7 @@ def test_local_truncation_sessions() -> None:
 
 
 # -- costs -----------------------------------------------------------------------------------------------
-@PARTIES
+@DEALER_PARTIES
 @pytest.mark.parametrize("count", [1, 300])
 def test_rounds_and_bytes(n_parties: int, count: int) -> None:
     """Per call, from the party counters: exp 14 rounds and 1739 (n-1) payload bytes per element, sigmoid and

@@ -27,7 +27,7 @@ from protocols.approx.normalize import normalize
 from protocols.approx.reciprocal import reciprocal
 from protocols.approx.sqrt import inv_sqrt, sqrt
 from protocols.party import Party
-from tests.support.checks import FLOAT_SLACK, PARTIES
+from tests.support.checks import DEALER_PARTIES, FLOAT_SLACK, PARTIES
 from tests.support.harness import run_parties
 
 UNIT = 2.0 ** -16
@@ -110,9 +110,9 @@ def evaluate(values: torch.Tensor, names: list[str], n_parties: int) -> tuple[to
     owner = n_parties - 1
 
     def program(session: smpc.Session) -> dict[str, torch.Tensor]:
-        party = session.party
-        shares = protocols.share(party, encoded if party.rank == owner else None, owner=owner)
-        return {name: session.encoding.decode(protocols.reveal(party, CASES[name].function(party, shares)))
+        family = session.family  # either protocol family: the replicated one runs each function for two parties
+        shares = family.share(encoded if session.rank == owner else None, owner)
+        return {name: session.encoding.decode(family.reveal(family.call(CASES[name].function, shares)))
                 for name in names}
 
     results = run_parties(program, n_parties)
@@ -145,7 +145,7 @@ def check(name: str, x: torch.Tensor, got: torch.Tensor) -> dict[str, float]:
 
 
 # -- normalize -------------------------------------------------------------------------------------------
-@PARTIES
+@DEALER_PARTIES
 @given(values=st.lists(st.integers(-(2 ** 31) + 1, 2 ** 31 - 1), min_size=1, max_size=200))
 def test_normalize_finds_the_octave(n_parties: int, values: list[int]) -> None:
     """For every encodable x (raw ring values, edges included): the bits are one-hot on the octave
@@ -252,7 +252,7 @@ def test_dense_grid_signed_reciprocal() -> None:
 
 
 # -- rounds ----------------------------------------------------------------------------------------------
-@PARTIES
+@DEALER_PARTIES
 def test_documented_rounds(n_parties: int) -> None:
     """Each call takes exactly its documented rounds (normalize: 8); the parties agree on the count."""
     encoded = smpc.FixedPoint().encode(torch.tensor([[0.3, 7.0], [1e-3, 2000.0]], dtype=torch.float64))

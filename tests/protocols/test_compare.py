@@ -21,7 +21,8 @@ from hypothesis.extra import numpy as hnp
 import protocols
 import smpc
 from network.local import FRAME_OVERHEAD_BYTES
-from tests.support.checks import PARTIES
+from protocols.family import Shares
+from tests.support.checks import DEALER_PARTIES, PARTIES
 from tests.support.harness import run_parties
 from tests.support.strategies import SHAPES
 
@@ -51,18 +52,18 @@ def word_arrays(shape: tuple[int, ...], elements: st.SearchStrategy[int]) -> st.
     return hnp.arrays(np.int64, shape, elements=elements).map(torch.from_numpy)
 
 
-def share_raw(session: smpc.Session, values: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """Share raw int64 ``values[i]`` from party ``i % n`` (every party passes the same list)."""
-    party = session.party
+def share_raw(session: smpc.Session, values: Sequence[torch.Tensor]) -> list[Shares]:
+    """Share raw int64 ``values[i]`` from party ``i % n`` (every party passes the same list), in the
+    session's family."""
     shared = []
     for index, value in enumerate(values):
         owner = index % session.world_size
-        shared.append(protocols.share(party, value if party.rank == owner else None, owner))
+        shared.append(session.family.share(value if session.rank == owner else None, owner))
     return shared
 
 
-def open_all(session: smpc.Session, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {name: protocols.reveal(session.party, value) for name, value in outputs.items()}
+def open_all(session: smpc.Session, outputs: dict[str, Shares]) -> dict[str, torch.Tensor]:
+    return {name: session.family.reveal(value) for name, value in outputs.items()}
 
 
 def run_and_agree(program: Callable[[smpc.Session], dict[str, Any]], n_parties: int) -> dict[str, Any]:
@@ -108,14 +109,14 @@ def test_ltz_on_ring_extremes_and_random_words(n_parties: int, owner: str) -> No
     owner_rank = 0 if owner == "first" else n_parties - 1
 
     def program(session: smpc.Session) -> dict[str, torch.Tensor]:
-        party = session.party
-        shares = protocols.share(party, values if party.rank == owner_rank else None, owner_rank)
-        return open_all(session, {"ltz": protocols.ltz(party, shares)})
+        family = session.family
+        shares = family.share(values if session.rank == owner_rank else None, owner_rank)
+        return open_all(session, {"ltz": family.call(protocols.ltz, shares)})
 
     assert_equal_all(run_and_agree(program, n_parties), {"ltz": (values < 0).to(torch.int64)})
 
 
-@PARTIES
+@DEALER_PARTIES
 @given(data=st.data())
 def test_ltz_whatever_the_split_into_shares(n_parties: int, data: st.DataObject) -> None:
     """Each party's share is drawn directly from the whole ring (extremes often), so the shares' sum wraps
@@ -127,7 +128,7 @@ def test_ltz_whatever_the_split_into_shares(n_parties: int, data: st.DataObject)
         total += share
 
     def program(session: smpc.Session) -> dict[str, torch.Tensor]:
-        return open_all(session, {"ltz": protocols.ltz(session.party, shares[session.rank].clone())})
+        return open_all(session, {"ltz": (protocols.ltz(session.party, shares[session.rank].clone()),)})
 
     assert_equal_all(run_and_agree(program, n_parties), {"ltz": (total < 0).to(torch.int64)})
 
@@ -149,13 +150,13 @@ def test_ring_functions_match_int64_torch(n_parties: int, data: st.DataObject) -
     dim = data.draw(st.integers(-len(shape), len(shape) - 1), label="dim")
 
     def program(session: smpc.Session) -> dict[str, torch.Tensor]:
-        party = session.party
+        family = session.family
         sx, sy, sb = share_raw(session, [x, y, bounded])
-        bit = protocols.ltz(party, sx)
-        maximum, onehot = protocols.maximum(party, sb, dim)
+        bit = family.call(protocols.ltz, sx)
+        maximum, onehot = family.call(protocols.maximum, sb, dim=dim)
         return open_all(session, {
-            "ltz": bit, "sign": protocols.sign(party, sx), "absolute": protocols.absolute(party, sx),
-            "relu": protocols.relu(party, sx), "select": protocols.select(party, bit, sx, sy),
+            "ltz": bit, "sign": family.call(protocols.sign, sx), "absolute": family.call(protocols.absolute, sx),
+            "relu": family.call(protocols.relu, sx), "select": family.call(protocols.select, bit, sx, sy),
             "maximum": maximum, "onehot": onehot,
         })
 
@@ -170,7 +171,7 @@ def test_ring_functions_match_int64_torch(n_parties: int, data: st.DataObject) -
     })
 
 
-@PARTIES
+@DEALER_PARTIES
 @given(data=st.data())
 def test_binary_and_and_bit_conversion(n_parties: int, data: st.DataObject) -> None:
     """binary_and of XOR-shared words (broadcasting a row against a stack, as ltz does) gives XOR shares of
@@ -220,7 +221,7 @@ def measure(session: smpc.Session, function: Callable[[], Any]) -> dict[str, int
     return session.stats.as_dict()
 
 
-@PARTIES
+@DEALER_PARTIES
 @pytest.mark.parametrize("count", [1, 37, 1000])
 def test_costs_of_ltz_sign_relu_absolute(n_parties: int, count: int) -> None:
     """Per call, from party counters: ltz 8 rounds (one message per other party each), sign 8, relu and
@@ -230,7 +231,7 @@ def test_costs_of_ltz_sign_relu_absolute(n_parties: int, count: int) -> None:
 
     def program(session: smpc.Session) -> dict[str, dict[str, int]]:
         party = session.party
-        (shares,) = share_raw(session, [values])
+        shares = share_raw(session, [values])[0][0]  # the dealer family's one part
         return {name: measure(session, lambda f=function: f(party, shares)) for name, function in {
             "ltz": protocols.ltz, "sign": protocols.sign, "relu": protocols.relu, "absolute": protocols.absolute,
         }.items()}
@@ -254,7 +255,7 @@ def test_costs_of_ltz_sign_relu_absolute(n_parties: int, count: int) -> None:
                 assert min(dealer_traffic) > 0, (rank, name)
 
 
-@PARTIES
+@DEALER_PARTIES
 @pytest.mark.parametrize("count", [1, 2, 3, 5, 8, 9])
 def test_costs_of_maximum(n_parties: int, count: int) -> None:
     """maximum over m elements (along dim 1 of a 3 x m x 2 tensor): 9 ceil(log2 m) rounds; bytes sent
@@ -262,7 +263,7 @@ def test_costs_of_maximum(n_parties: int, count: int) -> None:
     values = torch.arange(3 * count * 2, dtype=torch.int64).reshape(3, count, 2) % 7
 
     def program(session: smpc.Session) -> dict[str, int]:
-        (shares,) = share_raw(session, [values])
+        shares = share_raw(session, [values])[0][0]  # the dealer family's one part
         return measure(session, lambda: protocols.maximum(session.party, shares, 1))
 
     others, positions = n_parties - 1, 3 * 2
@@ -280,7 +281,7 @@ def test_ltz_dealer_traffic_goes_to_the_last_party_only(n_parties: int) -> None:
     count = 500
 
     def program(session: smpc.Session) -> dict[str, int]:
-        (shares,) = share_raw(session, [torch.zeros(count, dtype=torch.int64)])
+        shares = share_raw(session, [torch.zeros(count, dtype=torch.int64)])[0][0]
         session.stats.reset()
         protocols.ltz(session.party, shares)
         stats = session.party.transport.stats

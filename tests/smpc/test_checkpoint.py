@@ -43,20 +43,23 @@ def _all_committed(directory: Path, parties: int = 3) -> list[int]:
 
 
 @pytest.mark.processes
-def test_a_killed_run_resumes_to_the_same_auc(tmp_path: Path) -> None:
+@pytest.mark.parametrize("protocol", ["dealer", "replicated"])
+def test_a_killed_run_resumes_to_the_same_auc(tmp_path: Path, protocol: str) -> None:
     """Kill one party process (SIGKILL) after the first committed checkpoint; the run fails; --resume
-    finishes it, and its test AUC is within 0.005 of the same job run without interruption."""
-    whole = _train(*JOB, "--report", "whole.json", cwd=tmp_path)
+    finishes it, and its test AUC is within 0.005 of the same job run without interruption (both families;
+    a checkpoint of one family is refused by the other)."""
+    job = [*JOB, "--protocol", protocol]
+    whole = _train(*job, "--report", "whole.json", cwd=tmp_path)
     assert whole.returncode == 0, whole.stderr
     folder = tmp_path / "checkpoints"
-    run = start_smpc("train", *JOB, "--checkpoint-every", "4", "--checkpoint-dir", str(folder), cwd=tmp_path)
+    run = start_smpc("train", *job, "--checkpoint-every", "4", "--checkpoint-dir", str(folder), cwd=tmp_path)
     try:
         deadline = time.monotonic() + TIMEOUT
         while not (folder.is_dir() and _all_committed(folder)) and time.monotonic() < deadline:
             assert run.poll() is None, run.communicate()
             time.sleep(0.02)
         children = _children(run.pid)
-        assert len(children) >= 4, children  # three parties and the dealer
+        assert len(children) >= (4 if protocol == "dealer" else 3), children  # three parties (and the dealer)
         os.kill(children[1], signal.SIGKILL)
         _, err = run.communicate(timeout=60)
     finally:
@@ -66,7 +69,10 @@ def test_a_killed_run_resumes_to_the_same_auc(tmp_path: Path) -> None:
     assert run.returncode != 0 and "failed" in err, err
     committed = _all_committed(folder)
     assert committed and max(committed) < 42, committed  # stopped before the end (6 epochs x 7 batches)
-    resumed = _train(*JOB, "--resume", str(folder), "--report", "resumed.json", cwd=tmp_path)
+    other = "replicated" if protocol == "dealer" else "dealer"
+    refused = _train(*JOB, "--protocol", other, "--resume", str(folder), cwd=tmp_path)
+    assert refused.returncode != 0 and "resume with the same protocol" in refused.stderr, refused.stderr
+    resumed = _train(*job, "--resume", str(folder), "--report", "resumed.json", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed from" in resumed.stderr
     auc_whole = json.loads((tmp_path / "whole.json").read_text())["secure"]["auc"]

@@ -22,7 +22,7 @@ from hypothesis.extra import numpy as hnp
 
 import smpc
 from smpc.tensor import where as shared_where
-from tests.support.checks import PARTIES, check_all, run_and_collect
+from tests.support.checks import DEALER_PARTIES, PARTIES, check_all, run_and_collect
 from tests.support.harness import run_parties, share_from
 from tests.support.strategies import BROADCAST_PAIRS
 
@@ -414,7 +414,7 @@ def test_boundary_values(n_parties: int) -> None:
 
 
 # -- costs -----------------------------------------------------------------------------------------------
-@PARTIES
+@DEALER_PARTIES
 @pytest.mark.parametrize("count", [1, 2, 5, 16, 17])
 def test_rounds_of_tensor_operations(n_parties: int, count: int) -> None:
     """Rounds per call as documented: every comparison (eq and ne batch both directions) and sign 8, abs,

@@ -14,13 +14,15 @@ import pytest
 import torch
 
 import smpc
-from tests.support.harness import run_parties
+from tests.support.harness import REPLICATED, run_parties
 
 #: Float64 rounding slack of the comparisons themselves; never a substitute for a stated bound.
 FLOAT_SLACK = 1e-12
 
-#: Every test so marked runs for 2 and for 3 parties.
-PARTIES = pytest.mark.parametrize("n_parties", [2, 3])
+#: Every test so marked runs for 2 and 3 parties of the dealer family and for the replicated family's 3.
+PARTIES = pytest.mark.parametrize("n_parties", [2, 3, REPLICATED], ids=["2", "3", "3-replicated"])
+#: Tests of the dealer family's own costs (rounds, bytes): 2 and 3 parties of that family.
+DEALER_PARTIES = pytest.mark.parametrize("n_parties", [2, 3])
 
 Program = Callable[[smpc.Session], Any]
 #: Per result name: the float64 reference value and the bound on |result - reference| (a number or a tensor).

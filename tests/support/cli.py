@@ -69,17 +69,19 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
-def make_roster(folder: Path, parties: int = 3) -> Path:
-    """Keys for ``party0``.. and ``dealer`` (by `smpc keygen`) and a roster on free ports (by `smpc roster`),
-    written into ``folder``; returns the roster's path (session "test-session")."""
-    names = [f"party{r}" for r in range(parties)] + ["dealer"]
+def make_roster(folder: Path, parties: int = 3, *, dealer: bool = True) -> Path:
+    """Keys for ``party0``.. (and ``dealer``) by `smpc keygen` and a roster on free ports (by `smpc roster`;
+    without ``dealer``, a roster of the replicated protocol), written into ``folder``; returns the roster's path
+    (session "test-session")."""
+    names = [f"party{r}" for r in range(parties)] + (["dealer"] if dealer else [])
     for name in names:
         assert run_smpc("keygen", name, cwd=folder).returncode == 0
     ports = free_ports(len(names))
     args = ["roster", "--out", "roster.json", "--session", "test-session"]
-    for name, port in zip(names[:-1], ports):
-        args += ["--party", f"tcp://127.0.0.1:{port}", f"{name}.pub"]
-    args += ["--dealer", f"tcp://127.0.0.1:{ports[-1]}", "dealer.pub"]
+    for rank in range(parties):
+        args += ["--party", f"tcp://127.0.0.1:{ports[rank]}", f"party{rank}.pub"]
+    if dealer:
+        args += ["--dealer", f"tcp://127.0.0.1:{ports[-1]}", "dealer.pub"]
     done = run_smpc(*args, cwd=folder)
     assert done.returncode == 0, done.stderr
     return folder / "roster.json"

@@ -31,6 +31,12 @@ def assert_rounds(count: int, expected: int) -> None:
     assert count == expected, f"{count} rounds, expected {expected}"
 
 
+def truncation_rounds(session: smpc.Session) -> int:
+    """Rounds of one truncation in the session's family: 1 in the dealer family, 2 in the replicated one (the
+    two-party truncation in the helper sub-session, then back to replicated shares)."""
+    return 2 if session.protocol == "replicated" else 1
+
+
 needs_sigmoid = pytest.mark.skipif(not hasattr(smpc.SharedTensor, "sigmoid"), reason="SharedTensor.sigmoid missing")
 needs_tanh = pytest.mark.skipif(not hasattr(smpc.SharedTensor, "tanh"), reason="SharedTensor.tanh missing")
 

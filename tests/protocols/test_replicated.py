@@ -1,0 +1,207 @@
+"""The replicated family on its own: the maths of 2-out-of-3 sharing without a transport, the rounds and bytes
+each party spends per operation, that no dealer takes part, and what each party sees (uniform, and alike for
+two very different inputs: the same statistical battery as the dealer family's views)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+import smpc
+from network.local import FRAME_OVERHEAD_BYTES
+from protocols.replicated import shares as rep
+from tests.support.harness import REPLICATED, run_parties
+from tests.support.recording import RecordingTransport
+from tests.support.statistics import (
+    ALPHA,
+    BYTE_DOF,
+    as_words,
+    bit_failures,
+    chi_square_critical,
+    homogeneity_statistic,
+    normal_upper_quantile,
+    two_proportion_statistic,
+    uniformity_failures,
+)
+
+WORDS = st.lists(st.integers(-(2**63), 2**63 - 1), min_size=4, max_size=4)
+
+
+# -- the maths, without a transport ------------------------------------------------------------------------
+@given(value=WORDS, first=WORDS, second=WORDS)
+def test_pairs_recombine_and_two_of_two_views_add_up(value: list[int], first: list[int], second: list[int]) -> None:
+    secret, a, b = (torch.tensor(v, dtype=torch.int64) for v in (value, first, second))
+    components = rep.split(secret, a, b)
+    pairs = [rep.pair_of(components, rank) for rank in range(3)]
+    for rank, pair in enumerate(pairs):
+        # party i's second part is party i+1's first, and the part it lacks is party i+1's second
+        assert torch.equal(pair[1], pairs[rep.next_rank(rank)][0])
+        assert torch.equal(rep.recombine(pair, pairs[rep.next_rank(rank)][1]), secret)
+    views = [rep.two_of_two(pair, rank) for rank, pair in enumerate(pairs)]
+    assert views[0] is None and torch.equal(views[1] + views[2], secret)
+
+
+@given(x=WORDS, y=WORDS, masks=st.lists(WORDS, min_size=4, max_size=4))
+def test_local_products_add_up_to_the_product(x: list[int], y: list[int], masks: list[list[int]]) -> None:
+    """The three parties' z_i add up to x * y (every cross term once), and the pair masks' zero shares to 0."""
+    tx, ty = torch.tensor(x, dtype=torch.int64), torch.tensor(y, dtype=torch.int64)
+    m = [torch.tensor(v, dtype=torch.int64) for v in masks]
+    cx, cy = rep.split(tx, m[0], m[1]), rep.split(ty, m[2], m[3])
+    z = [rep.local_product(rep.pair_of(cx, r), rep.pair_of(cy, r)) for r in range(3)]
+    assert torch.equal(z[0] + z[1] + z[2], tx * ty)
+    pair_key = {(0, 1): m[0], (1, 2): m[1], (0, 2): m[2]}
+
+    def key(a: int, b: int) -> torch.Tensor:
+        return pair_key[min(a, b), max(a, b)]
+
+    zero = [rep.zero_share(key(r, rep.next_rank(r)), key(r, rep.previous_rank(r))) for r in range(3)]
+    assert torch.equal(zero[0] + zero[1] + zero[2], torch.zeros(4, dtype=torch.int64))
+
+
+# -- costs ---------------------------------------------------------------------------------------------------
+def _costs(session: smpc.Session, count: int) -> dict[str, dict[str, int]]:
+    x = session.share(torch.linspace(-2, 2, count, dtype=torch.float64) if session.rank == 0 else None, owner=0)
+    y = session.share(torch.linspace(1, 3, count, dtype=torch.float64) if session.rank == 1 else None, owner=1)
+    matrix = session.share(torch.ones(count, 4, dtype=torch.float64) if session.rank == 2 else None, owner=2)
+    cases: dict[str, Callable[[], Any]] = {
+        "share": lambda: session.share(torch.ones(count) if session.rank == 0 else None, owner=0),
+        "reveal": x.reveal, "mul unscaled": lambda: x.mul_unscaled(y), "mul": lambda: x * y,
+        "matmul": lambda: x.reshape(1, count) @ matrix, "truncate": lambda: x.rescale(3),
+        "compare": lambda: x < y,
+    }
+    measured = {}
+    for name, case in cases.items():
+        session.stats.reset()
+        case()
+        measured[name] = session.stats.as_dict()
+    return measured
+
+
+@pytest.mark.parametrize("count", [1, 500])
+def test_rounds_and_bytes_per_party(count: int) -> None:
+    """share: 1 round, the owner sends 8 k to each other party; reveal: 1 round, 8 k per party; a product
+    without truncation: 1 round, 8 bytes per output element per party (matmul: the 1 x 4 output only);
+    with the fused truncation: 2 rounds, party 0 sends 8 + 8 plus a 16-byte correction, parties 1 and 2 8 + 8;
+    a truncation of a replicated value: 2 rounds; a comparison: the two-party ltz (8 rounds, 145 bytes from
+    each of parties 1 and 2 per element, party 0's 104 bytes of material) and 1 round back.  Frame headers
+    counted per message."""
+    results = run_parties(lambda session: _costs(session, count), REPLICATED)
+    payload = {rank: {name: stats["bytes_sent"] - FRAME_OVERHEAD_BYTES * stats["messages"]
+                      for name, stats in measured.items()} for rank, measured in enumerate(results)}
+    rounds = {name: {measured[name]["rounds"] for measured in results} for name in results[0]}
+    assert rounds == {"share": {1}, "reveal": {1}, "mul unscaled": {1}, "mul": {2}, "matmul": {2},
+                      "truncate": {2}, "compare": {9}}
+    assert [payload[r]["share"] for r in range(3)] == [16 * count, 0, 0]
+    assert [payload[r]["reveal"] for r in range(3)] == [8 * count] * 3
+    assert [payload[r]["mul unscaled"] for r in range(3)] == [8 * count] * 3
+    assert [payload[r]["mul"] for r in range(3)] == [32 * count, 16 * count, 16 * count]
+    assert [payload[r]["matmul"] for r in range(3)] == [32 * 4, 16 * 4, 16 * 4]
+    # party 0 sends the comparison's dealer material (104 bytes per element, as the dealer does); party 2 also
+    # sends it the requests (kinds and shapes: a few hundred bytes whatever the count)
+    assert payload[0]["compare"] == 104 * count and payload[1]["compare"] == (145 + 8) * count
+    assert 0 < payload[2]["compare"] - payload[1]["compare"] < 1000
+    for measured in results:
+        for stats in measured.values():
+            assert stats["dealer_bytes_sent"] == stats["dealer_bytes_received"] == 0
+
+
+def _peers_and_names(session: smpc.Session) -> dict[str, Any]:
+    return {"peers": session.party.transport.peers, "protocol": session.protocol,
+            "dealer_id_is_a_peer": session.party.dealer_id in session.party.transport.peers}
+
+
+def test_no_dealer_takes_part() -> None:
+    """A replicated session's transport links exactly the three parties: no dealer node, no dealer socket."""
+    for rank, result in enumerate(run_parties(_peers_and_names, REPLICATED)):
+        assert result["protocol"] == "replicated"
+        assert set(result["peers"]) == {0, 1, 2} - {rank} and not result["dealer_id_is_a_peer"]
+
+
+def test_replicated_needs_three_parties() -> None:
+    with pytest.raises(ValueError, match="exactly 3 parties"):
+        smpc.run_local(_peers_and_names, parties=2, transport="inproc", protocol="replicated")
+    with pytest.raises(ValueError, match="truncates exactly|two parties"):
+        smpc.SessionOptions(n_parties=3, protocol="replicated", truncation="local")
+
+
+# -- views ---------------------------------------------------------------------------------------------------
+INPUTS = {"a": torch.zeros(5_000, dtype=torch.float64),
+          "b": torch.linspace(-3000.0, 3000.0, 5_000, dtype=torch.float64)}
+CASES: dict[str, Callable[[smpc.SharedTensor], Any]] = {
+    "mul": lambda x: x * x,
+    "matmul": lambda x: x.reshape(50, 100) @ x.reshape(100, 50),
+    "truncate": lambda x: x.rescale(7),
+    "compare": lambda x: x > 1.0,
+    "sigmoid": lambda x: (x * (1.0 / 400)).sigmoid(),
+    "reciprocal": lambda x: (x.abs() + 1.0).reciprocal(positive=True),
+}
+#: Messages a party receives that are public by design: the kinds and shapes of helper requests, and the
+#: end marker of a helper call (output shapes, the program counter).
+PUBLIC = {"helper request"}
+
+
+def _views(case: str, values: torch.Tensor, session: smpc.Session) -> list[tuple[str, np.ndarray]]:
+    x = session.share(values if session.rank == 1 else None, owner=1)
+    recorder = RecordingTransport.around(session.party)
+    try:
+        CASES[case](x)
+    finally:
+        session.party.transport = recorder.inner
+    return [(op, array) for _, _, op, array in recorder.received if op not in PUBLIC]
+
+
+@pytest.fixture(scope="module", params=sorted(CASES))
+def recorded(request: pytest.FixtureRequest) -> tuple[str, dict[str, list[list[tuple[str, np.ndarray]]]]]:
+    case = request.param
+    return case, {name: run_parties(lambda session, v=values: _views(case, v, session), REPLICATED)
+                  for name, values in INPUTS.items()}
+
+
+def _samples(views: list[tuple[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    pooled: dict[str, list[np.ndarray]] = {}
+    for op, array in views:
+        pooled.setdefault(op, []).append(np.asarray(array).reshape(-1))
+    return {op: np.concatenate(arrays) for op, arrays in pooled.items()}
+
+
+def test_every_party_sees_uniform_values(recorded: tuple[str, dict[str, Any]]) -> None:
+    """Everything each party receives (shares, reshares, conversions, openings and helper corrections) is
+    uniform: 64-bit words by bits and bytes, opened bits by their frequency.  Significance ALPHA overall."""
+    case, by_input = recorded
+    checked = [(name, rank, op, value) for name, per_party in by_input.items()
+               for rank, views in enumerate(per_party) for op, value in _samples(views).items() if value.size >= 2000]
+    assert checked, case
+    alpha = ALPHA / len(checked)
+    failures = []
+    for name, rank, op, value in checked:
+        found = bit_failures(value, alpha) if value.dtype == np.uint8 else uniformity_failures(as_words(value), alpha)
+        failures += [f"input {name}, party {rank}, {op} ({value.size}): {failure}" for failure in found]
+    assert failures == []
+
+
+def test_what_a_party_sees_does_not_depend_on_the_input(recorded: tuple[str, dict[str, Any]]) -> None:
+    """Per party and kind of message, input a against input b: a two-sample chi-square of byte histograms for
+    words, a two-proportion test for bits.  Significance ALPHA overall."""
+    case, by_input = recorded
+    first = [_samples(views) for views in by_input["a"]]
+    second = [_samples(views) for views in by_input["b"]]
+    pairs = [(rank, op, first[rank][op], second[rank][op]) for rank in range(3) for op in first[rank]
+             if first[rank][op].size >= 2000]
+    assert pairs and all(set(first[r]) == set(second[r]) for r in range(3)), case
+    alpha = ALPHA / len(pairs)
+    failures = []
+    for rank, op, one, other in pairs:
+        if one.dtype == np.uint8:
+            statistic, critical = two_proportion_statistic(one, other), normal_upper_quantile(alpha / 2)
+        else:
+            statistic, critical = homogeneity_statistic(as_words(one), as_words(other)), chi_square_critical(
+                BYTE_DOF, alpha)
+        if statistic >= critical:
+            failures.append(f"party {rank}, {op}: {statistic:.1f} >= {critical:.1f}")
+    assert failures == []
