@@ -106,7 +106,7 @@ def _parser() -> argparse.ArgumentParser:
                             "if that would exceed --budget (runs without --dp-epsilon are refused)")
     train.add_argument("--budget", type=float, nargs=2, default=(10.0, 1e-4), metavar=("EPS", "DELTA"),
                        help="the data set's total privacy budget in the ledger (default 10 1e-4)")
-    train.set_defaults(handler=cmd_train)
+    train.set_defaults(handler=_cmd_train)
 
     party = commands.add_parser("party", help="run one party of a session described by a roster: the demo, or "
                                               "with --data the loan job on this party's own rows")
@@ -135,9 +135,20 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _protocol_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--protocol", choices=("dealer", "replicated"), default="dealer",
-                        help="dealer: additive shares and a dealer process (default; any number of parties); "
-                             "replicated: 2-out-of-3 replicated shares, exactly three parties, no dealer")
+    parser.add_argument("--protocol", choices=("auto", "dealer", "replicated"), default="auto",
+                        help="replicated: 2-out-of-3 replicated shares, exactly three parties, no dealer; dealer: "
+                             "additive shares and a dealer process, any number of parties; auto (default): "
+                             "replicated for three parties, dealer otherwise")
+
+
+def resolve_protocol(args: argparse.Namespace) -> str:
+    """The protocol family a command runs: ``--protocol``, with "auto" meaning replicated for three parties
+    (no fourth party needed) and dealer for any other count; ``--truncation local`` means the dealer family."""
+    if args.protocol != "auto":
+        return str(args.protocol)
+    if args.parties == 3 and getattr(args, "truncation", "dealer") != "local":
+        return "replicated"
+    return "dealer"
 
 
 def _node_arguments(parser: argparse.ArgumentParser) -> None:
@@ -152,6 +163,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if args.parties < 2:
         raise UsageError("--parties must be at least 2")
     where = "each its own process over CurveZMQ on 127.0.0.1" if args.transport == "zmq" else "threads in this process"
+    args.protocol = resolve_protocol(args)
     print(f"smpc demo: {args.parties} banks{' and a dealer' if args.protocol == 'dealer' else ''}, {where}")
     start = time.perf_counter()
     results = run_local(demo_program, parties=args.parties, transport=args.transport, protocol=args.protocol)
@@ -237,6 +249,11 @@ def _cmd_party(args: argparse.Namespace) -> int:
         _print_demo(demo, session.world_size)
     print(f"smpc party {args.rank}: sent {stats['bytes_sent']} bytes, {stats['rounds']} rounds")
     return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    args.protocol = resolve_protocol(args)
+    return cmd_train(args)
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:

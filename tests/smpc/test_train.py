@@ -55,7 +55,8 @@ def test_train_reports_secure_next_to_plain_and_writes_model_shares(tmp_path: Pa
 def test_training_opens_only_masks(tmp_path: Path, show_loss: bool) -> None:
     """Every value a party learns during training is a masked opening (uniform ring words or bits); the only
     plain results are party 0's test predictions, and the losses only with --show-loss."""
-    done = _train(tmp_path, "--audit", "audit", *(["--show-loss"] if show_loss else []))
+    # The dealer family's views (the replicated family's: test_replicated_job.py)
+    done = _train(tmp_path, "--protocol", "dealer", "--audit", "audit", *(["--show-loss"] if show_loss else []))
     assert done.returncode == 0, done.stdout + done.stderr
     steps = 2 * 6  # epochs x batches of 168 training rows
     for rank in range(3):
