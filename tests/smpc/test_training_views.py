@@ -34,8 +34,9 @@ def test_views_of_two_different_data_sets_are_indistinguishable(tmp_path: Path) 
     save_schema(tmp_path / "schema.json")
     for name, body in (("first", rows[1:301]), ("second", rows[301:601])):
         write_csv(tmp_path / f"{name}.csv", rows[0], body)
-        done = run_smpc("train", "--data", f"{name}.csv", "--schema", "schema.json", "--epochs", "2", "--audit",
-                        f"audit-{name}", cwd=tmp_path, timeout=300)
+        # The dealer family's views (the replicated family's: tests/protocols/test_replicated.py)
+        done = run_smpc("train", "--protocol", "dealer", "--data", f"{name}.csv", "--schema", "schema.json",
+                        "--epochs", "2", "--audit", f"audit-{name}", cwd=tmp_path, timeout=300)
         assert done.returncode == 0, done.stderr
     critical = chi_square_critical(255, ALPHA / 4)
     for rank in (1, 2):
