@@ -72,6 +72,10 @@ class Family(Protocol):
         approximation) on shared inputs; returns Shares, or a tuple of Shares where ``function`` returns a
         tuple."""
 
+    def preprocess(self, plan: list, times: int, *, wait: bool = True) -> None:
+        """Make ``times`` repetitions of a recorded plan's correlated randomness ahead of time (or nothing,
+        where the family makes it inline)."""
+
 
 def map_parts(x: Shares, function: Callable[[torch.Tensor], torch.Tensor]) -> Shares:
     """``function`` applied to every part (a local, structural operation)."""

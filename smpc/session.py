@@ -247,12 +247,11 @@ class Session:
         calls it at the same point.  With ``wait`` (default) it returns once every correction has arrived, so
         the online phase that follows never waits on the dealer; without, the dealer works in the background.
         The following dealer requests must repeat the plan exactly (``protocols.additive.dealer.PlanMismatch``).
-        Returns the seconds this party waited.  No round among the parties."""
+        Returns the seconds this party waited.  No round among the parties.  In the replicated family there is
+        no dealer and nothing to make ahead: it returns at once."""
         self._check_open()
-        if self._family.name != "dealer":
-            return 0.0  # no dealer: the replicated family makes its correlated randomness inline
         start = time.perf_counter()
-        protocols.additive.dealer.request_plan(self._party, plan, times, wait=wait)
+        self._family.preprocess(plan, times, wait=wait)
         return time.perf_counter() - start
 
     # -- lifetime -------------------------------------------------------------------------------------

@@ -34,9 +34,8 @@ Index = Any
 class SharedTensor:
     """A secret-shared tensor of one session.  Values stay secret until ``reveal``.
 
-    It holds this party's parts of the secret (``protocols.family.Shares``: one tensor in the additive
-    family, two in the replicated one); structure applies to every part, everything else goes through the
-    session's protocol family, so nothing here depends on which family it is.
+    It holds this party's parts of the secret (``protocols.family.Shares``: one tensor in the additive family,
+    two in the replicated one); structure applies to each part, the rest goes through the session's family.
     """
 
     __slots__ = ("_session", "_parts", "_bit")
@@ -91,8 +90,7 @@ class SharedTensor:
     def __float__(self) -> float:
         raise TypeError("a SharedTensor cannot be converted to a number; call reveal() first")
 
-    __int__ = __float__
-    __index__ = __float__
+    __int__ = __index__ = __float__
 
     def __array__(self, *args: Any, **kwargs: Any) -> np.ndarray:
         raise TypeError("a SharedTensor cannot be converted to an array; call reveal() first")
@@ -130,8 +128,7 @@ class SharedTensor:
             raise ValueError("cannot combine SharedTensors of different sessions")
 
     def mul_unscaled(self, other: SharedTensor) -> SharedTensor:
-        """x * y left at double scale, without the truncation (for an exact sum of products, then one
-        ``rescale``); the family's ``mul`` with ``rescale=False``."""
+        """x * y left at double scale (no truncation: sum exact products, then one ``rescale``)."""
         self._same_session(other)
         return self._new(self._family.mul(self._parts, other._parts, rescale=False))
 

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from protocols.additive.arithmetic import matmul, mul
+from protocols.additive.dealer import request_plan
 from protocols.additive.sharing import add_public, rerandomize, reveal, share, share_public
 from protocols.additive.truncation import truncate
 from protocols.family import Shares
@@ -54,6 +55,9 @@ class AdditiveFamily:
 
     def truncate(self, x: Shares, divisor: int | None = None) -> Shares:
         return (truncate(self.party, x[0], divisor),)
+
+    def preprocess(self, plan: list, times: int, *, wait: bool = True) -> None:
+        request_plan(self.party, plan, times, wait=wait)
 
     def call(self, function: Callable[..., Any], *inputs: Shares, **options: Any) -> Any:
         result = function(self.party, *(x[0] for x in inputs), **options)

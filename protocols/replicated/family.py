@@ -184,6 +184,9 @@ class ReplicatedFamily:
         sub-session (1 round and party 0's correction), then back to replicated shares (1 round)."""
         return self.call(truncate, x, divisor=divisor)
 
+    def preprocess(self, plan: list, times: int, *, wait: bool = True) -> None:
+        """Nothing to do ahead of time: party 0 makes the helper sub-session's material when it is asked."""
+
     def call(self, function: Callable[..., Any], *inputs: Shares, **options: Any) -> Any:
         """Run ``function`` (a protocol of additive shares) in the helper sub-session (``helper``): parties 1
         and 2 on their two-party view of the inputs, party 0 as its dealer; the outputs come back as

@@ -1,4 +1,5 @@
-"""softmax and log_softmax against float64 torch, for 2 and 3 parties, within their documented bounds."""
+"""softmax and log_softmax against float64 torch, for 2 and 3 parties of the dealer family and the replicated
+family's 3, within their documented bounds."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import smpc
-from tests.support.harness import run_parties
+from tests.support.harness import REPLICATED, run_parties
 
 EXP_ERROR = 5.6e-4
 LOG_ERROR = 1e-4
@@ -49,7 +50,7 @@ def _check(values: torch.Tensor, dim: int, parties: int) -> None:
     assert float(soft.min()) >= 0.0
 
 
-@given(values=rows_strategy, parties=st.sampled_from([2, 3]), last=st.booleans())
+@given(values=rows_strategy, parties=st.sampled_from([2, 3, REPLICATED]), last=st.booleans())
 def test_softmax_and_log_softmax_match_torch(values: torch.Tensor, parties: int, last: bool) -> None:
     _check(values, 1 if last else 0, parties)
 

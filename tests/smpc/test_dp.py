@@ -19,7 +19,7 @@ import smpc
 from smpc import privacy
 from smpc.loan.schema import embedded_dataset
 from tests.support.cli import run_smpc
-from tests.support.harness import run_parties
+from tests.support.harness import REPLICATED, run_parties
 from tests.support.statistics import uniformity_failures
 
 
@@ -49,7 +49,7 @@ def _joint(session: smpc.Session) -> np.ndarray:
     return privacy.joint_gaussian(session, (40_000,), 3.0).reveal().numpy()
 
 
-@pytest.mark.parametrize("n_parties", [2, 3])
+@pytest.mark.parametrize("n_parties", [2, 3, REPLICATED], ids=["2", "3", "3-replicated"])
 def test_joint_noise_adds_every_partys_part(n_parties: int) -> None:
     """All parties open the same noise; its variance is 9 n/(n-1) (each party adds 9/(n-1)), so the parts of
     the other n-1 parties alone have variance 9, the guarantee's standard deviation of 3."""

@@ -17,7 +17,7 @@ import protocols
 import smpc
 from smpc import federated
 from tests.support.cli import run_smpc
-from tests.support.harness import run_parties
+from tests.support.harness import REPLICATED, run_parties
 
 FEATURES = 5
 
@@ -54,7 +54,7 @@ def _one_round(session: smpc.Session) -> dict:
     return {"flat": federated.flat_parameters(outcome.model), "opened": opened}
 
 
-@pytest.mark.parametrize("n_parties", [2, 3])
+@pytest.mark.parametrize("n_parties", [2, 3, REPLICATED], ids=["2", "3", "3-replicated"])
 def test_secure_aggregate_is_the_weighted_average_and_the_only_opening(n_parties: int) -> None:
     results = run_parties(_one_round, n_parties)
     start = federated.flat_parameters(_model())
