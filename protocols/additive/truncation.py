@@ -71,19 +71,34 @@ def _dealer_divide(party: Party, shares: torch.Tensor, divisor: int) -> torch.Te
     Rounds: 1, always.  Bytes sent per party: 8 (n-1) k; the dealer sends the last party 16 k.
     Error: result - x/d lies in (-1, 1) units of the result; never more, for every x with |x| < B.
     """
-    bound = 1 << party.encoding.product_bits
-    offset = divisor * -(-bound // divisor)
-    threshold = np.uint64(offset + bound)
-    if offset + bound > 1 << 63:
-        raise ValueError(f"truncation by {divisor} needs product_bits + 1 <= 63 and a divisor below 2^62")
+    offset, threshold = wrap_constants(party.encoding.product_bits, divisor)
     flat = shares.reshape(-1)
     pair = truncation_pair(party, flat.shape, divisor)
     values = flat + (offset if party.rank == 0 else 0)
     opened = party.open(values + pair.a, "truncate").cpu().numpy().view(np.uint64)
-    wrapped = torch.from_numpy(opened < threshold).to(party.device)
     floor_s, correction = pair.c[0], pair.c[1]
-    result = torch.where(wrapped, correction, 0) - floor_s
-    if party.rank == 0:
-        quotient = torch.from_numpy((opened // np.uint64(divisor)).view(np.int64)).to(party.device)
-        result = result + quotient - offset // divisor
+    result = finish_divide(opened, floor_s, correction, divisor, offset, threshold, first=party.rank == 0)
     return result.reshape(shares.shape)
+
+
+def wrap_constants(product_bits: int, divisor: int) -> tuple[int, np.uint64]:
+    """The public offset O (a multiple of ``divisor`` at least 2^product_bits, so x' = x + O >= 0) and the
+    threshold T = O + 2^product_bits below which an opened c = x' + r may have wrapped (``_dealer_divide``).
+    Raises ValueError where T > 2^63 (the wrap test needs it)."""
+    bound = 1 << product_bits
+    offset = divisor * -(-bound // divisor)
+    if offset + bound > 1 << 63:
+        raise ValueError(f"truncation by {divisor} needs product_bits + 1 <= 63 and a divisor below 2^62")
+    return offset, np.uint64(offset + bound)
+
+
+def finish_divide(opened: np.ndarray, floor_s: torch.Tensor, correction: torch.Tensor, divisor: int, offset: int,
+                  threshold: np.uint64, *, first: bool) -> torch.Tensor:
+    """Step 4 of ``_dealer_divide``, local to one party: its share -s_i + [c < T] u_i of floor(x/d), the
+    ``first`` party also adding floor(c/d) - O/d.  ``opened`` is c read as uint64; a pure function."""
+    wrapped = torch.from_numpy(opened < threshold).to(floor_s.device)
+    result = torch.where(wrapped, correction, 0) - floor_s
+    if first:
+        quotient = torch.from_numpy((opened // np.uint64(divisor)).view(np.int64)).to(floor_s.device)
+        result = result + quotient - offset // divisor
+    return result

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from protocols.additive.dealer import TRUNC, Request, dealer_material, expand_parts
+from protocols.additive.truncation import finish_divide, wrap_constants
 from protocols.family import Shares
 
 if TYPE_CHECKING:
@@ -38,11 +39,7 @@ def fused_truncate(family: ReplicatedFamily, z: torch.Tensor, divisor: int | Non
     """
     party, rank = family.party, family.rank
     divisor = party.encoding.scale if divisor is None else int(divisor)
-    bound = 1 << party.encoding.product_bits
-    offset = divisor * -(-bound // divisor)
-    threshold = np.uint64(offset + bound)
-    if offset + bound > 1 << 63:
-        raise ValueError(f"truncation by {divisor} needs product_bits + 1 <= 63 and a divisor below 2^62")
+    offset, threshold = wrap_constants(party.encoding.product_bits, divisor)
     flat = z.reshape(-1)
     count = flat.numel()
     request = Request(TRUNC, divisor, (count,))
@@ -75,9 +72,5 @@ def fused_truncate(family: ReplicatedFamily, z: torch.Tensor, divisor: int | Non
     party.rounds += 1
     party.notify_learned("truncate", tag, opened)
     unsigned = opened.cpu().numpy().view(np.uint64)
-    wrapped = torch.from_numpy(unsigned < threshold).to(party.device)
-    result = torch.where(wrapped, pair[1], 0) - pair[0]
-    if rank == 1:
-        quotient = torch.from_numpy((unsigned // np.uint64(divisor)).view(np.int64)).to(party.device)
-        result = result + quotient - offset // divisor
+    result = finish_divide(unsigned, pair[0], pair[1], divisor, offset, threshold, first=rank == 1)
     return family.from_two_of_two([result.reshape(z.shape)], [tuple(z.shape)])[0]
