@@ -34,6 +34,7 @@ import torch
 import protocols
 import smpc
 from network.framing import HEADER_SIZE
+from smpc.bench import versus
 from smpc.bench.common import barrier, print_table
 from smpc.bench.netmodel import LINKS, calibrate_encryption, predict
 from smpc.bench.training import plain_epoch, secure_epoch_runner
@@ -198,7 +199,23 @@ def party_program(session: smpc.Session, cases: list[Case], repeats: int, profil
         if session.rank == 0:
             row["plain_seconds"] = _time(plain, max(3, runs))
         rows.append(row)
+    rows.append(opening_overhead(session, repeats))
     return rows
+
+
+def opening_overhead(session: smpc.Session, repeats: int) -> dict[str, Any]:
+    """The per-round overhead: seconds per one-element opening through the public API (``reveal``), in runs of
+    ``versus.OPENINGS_PER_RUN`` back to back, each run after a barrier; every run's figure, this party's clock."""
+    one = session.share(torch.ones(1) if session.rank == 0 else None, owner=0)
+    openings = functools.partial(versus.openings, one, versus.OPENINGS_PER_RUN)
+    openings()  # warm-up
+    seconds = []
+    for _ in range(max(repeats, 3)):
+        barrier(session)
+        start = time.perf_counter()
+        openings()
+        seconds.append((time.perf_counter() - start) / versus.OPENINGS_PER_RUN)
+    return {"op": "open1", "seconds": seconds}
 
 
 # -- theory ---------------------------------------------------------------------------------------------
@@ -309,6 +326,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                      "curve_throughput_MBps": encryption_bps / 1e6},
         "links": {name: {"rtt_s": link.rtt_s, "bits_per_s": link.bits_per_s} for name, link in LINKS.items()},
         "rows": [],
+        "opening": [],
     }
     for protocol in args.protocol:
         for n in args.parties if protocol == "dealer" else [3]:
@@ -316,6 +334,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             results = smpc.run_local(program, parties=n, transport="zmq", protocol=protocol)
             for index, case in enumerate(selected):
                 report["rows"].append(summarise(case, n, [r[index] for r in results], encryption_bps, protocol))
+            slowest = [max(r[-1]["seconds"][i] for r in results) for i in range(len(results[0][-1]["seconds"]))]
+            report["opening"].append({"parties": n, "protocol": protocol, "median_s": statistics.median(slowest),
+                                      "runs": len(slowest), "openings_per_run": versus.OPENINGS_PER_RUN})
     return report
 
 
@@ -337,6 +358,10 @@ def print_report(report: dict[str, Any]) -> None:
         ("ratio", "x plain", ".0f"), ("lan_ms", "LAN ms", ".1f"), ("wan_ms", "WAN ms", ".0f"),
         ("speedup_vs_crypten", "vs CrypTen", ".2f"), ("speedup_vs_crypten_with_offline", "incl. offline", ".2f"),
     ])
+    print(f"\nper-round overhead: one-element opening (reveal) through the public API, "
+          f"{versus.OPENINGS_PER_RUN} back to back per run, median of the slowest party's runs")
+    print_table([dict(r, median_us=r["median_s"] * 1e6) for r in report["opening"]],
+                [("parties", "n", "d"), ("protocol", "protocol", "s"), ("median_us", "us per opening", ".0f")])
     profiled = [r for r in report["rows"] if r.get("profile")]
     if profiled:
         print("\nprofile (party 0, seconds per run): local compute, PRG, serialization, encryption (estimated from "
@@ -365,13 +390,24 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                         help="folder for bench.json and bench.png (default: bench-results)")
     parser.add_argument("--parties", type=int, nargs="+", default=[2, 3], choices=range(2, 9), metavar="N",
                         help="party counts to run (default: 2 3)")
-    parser.add_argument("--protocol", nargs="+", choices=("dealer", "replicated"), default=["dealer"],
-                        help="protocol families to run (default: dealer; the replicated one runs 3 parties)")
+    parser.add_argument("--protocol", nargs="+", choices=("dealer", "replicated"), default=None,
+                        help="protocol families to run (default: dealer; the replicated one runs 3 parties; with "
+                             "--versus, the first one given, else the replicated family, the 3-party default)")
     parser.add_argument("--repeats", type=int, default=0, help="timed runs per op (default 5, quick 3)")
     parser.add_argument("--profile", action="store_true",
                         help="split each op's time into local compute, PRG, serialization, encryption, waiting")
     parser.add_argument("--only", nargs="+", metavar="OP",
-                        choices=sorted({c.op for c in cases(False)}), help="run only these ops")
+                        choices=sorted({c.op for c in cases(False)} | {c.op for c in versus.cases(False)}),
+                        help="run only these ops")
+    parser.add_argument("--versus", choices=("crypten",),
+                        help="instead of the suite: smpc and CrypTen side by side in one invocation, the ratio per "
+                             "op of total time (python -m benchmarks.versus; needs --crypten-python for CrypTen)")
+    parser.add_argument("--crypten-python", metavar="PATH",
+                        help="with --versus: python of a virtual environment with CrypTen 0.4.1")
+    parser.add_argument("--anchors", type=Path, default=None,
+                        help="with --versus: the anchors' scripts (default: ../shared/anchors from the checkout)")
+    parser.add_argument("--crypten-provider", choices=("TFP", "TTP"), default="TFP",
+                        help="with --versus: CrypTen's triple source (TFP, its default; TTP, a separate dealer)")
     return parser
 
 
@@ -383,6 +419,14 @@ def main(argv: list[str] | None = None) -> int:
 def run_and_report(args: argparse.Namespace) -> int:
     if args.repeats < 0:
         raise SystemExit("--repeats must be >= 0")
+    if args.versus:
+        return versus.run_and_report(argparse.Namespace(
+            crypten_python=args.crypten_python, anchors=args.anchors, crypten_provider=args.crypten_provider,
+            protocol=args.protocol[0] if args.protocol else "auto", repeats=args.repeats or 5, quick=args.quick,
+            only=args.only, timeout=versus.CRYPTEN_TIMEOUT_S, out=args.out))
+    if args.only and not {c.op for c in cases(False)} & set(args.only):
+        raise SystemExit(f"--only {' '.join(args.only)}: no such op in the suite (those are --versus ops)")
+    args.protocol = args.protocol or ["dealer"]
     started = time.perf_counter()
     report = run(args)
     report["wall_s"] = time.perf_counter() - started
