@@ -7,9 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from smpc.bench.netmodel import LINKS, predict
-from smpc.bench.suite import opening_cost
+from smpc.bench.suite import build_parser, opening_cost, run_and_report
 from tests.support.cli import run_smpc
 
 
@@ -21,8 +22,9 @@ def test_quick_subset_writes_json_and_png(tmp_path: Path) -> None:
     done = run_smpc("bench", "--quick", "--only", "mul", "truncate", "matmul", "--repeats", "1", "--profile",
                     "--out", str(out), timeout=240)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "median ms" in done.stdout and "profile" in done.stdout
+    assert "median ms" in done.stdout and "profile" in done.stdout and "shares on cpu" in done.stdout
     report = json.loads((out / "bench.json").read_text())
+    assert report["settings"]["device"] == "cpu"
     rows = report["rows"]
     assert {(r["op"], r["parties"]) for r in rows} == {(op, n) for op in ("mul", "truncate", "matmul") for n in (2, 3)}
     for row in rows:
@@ -49,6 +51,29 @@ def test_replicated_rows_match_their_cost_model(tmp_path: Path) -> None:
         assert row["rounds"] == row["theory_rounds"], row
         assert 0 <= row["bytes_vs_theory_pct"] < 5.0, row
         assert row["dealer_bytes"] == 0, row
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_without_a_gpu_is_refused_in_one_line(tmp_path: Path) -> None:
+    """`smpc bench --device cuda` where torch sees no GPU: exit status 1, one line saying why, nothing written."""
+    out = tmp_path / "bench"
+    done = run_smpc("bench", "--quick", "--device", "cuda", "--out", str(out))
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == ["smpc bench: device='cuda' asked for, but this torch sees no CUDA device"]
+    assert done.stdout == "" and not out.exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_refusal_starts_no_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The refusal comes before the encryption calibration and before any party or dealer is started."""
+    def started(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the suite started")
+
+    monkeypatch.setattr("smpc.run_local", started)
+    monkeypatch.setattr("smpc.bench.suite.calibrate_encryption", started)
+    args = build_parser().parse_args(["--quick", "--device", "cuda", "--out", str(tmp_path / "bench")])
+    with pytest.raises(SystemExit, match="no CUDA device"):
+        run_and_report(args)
 
 
 def test_opening_cost_by_size() -> None:

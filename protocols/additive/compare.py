@@ -142,7 +142,10 @@ def maximum(party: Party, x: torch.Tensor, dim: int) -> tuple[torch.Tensor, torc
     count = values.shape[0]
     if count == 0:
         raise ValueError("maximum of an empty dimension")
-    eye = torch.eye(count, dtype=torch.int64) if party.rank == 0 else torch.zeros(count, count, dtype=torch.int64)
+    if party.rank == 0:
+        eye = torch.eye(count, dtype=torch.int64, device=x.device)
+    else:
+        eye = torch.zeros(count, count, dtype=torch.int64, device=x.device)
     onehots = eye.reshape(count, count, *([1] * (values.dim() - 1))).expand(count, count, *values.shape[1:])
     while values.shape[0] > 1:
         pairs = values.shape[0] // 2

@@ -101,4 +101,4 @@ def reveal(party: Party, values: torch.Tensor, to: int | None = None) -> torch.T
 
 def add_public(party: Party, values: torch.Tensor, encoded: torch.Tensor) -> torch.Tensor:
     """Shares of x + p for public encoded p (party 0 adds it).  Broadcasts like torch.  No communication."""
-    return shares.add_public(party.rank, values, encoded)
+    return shares.add_public(party.rank, values, encoded.to(party.device))

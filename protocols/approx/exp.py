@@ -111,10 +111,11 @@ def piecewise_polynomial(party: Party, x: torch.Tensor, table: PiecewisePolynomi
     frac_bits = party.encoding.frac_bits
     count = len(table.breaks)
     ones = (1,) * x.dim()
-    breaks = torch.tensor([_encode_exact(b, frac_bits) for b in table.breaks], dtype=torch.int64)
+    breaks = torch.tensor([_encode_exact(b, frac_bits) for b in table.breaks], dtype=torch.int64, device=x.device)
     below = ltz(party, add_public(party, x.unsqueeze(0), -breaks.reshape(count, *ones)))
 
-    rows = torch.tensor([_region_row(table, r, party.encoding) for r in range(count + 1)], dtype=torch.int64)
+    rows = torch.tensor([_region_row(table, r, party.encoding) for r in range(count + 1)], dtype=torch.int64,
+                        device=x.device)
     steps = (rows[1:] - rows[:-1]).T.contiguous()
     selected = -ring_matmul(steps, below.reshape(count, -1)).reshape(rows.shape[1], *x.shape)
     if party.rank == 0:

@@ -91,7 +91,7 @@ class Normalization:
 
 
 def _weighted_sum(bits: torch.Tensor, weights: Sequence[int]) -> torch.Tensor:
-    column = torch.tensor(weights, dtype=torch.int64).reshape(-1, *([1] * (bits.dim() - 1)))
+    column = torch.tensor(weights, dtype=torch.int64, device=bits.device).reshape(-1, *([1] * (bits.dim() - 1)))
     return (bits * column).sum(0)
 
 
@@ -112,7 +112,8 @@ def normalize(party: Party, x: torch.Tensor, *, signed: bool = False) -> Normali
     exponents = tuple(range(-encoding.frac_bits, encoding.int_bits))
     count = len(exponents)
     shape = x.shape
-    thresholds = torch.tensor([1 << (t + encoding.frac_bits) for t in exponents], dtype=torch.int64)
+    thresholds = torch.tensor([1 << (t + encoding.frac_bits) for t in exponents], dtype=torch.int64,
+                              device=x.device)
     thresholds = thresholds.reshape(-1, *([1] * x.dim()))
     lifted = x.unsqueeze(0)
     if party.rank == 0:

@@ -233,7 +233,8 @@ class ReplicatedFamily:
             pairs = (party.recv(2, tag, "to replicated").reshape(-1), first)
         else:
             assert values is not None
-            flat = torch.cat([value.reshape(-1) for value in values]) if values else torch.zeros(0, dtype=torch.int64)
+            flat = (torch.cat([value.reshape(-1) for value in values]) if values
+                    else torch.zeros(0, dtype=torch.int64, device=party.device))
             partner = self._mask(3 - rank, _CONVERT_DOMAIN, tag, count)
             party.notify_opening("to replicated", count * 8)
             if rank == 1:

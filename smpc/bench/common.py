@@ -13,9 +13,16 @@ import torch
 import smpc
 
 
+def synchronize(session: smpc.Session) -> None:
+    """Wait for the kernels queued on this party's GPU, so a timed op's clock stops when its work is done
+    (CUDA runs asynchronously); nothing on the CPU."""
+    if session.device.type == "cuda":
+        torch.cuda.synchronize(session.device)
+
+
 def barrier(session: smpc.Session) -> None:
     """Line the parties up (one tiny opening, excluded from the counters) so a timed op starts together."""
-    session.party.open(torch.zeros(1, dtype=torch.int64), "barrier")
+    session.party.open(torch.zeros(1, dtype=torch.int64, device=session.device), "barrier")
     session.stats.reset()
 
 
@@ -59,6 +66,7 @@ def measure(session: smpc.Session, op: Callable[[], Any], repeats: int, warmup: 
         barrier(session)
         start = time.perf_counter()
         op()
+        synchronize(session)
         elapsed = time.perf_counter() - start
         if run >= warmup:
             seconds.append(elapsed)

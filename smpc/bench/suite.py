@@ -1,6 +1,6 @@
 """The benchmark suite behind ``smpc bench`` and ``python -m benchmarks``.
 
-    smpc bench [--quick] [--out DIR] [--parties 2 3] [--repeats N] [--profile] [--only OP ...]
+    smpc bench [--quick] [--out DIR] [--parties 2 3] [--repeats N] [--profile] [--only OP ...] [--device cuda]
 
 For 2 and 3 parties (and a dealer), each a process talking ZeroMQ + CurveZMQ on 127.0.0.1 with one torch
 thread: elementwise fixed-point mul, matmuls (64, 256, 1024 square and 10,000 x 20 by 20 x 1), truncation,
@@ -9,6 +9,8 @@ and one epoch of the German Credit job.  For each: median and interquartile rang
 0's clock, every run started after a barrier), elements per second, bytes sent per party (the largest over the
 parties), rounds, the theoretical online cost of the openings the protocol made, the dealer's (offline)
 bytes, the same computation in plain torch and the ratio, and the predicted time on a LAN and a WAN.
+``--device cuda`` keeps every party's shares and local arithmetic on the GPU (the dealer, the PRG, the messages
+and the plain-torch reference stay on the CPU).
 
 Writes a table to the terminal and, under ``--out DIR``, ``bench.json`` and ``bench.png``.
 """
@@ -35,7 +37,7 @@ import protocols
 import smpc
 from network.framing import HEADER_SIZE
 from smpc.bench import versus
-from smpc.bench.common import barrier, print_table
+from smpc.bench.common import barrier, print_table, synchronize
 from smpc.bench.netmodel import LINKS, calibrate_encryption, predict
 from smpc.bench.training import plain_epoch, secure_epoch_runner
 from smpc.loan.config import TrainConfig
@@ -181,6 +183,7 @@ def party_program(session: smpc.Session, cases: list[Case], repeats: int, profil
             with session.record() if not run else contextlib.nullcontext(plan) as plan:
                 start = time.perf_counter()
                 secure()
+                synchronize(session)
                 elapsed = time.perf_counter() - start
             if run:
                 seconds.append(elapsed)
@@ -321,7 +324,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {
         "machine": {"python": sys.version.split()[0], "torch": torch.__version__, "platform": platform.platform(),
                     "cpus": __import__("os").cpu_count()},
-        "settings": {"quick": args.quick, "repeats": repeats, "threads_per_party": 1,
+        "settings": {"quick": args.quick, "repeats": repeats, "threads_per_party": 1, "device": args.device,
                      "gather_bytes": protocols.DEFAULT_GATHER_BYTES, "transport": "ZeroMQ + CurveZMQ, 127.0.0.1",
                      "curve_throughput_MBps": encryption_bps / 1e6},
         "links": {name: {"rtt_s": link.rtt_s, "bits_per_s": link.bits_per_s} for name, link in LINKS.items()},
@@ -331,7 +334,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for protocol in args.protocol:
         for n in args.parties if protocol == "dealer" else [3]:
             program = functools.partial(party_program, cases=selected, repeats=repeats, profile=args.profile)
-            results = smpc.run_local(program, parties=n, transport="zmq", protocol=protocol)
+            results = smpc.run_local(program, parties=n, transport="zmq", protocol=protocol, device=args.device)
             for index, case in enumerate(selected):
                 report["rows"].append(summarise(case, n, [r[index] for r in results], encryption_bps, protocol))
             slowest = [max(r[-1]["seconds"][i] for r in results) for i in range(len(results[0][-1]["seconds"]))]
@@ -344,7 +347,9 @@ def print_report(report: dict[str, Any]) -> None:
     rows = [dict(r, total_ms=r["total_s"] * 1e3, median_ms=r["median_s"] * 1e3, offline_ms=r["offline_s"] * 1e3,
                  iqr_ms=r["iqr_s"] * 1e3, plain_ms=r["plain_s"] * 1e3, lan_ms=r["lan_s"] * 1e3,
                  wan_ms=r["wan_s"] * 1e3) for r in report["rows"]]
-    print(f"ZeroMQ + CurveZMQ on 127.0.0.1, one torch thread per party, {report['settings']['repeats']} runs per op; "
+    settings = report["settings"]
+    print(f"ZeroMQ + CurveZMQ on 127.0.0.1, one torch thread per party, shares on {settings['device']} (plain "
+          f"torch on the cpu), {settings['repeats']} runs per op; "
           f"bytes: largest over parties, frame headers included; theory: payload of the openings made; offline: the "
           f"dealer's ahead-of-time phase (time, bytes to the last party), not in the online median; TOTAL: online "
           f"median plus offline, the time a caller waits")
@@ -408,6 +413,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                         help="with --versus: the anchors' scripts (default: ../shared/anchors from the checkout)")
     parser.add_argument("--crypten-provider", choices=("TFP", "TTP"), default="TFP",
                         help="with --versus: CrypTen's triple source (TFP, its default; TTP, a separate dealer)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="where the parties' shares and local arithmetic live (default: cpu)")
     return parser
 
 
@@ -419,7 +426,14 @@ def main(argv: list[str] | None = None) -> int:
 def run_and_report(args: argparse.Namespace) -> int:
     if args.repeats < 0:
         raise SystemExit("--repeats must be >= 0")
+    try:  # before any process starts: every party would fail the same way
+        protocols.check_device(args.device)
+    except ValueError as error:
+        raise SystemExit(f"smpc bench: {error}") from None
     if args.versus:
+        if args.device != "cpu":
+            raise SystemExit("smpc bench: --versus compares CPU runs; --device cuda is for the suite and "
+                             "python -m benchmarks.gpu_check")
         return versus.run_and_report(argparse.Namespace(
             crypten_python=args.crypten_python, anchors=args.anchors, crypten_provider=args.crypten_provider,
             protocol=args.protocol[0] if args.protocol else "auto", repeats=args.repeats or 5, quick=args.quick,

@@ -31,7 +31,7 @@ def synthetic(rows: int, features: int, seed: int = 0) -> tuple[np.ndarray, np.n
     return x, labels
 
 
-def _model(features: int) -> torch.nn.Module:
+def logistic_model(features: int) -> torch.nn.Module:
     """Logistic regression with torch's default initialisation, drawn from a generator of its own (torch's global
     generator is never touched)."""
     model = torch.nn.Sequential(torch.nn.Linear(features, 1), torch.nn.Sigmoid()).double()
@@ -46,11 +46,17 @@ def _model(features: int) -> torch.nn.Module:
 def secure_epoch_runner(session: smpc.Session, rows: int, features: int, batch: int) -> Callable[[], int]:
     """Share the synthetic data (each party its own rows) and the model; return a function that trains one
     epoch and returns the number of batches."""
+    return secure_logistic(session, rows, features, batch)[0]
+
+
+def secure_logistic(session: smpc.Session, rows: int, features: int, batch: int
+                    ) -> tuple[Callable[[], int], smpc.nn.Module]:
+    """``secure_epoch_runner``'s epoch function, and the shared model it trains (to reveal its weights)."""
     x, y = synthetic(rows, features)
     parts = np.array_split(np.arange(rows), session.world_size)
     xs = smpc.cat([session.share(x[p] if session.rank == r else None, owner=r) for r, p in enumerate(parts)])
     ys = smpc.cat([session.share(y[p] if session.rank == r else None, owner=r) for r, p in enumerate(parts)])
-    model = smpc.nn.from_torch(_model(features), session, owner=0)
+    model = smpc.nn.from_torch(logistic_model(features), session, owner=0)
     optimizer = smpc.optim.SGD(model.parameters(), lr=0.1)
     criterion = smpc.nn.BCELoss()
 
@@ -65,7 +71,7 @@ def secure_epoch_runner(session: smpc.Session, rows: int, features: int, batch: 
             batches += 1
         return batches
 
-    return epoch
+    return epoch, model
 
 
 def secure_epochs(session: smpc.Session, rows: int, features: int, batch: int, epochs: int) -> dict:
@@ -86,18 +92,23 @@ def plain_epoch(rows: int, features: int, batch: int, repeats: int) -> list[floa
     torch.set_num_threads(1)
     x, y = synthetic(rows, features)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    model = _model(features)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    model = logistic_model(features)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        for first in range(0, rows, batch):
-            optimizer.zero_grad()
-            out = model(xt[first : first + batch]).reshape(-1)
-            torch.nn.functional.binary_cross_entropy(out, yt[first : first + batch]).backward()
-            optimizer.step()
+        train_plain_epoch(model, xt, yt, batch)
         times.append(time.perf_counter() - start)
     return times
+
+
+def train_plain_epoch(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int) -> None:
+    """One epoch in plain torch, as the secure one: SGD (lr 0.1, stateless) on BCE, batches in row order."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for first in range(0, len(x), batch):
+        optimizer.zero_grad()
+        out = model(x[first : first + batch]).reshape(-1)
+        torch.nn.functional.binary_cross_entropy(out, y[first : first + batch]).backward()
+        optimizer.step()
 
 
 def main(argv: list[str] | None = None) -> int:

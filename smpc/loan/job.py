@@ -51,6 +51,6 @@ def agree_schema(session: Session, fingerprint: bytes) -> None:
     for peer in party.others:
         party.send(peer, tag, mine)
     for peer in party.others:
-        if not torch.equal(party.recv(peer, tag, "schema check"), mine):
+        if not torch.equal(party.recv(peer, tag, "schema check").cpu(), mine):
             raise DataError(f"party {peer} uses a different schema (columns, categories, scales or label); "
                             "give every party the same schema file")

@@ -72,7 +72,7 @@ def train_secure(session: Session, config: TrainConfig, data: PartyData, progres
     result.stats, result.seconds = session.stats.as_dict(), time.monotonic() - start
     if rank == 0:
         assert predictions is not None and data.test_labels is not None
-        scores = predictions.reshape(-1).numpy()
+        scores = predictions.reshape(-1).cpu().numpy()
         result.test_rows = len(scores)
         result.auc, result.accuracy = roc_auc(scores, data.test_labels), accuracy(scores, data.test_labels)
     if revealed is not None:

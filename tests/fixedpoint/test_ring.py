@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from fixedpoint import logical_shift_right, ring_matmul
+from fixedpoint.ring import limb_width
 from tests.support.strategies import Shape, matmul_shapes
 
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
@@ -62,6 +63,40 @@ def test_ring_matmul_extremes() -> None:
         a = torch.full((3, k), value, dtype=torch.int64)
         b = torch.full((k, 2), value, dtype=torch.int64)
         assert torch.equal(ring_matmul(a, b, method="limbs"), torch.matmul(a, b))
+
+
+#: Inner dimensions of the shared matmuls the benchmarks run (up to 4096, doubled to 8192 by [E, A'] @ [B; D]),
+#: and both sides of each limb-width step (the widest limb shrinks after 512, 2048 and 8192).
+LONG_INNER = (1, 2, 17, 512, 513, 2048, 2049, 4096, 8192, 8193)
+
+
+def extreme_limbs(width: int) -> int:
+    """The int64 whose signed limbs of ``width`` bits are all -2^(width-1) (the top limb takes what is left):
+    the largest limb magnitude there is, so k such products sum to k 2^(2 width - 2), the exactness bound."""
+    value = sum(-(1 << (width - 1)) << (width * i) for i in range(-(-64 // width))) % RING
+    return value - RING if value > INT64_MAX else value
+
+
+@pytest.mark.parametrize("inner", LONG_INNER)
+def test_limb_matmul_exact_for_long_inner_dimensions(inner: int) -> None:
+    """The limb method (the one CUDA uses) equals the CPU's int64 matmul, exactly, for long inner dimensions:
+    full-range random operands, and rows and columns of one extreme value each (every product of limbs at the
+    largest magnitude and of one sign, so the float64 sums reach k 2^(2w-2) <= 2^53)."""
+    generator = torch.Generator().manual_seed(inner)
+    extremes = [INT64_MIN, INT64_MAX, -1, extreme_limbs(limb_width(inner)), extreme_limbs(limb_width(inner) - 1)]
+    random_rows = torch.randint(INT64_MIN, INT64_MAX, (3, inner), generator=generator, dtype=torch.int64)
+    a = torch.cat([random_rows, torch.tensor(extremes, dtype=torch.int64).reshape(-1, 1).expand(-1, inner)])
+    random_cols = torch.randint(INT64_MIN, INT64_MAX, (inner, 2), generator=generator, dtype=torch.int64)
+    b = torch.cat([random_cols, torch.tensor(extremes, dtype=torch.int64).reshape(1, -1).expand(inner, -1)], dim=1)
+    assert torch.equal(ring_matmul(a, b, method="limbs"), ring_matmul(a, b, method="int64"))
+
+
+def test_limb_width_is_the_widest_exact_one() -> None:
+    """k sums of products of limbs up to 2^(w-1) stay within float64's exact 2^53, and one bit more would not."""
+    for inner in (*LONG_INNER, 3, 1000, (1 << 19) - 1):
+        width = limb_width(inner)
+        assert max(inner, 2) * 4 ** (width - 1) <= 1 << 53, inner
+        assert max(inner, 2) * 4**width > 1 << 53, inner
 
 
 def test_ring_matmul_refusals() -> None:
