@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from protocols.additive.dealer import truncation_pair
+from protocols.additive.dealer import truncation_pair, unsigned_divide
 from protocols.party import Party
 
 
@@ -99,6 +99,6 @@ def finish_divide(opened: np.ndarray, floor_s: torch.Tensor, correction: torch.T
     wrapped = torch.from_numpy(opened < threshold).to(floor_s.device)
     result = torch.where(wrapped, correction, 0) - floor_s
     if first:
-        quotient = torch.from_numpy((opened // np.uint64(divisor)).view(np.int64)).to(floor_s.device)
+        quotient = torch.from_numpy(unsigned_divide(opened, divisor).view(np.int64)).to(floor_s.device)
         result = result + quotient - offset // divisor
     return result

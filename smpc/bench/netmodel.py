@@ -11,8 +11,11 @@ by up to bytes / encryption throughput).
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,37 @@ def predict(compute_s: float, rounds: int, bytes_per_party: int, link: Link) -> 
 
 def calibrate_encryption(nbytes: int = 8 << 20, repeats: int = 5) -> float:
     """Bytes per second one CurveZMQ link carries on this machine (encrypt + send + decrypt), on 127.0.0.1."""
+    with _curve_pair() as (server, client):
+        message = bytes(nbytes)
+        client.send(message)
+        server.recv()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            client.send(message, copy=False)
+            server.recv(copy=False)
+        return nbytes * repeats / (time.perf_counter() - start)
+
+
+def calibrate_round_trip(repeats: int = 2000) -> float:
+    """Mean seconds of one 8-byte ping-pong over a CurveZMQ link on 127.0.0.1 in one process: the
+    floor under our per-round overhead (libzmq's I/O thread and CURVE, no Python protocol code between)."""
+    with _curve_pair() as (server, client):
+        message = bytes(8)
+        for _ in range(200):
+            client.send(message)
+            server.send(server.recv())
+            client.recv()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            client.send(message)
+            server.send(server.recv())
+            client.recv()
+        return (time.perf_counter() - start) / repeats
+
+
+@contextlib.contextmanager
+def _curve_pair() -> Iterator[tuple[Any, Any]]:
+    """A connected CURVE server and client PAIR on 127.0.0.1, closed afterwards."""
     import zmq
 
     context = zmq.Context()
@@ -46,14 +80,7 @@ def calibrate_encryption(nbytes: int = 8 << 20, repeats: int = 5) -> float:
             sock.linger = 0
         port = server.bind_to_random_port("tcp://127.0.0.1")
         client.connect(f"tcp://127.0.0.1:{port}")
-        message = bytes(nbytes)
-        client.send(message)
-        server.recv()
-        start = time.perf_counter()
-        for _ in range(repeats):
-            client.send(message, copy=False)
-            server.recv(copy=False)
-        return nbytes * repeats / (time.perf_counter() - start)
+        yield server, client
     finally:
         server.close()
         client.close()

@@ -38,7 +38,7 @@ import smpc
 from network.framing import HEADER_SIZE
 from smpc.bench import versus
 from smpc.bench.common import barrier, print_table, synchronize
-from smpc.bench.netmodel import LINKS, calibrate_encryption, predict
+from smpc.bench.netmodel import LINKS, calibrate_encryption, calibrate_round_trip, predict
 from smpc.bench.training import plain_epoch, secure_epoch_runner
 from smpc.loan.config import TrainConfig
 from smpc.loan.job import train_party
@@ -326,7 +326,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "cpus": __import__("os").cpu_count()},
         "settings": {"quick": args.quick, "repeats": repeats, "threads_per_party": 1, "device": args.device,
                      "gather_bytes": protocols.DEFAULT_GATHER_BYTES, "transport": "ZeroMQ + CurveZMQ, 127.0.0.1",
-                     "curve_throughput_MBps": encryption_bps / 1e6},
+                     "curve_throughput_MBps": encryption_bps / 1e6,
+                     "curve_round_trip_us": calibrate_round_trip() * 1e6},
         "links": {name: {"rtt_s": link.rtt_s, "bits_per_s": link.bits_per_s} for name, link in LINKS.items()},
         "rows": [],
         "opening": [],
@@ -364,7 +365,8 @@ def print_report(report: dict[str, Any]) -> None:
         ("speedup_vs_crypten", "vs CrypTen", ".2f"), ("speedup_vs_crypten_with_offline", "incl. offline", ".2f"),
     ])
     print(f"\nper-round overhead: one-element opening (reveal) through the public API, "
-          f"{versus.OPENINGS_PER_RUN} back to back per run, median of the slowest party's runs")
+          f"{versus.OPENINGS_PER_RUN} back to back per run, median of the slowest party's runs; the floor under "
+          f"it, an 8-byte CurveZMQ ping-pong in one process: {report['settings']['curve_round_trip_us']:.0f} us")
     print_table([dict(r, median_us=r["median_s"] * 1e6) for r in report["opening"]],
                 [("parties", "n", "d"), ("protocol", "protocol", "s"), ("median_us", "us per opening", ".0f")])
     profiled = [r for r in report["rows"] if r.get("profile")]

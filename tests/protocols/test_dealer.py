@@ -17,7 +17,17 @@ import protocols
 import smpc
 from network import ProtocolError
 from network.local import FRAME_OVERHEAD_BYTES
-from protocols.additive.dealer import MATMUL, MAX_REQUEST_ELEMENTS, MUL, TRUNC, Request, dealer_correction, expand_parts
+from protocols.additive.dealer import (
+    MATMUL,
+    MAX_REQUEST_ELEMENTS,
+    MUL,
+    TRUNC,
+    Request,
+    dealer_correction,
+    expand_parts,
+    unsigned_divide,
+    unsigned_remainder,
+)
 from protocols.prg import KEY_BYTES, AesCtrPrg
 from tests.support.harness import run_parties, share_from
 from tests.support.strategies import matmul_shapes
@@ -80,6 +90,16 @@ def test_truncation_pair_reconstructs(n_parties: int, keys: list[bytes], stream:
     assert [v % RING for v in stacked[0].tolist()] == [v // divisor for v in unsigned]
     expected_u = [((v >> 63) * (v // divisor + -(-(RING - v) // divisor))) % RING for v in unsigned]
     assert [v % RING for v in stacked[1].tolist()] == expected_u
+
+
+@given(st.lists(st.integers(0, (1 << 64) - 1), min_size=1, max_size=20),
+       st.one_of(st.integers(0, 62).map(lambda k: 1 << k), st.integers(2, (1 << 62) - 1)))
+def test_unsigned_division_matches_python_integers(values: list[int], divisor: int) -> None:
+    """The shift-and-mask path for powers of two and numpy's division otherwise: floor and remainder as Python's
+    integers give them, over the whole uint64 range."""
+    array = np.array(values, dtype=np.uint64)
+    assert unsigned_divide(array, divisor).tolist() == [v // divisor for v in values]
+    assert unsigned_remainder(array, divisor).tolist() == [v % divisor for v in values]
 
 
 def test_triples_of_different_streams_differ() -> None:
