@@ -21,6 +21,7 @@ from hypothesis.extra import numpy as hnp
 import protocols
 import smpc
 from network.local import FRAME_OVERHEAD_BYTES
+from protocols.additive.compare import ltz_bytes, ltz_dealer_bytes
 from protocols.family import Shares
 from tests.support.checks import DEALER_PARTIES, PARTIES
 from tests.support.harness import run_parties
@@ -32,13 +33,8 @@ INT64_MAX = (1 << 63) - 1
 RING_EXTREMES = (INT64_MIN, INT64_MIN + 1, -1, 0, 1, INT64_MAX)
 #: Bound on maximum's inputs, so that every difference of two of them is a ring element of the right sign.
 DIFFERENCE_SAFE = (1 << 62) - 1
-#: Bytes each party sends per compared element and per other party (8 + 5*24 + 16 + 1), as ltz documents.
-LTZ_BYTES = 145
 #: Beaver product of the bit and the operand (relu, absolute): 2 words per element and per other party.
 PRODUCT_BYTES = 16
-#: Dealer correction bytes per element of one ltz: masked bits (8), five AND levels of a 2-word operand
-#: (5 * 16), the last AND level (8) and the random bit (8).
-LTZ_DEALER_BYTES = 8 + 5 * 16 + 8 + 8
 
 
 def ring_words(limit_low: int = INT64_MIN, limit_high: int = INT64_MAX) -> st.SearchStrategy[int]:
@@ -237,15 +233,16 @@ def test_costs_of_ltz_sign_relu_absolute(n_parties: int, count: int) -> None:
         }.items()}
 
     others = n_parties - 1
-    documented = {  # name: (rounds, payload bytes per element and per other party)
-        "ltz": (8, LTZ_BYTES), "sign": (8, 2 * LTZ_BYTES),
-        "relu": (9, LTZ_BYTES + PRODUCT_BYTES), "absolute": (9, LTZ_BYTES + PRODUCT_BYTES),
+    documented = {  # name: (rounds, payload bytes per other party: ltz's cost model, the product's 16 a pair)
+        "ltz": (8, ltz_bytes(count)), "sign": (8, ltz_bytes(2 * count)),
+        "relu": (9, ltz_bytes(count) + PRODUCT_BYTES * count),
+        "absolute": (9, ltz_bytes(count) + PRODUCT_BYTES * count),
     }
     results = run_parties(program, n_parties)
     for rank, measured in enumerate(results):
         for name, (rounds, payload) in documented.items():
             stats = measured[name]
-            expected_bytes = payload * others * count + FRAME_OVERHEAD_BYTES * stats["messages"]
+            expected_bytes = payload * others + FRAME_OVERHEAD_BYTES * stats["messages"]
             assert (stats["rounds"], stats["messages"]) == (rounds, rounds * others), (rank, name, stats)
             assert stats["bytes_sent"] == stats["bytes_received"] == expected_bytes, (rank, name, stats)
             dealer_traffic = (stats["dealer_bytes_sent"], stats["dealer_bytes_received"])
@@ -258,8 +255,9 @@ def test_costs_of_ltz_sign_relu_absolute(n_parties: int, count: int) -> None:
 @DEALER_PARTIES
 @pytest.mark.parametrize("count", [1, 2, 3, 5, 8, 9])
 def test_costs_of_maximum(n_parties: int, count: int) -> None:
-    """maximum over m elements (along dim 1 of a 3 x m x 2 tensor): 9 ceil(log2 m) rounds; bytes sent
-    (145 + 16 (m+1)) (n-1) per compared pair, m-1 pairs per reduced position, plus 114 per message."""
+    """maximum over m elements (along dim 1 of a 3 x m x 2 tensor): 9 ceil(log2 m) rounds; bytes sent per level
+    one ltz on its pairs plus 16 (m+1) (n-1) per compared pair (m-1 pairs per reduced position in all), plus
+    114 per message."""
     values = torch.arange(3 * count * 2, dtype=torch.int64).reshape(3, count, 2) % 7
 
     def program(session: smpc.Session) -> dict[str, int]:
@@ -268,7 +266,11 @@ def test_costs_of_maximum(n_parties: int, count: int) -> None:
 
     others, positions = n_parties - 1, 3 * 2
     rounds = 9 * math.ceil(math.log2(count))
-    payload = (count - 1) * positions * (LTZ_BYTES + PRODUCT_BYTES * (count + 1)) * others
+    payload, left = 0, count
+    while left > 1:
+        pairs = left // 2 * positions
+        payload += (ltz_bytes(pairs) + PRODUCT_BYTES * (count + 1) * pairs) * others
+        left -= left // 2
     for rank, stats in enumerate(run_parties(program, n_parties)):
         assert (stats["rounds"], stats["messages"]) == (rounds, rounds * others), (rank, stats)
         assert stats["bytes_sent"] == payload + FRAME_OVERHEAD_BYTES * stats["messages"], (rank, stats)
@@ -292,11 +294,15 @@ def test_ltz_dealer_traffic_goes_to_the_last_party_only(n_parties: int) -> None:
     results = run_parties(program, n_parties)
     for rank, counts in enumerate(results[:-1]):
         assert counts == {"bytes_in": 0, "messages_in": 0, "messages_out": 0}, rank
-    assert results[-1] == {"bytes_in": LTZ_DEALER_BYTES * count + 8 * FRAME_OVERHEAD_BYTES,
+    assert results[-1] == {"bytes_in": ltz_dealer_bytes(count) + 8 * FRAME_OVERHEAD_BYTES,
                            "messages_in": 8, "messages_out": 8}
 
 
-def test_ltz_docstring_states_the_dealer_bytes_it_uses() -> None:
-    """The dealer cost ltz documents is the one measured above (LTZ_DEALER_BYTES per element)."""
+def test_ltz_docstring_states_the_costs_its_cost_model_gives() -> None:
+    """The per-element costs ltz documents are its cost functions' limits (party bytes, dealer bytes), and one
+    element costs what the docstring says."""
     documented = " ".join((protocols.ltz.__doc__ or "").split())
-    assert f"Dealer: {LTZ_DEALER_BYTES} bytes per element" in documented
+    large = 1 << 20
+    assert f"= {ltz_bytes(large) / large:.1f}, times (n-1)" in documented
+    assert f"{ltz_dealer_bytes(large) / large:.1f} bytes per element" in documented
+    assert f"{ltz_bytes(1)} for one element" in documented

@@ -143,6 +143,8 @@ ALLOWED_RANDOMNESS = {
     # Public synthetic inputs of the benchmark suite and its training workload, and the plain model's weights.
     "smpc/bench/suite.py": {"torch.Generator", "torch.rand"},
     "smpc/bench/training.py": {"np.random.default_rng", "np.random", "torch.Generator", "torch.rand"},
+    # The public operands and synthetic training rows of the side-by-side comparison with CrypTen.
+    "smpc/bench/versus.py": {"np.random.default_rng", "np.random", "torch.Generator", "torch.rand"},
     # A bank's public, seeded order of its own rows for local fedavg steps (plain training, no share).
     "smpc/federated.py": {"np.random.default_rng", "np.random"},
 }
