@@ -6,7 +6,6 @@ difference of two such values) with no approximation and no failure probability.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from fixedpoint import logical_shift_right
@@ -30,9 +29,9 @@ def ltz(party: Party, x: torch.Tensor) -> torch.Tensor:
          (g, p) = (0, 1).
       4. A tree over the 64 positions, 6 levels: each level pairs neighbouring blocks (lo, hi) and keeps
          g = g_hi ^ (p_hi & g_lo), p = p_hi & p_lo (the upper block decides unless it ties).  Only the live
-         blocks travel: each level's bits are packed into 64-bit words across all elements (``and_bits``), so
-         a level with L blocks per element opens 3 L / 2 bits per element (2 bits at the last, which needs no
-         p), one binary triple and one round per level.
+         blocks travel: each level's bits are packed into 64-bit words across all elements (``compress_bits``),
+         so a level with L blocks per element opens 3 L / 2 bits per element (2 bits at the last, which needs
+         no p), one binary triple and one round per level.
       5. The last g is [c' < r']; XOR in c_63 and r_63: XOR shares of MSB(x).
       6. Convert to additive shares with a dealer random bit rho (XOR- and additively shared): open
          o = MSB ^ rho (one round, one byte), then MSB = o + rho - 2 o rho, local.
@@ -51,15 +50,17 @@ def ltz(party: Party, x: torch.Tensor) -> torch.Tensor:
     propagate = r_xor & _LOW_63
     if party.rank == 0:
         propagate = propagate ^ (not_public & _LOW_63) ^ _TOP_BIT
-    g_bits, p_bits = word_bits(generate), word_bits(propagate)
-    while g_bits.shape[1] > 1:
-        last = g_bits.shape[1] == 2
-        lo_g, hi_g, lo_p, hi_p = g_bits[:, 0::2], g_bits[:, 1::2], p_bits[:, 0::2], p_bits[:, 1::2]
-        products = and_bits(party, hi_p, [lo_g] if last else [lo_g, lo_p])
-        g_bits = hi_g ^ products[0]
+    count = generate.numel()
+    for width in _LANE_WIDTHS:  # lanes of `width` bits per element, 64 / width elements to a word, in order
+        last = width == _LANE_WIDTHS[-1]
+        lo_g, hi_g = compress_bits(generate, odd=False), compress_bits(generate, odd=True)
+        lo_p, hi_p = compress_bits(propagate, odd=False), compress_bits(propagate, odd=True)
+        products = binary_and(party, hi_p, lo_g.unsqueeze(0) if last else torch.stack([lo_g, lo_p]))
+        generate = hi_g ^ products[0]
         if not last:
-            p_bits = products[1]
-    below = torch.from_numpy(g_bits[:, 0].astype(np.int64)).to(r_xor.device)
+            propagate = products[1]
+    positions = torch.arange(64, dtype=torch.int64, device=generate.device)
+    below = ((generate.unsqueeze(1) >> positions) & 1).reshape(-1)[:count]
     msb = (below ^ logical_shift_right(r_xor, 63)) & 1
     if party.rank == 0:
         msb = msb ^ logical_shift_right(public, 63)
@@ -79,34 +80,25 @@ def ltz_dealer_bytes(count: int) -> int:
     return 8 * count + levels + 8 * -(-count // 64) + 8 * count
 
 
-def word_bits(words: torch.Tensor) -> np.ndarray:
-    """The 64 bits of each int64 word as a (count, 64) uint8 array, bit 0 first (a local re-layout of XOR
-    shares)."""
-    as_bytes = np.ascontiguousarray(words.reshape(-1).cpu().numpy()).view(np.uint8).reshape(-1, 8)
-    return np.unpackbits(as_bytes, axis=1, bitorder="little")
+#: Lane widths of the comparison tree's levels: each level halves the blocks every element keeps.
+_LANE_WIDTHS = (64, 32, 16, 8, 4, 2)
+#: Masks of the bit-compression steps: keep the even bits, then gather them in pairs, nibbles, bytes, ...
+_COMPRESS = (0x5555555555555555, 0x3333333333333333, 0x0F0F0F0F0F0F0F0F, 0x00FF00FF00FF00FF,
+             0x0000FFFF0000FFFF, 0x00000000FFFFFFFF)
+_COMPRESS_MASKS = tuple(m - (1 << 64) if m >> 63 else m for m in _COMPRESS)
 
 
-def and_bits(party: Party, x: np.ndarray, ys: list[np.ndarray]) -> list[np.ndarray]:
-    """XOR shares of x & y for each y, for XOR-shared bit arrays (uint8 0/1, all of x's shape), in one binary
-    triple and one round: the bits are packed 64 to a word (x once, the ys side by side), ANDed word-wise by
-    ``binary_and`` (x broadcast against the stacked ys), and unpacked.  Bytes: 8 (n-1) ceil(|x| / 64) (1 + k)
-    for k arrays ys.  Error: none."""
-    count = x.size
-    words = -(-count // 64)
-    left = _pack_bits(x.reshape(-1), words)
-    right = torch.stack([_pack_bits(y.reshape(-1), words) for y in ys])
-    device = party.device
-    products = binary_and(party, left.to(device), right.to(device)).cpu().numpy()
-    unpacked = np.unpackbits(np.ascontiguousarray(products).view(np.uint8).reshape(len(ys), -1), axis=1,
-                             count=count, bitorder="little")
-    return [row.reshape(x.shape) for row in unpacked]
-
-
-def _pack_bits(bits: np.ndarray, words: int) -> torch.Tensor:
-    """``bits`` (uint8 0/1) packed little-endian into ``words`` int64 words (zero padded)."""
-    packed = np.zeros(words * 8, dtype=np.uint8)
-    packed[: -(-bits.size // 8)] = np.packbits(bits, bitorder="little")
-    return torch.from_numpy(packed.view(np.int64))
+def compress_bits(words: torch.Tensor, *, odd: bool) -> torch.Tensor:
+    """The even (or odd) bits of packed words, packed again at half the lane width: for K words holding lanes of
+    w bits, ceil(K / 2) words holding the same elements' lanes of w / 2 bits, in the same order (bit 2i of a
+    word goes to bit i; two words' halves share a word).  Local and XOR-linear, so it applies to XOR shares."""
+    x = logical_shift_right(words, 1) if odd else words
+    x = x & _COMPRESS_MASKS[0]
+    for shift, mask in zip((1, 2, 4, 8, 16), _COMPRESS_MASKS[1:]):
+        x = (x | (x >> shift)) & mask  # arithmetic shifts are harmless: every mask clears bit 63
+    if x.numel() % 2:
+        x = torch.cat([x, x.new_zeros(1)])
+    return x[0::2] | (x[1::2] << 32)
 
 
 def binary_and(party: Party, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

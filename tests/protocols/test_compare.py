@@ -21,7 +21,7 @@ from hypothesis.extra import numpy as hnp
 import protocols
 import smpc
 from network.local import FRAME_OVERHEAD_BYTES
-from protocols.additive.compare import ltz_bytes, ltz_dealer_bytes
+from protocols.additive.compare import compress_bits, ltz_bytes, ltz_dealer_bytes
 from protocols.family import Shares
 from tests.support.checks import DEALER_PARTIES, PARTIES
 from tests.support.harness import run_parties
@@ -207,6 +207,15 @@ def test_maximum_refuses_an_empty_dimension() -> None:
         return "no error"
 
     assert run_parties(program, 2) == ["ValueError", "ValueError"]
+
+
+@given(st.lists(st.integers(INT64_MIN, INT64_MAX), min_size=1, max_size=9), st.booleans())
+def test_compress_bits_keeps_every_other_bit_in_order(words: list[int], odd: bool) -> None:
+    """Bit 2i (+1 if odd) of the words' bit stream, read word after word, is bit i of the result's stream."""
+    stream = [(w >> i) & 1 for w in words for i in range(64)]
+    kept = stream[int(odd)::2] + [0] * (64 * (-(-len(words) // 2)) - len(stream) // 2)
+    result = compress_bits(torch.tensor(words, dtype=torch.int64), odd=odd).tolist()
+    assert [(w >> i) & 1 for w in result for i in range(64)] == kept
 
 
 # -- costs -----------------------------------------------------------------------------------------------
