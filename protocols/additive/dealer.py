@@ -99,18 +99,43 @@ class Request:
 
     def output_shapes(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
         """Shapes of the three values: (a, b, c) for triples, (r, unused, (s, u) stacked) for TRUNC."""
-        if self.kind == MUL:
-            return self.shape_x, self.shape_y, tuple(torch.broadcast_shapes(self.shape_x, self.shape_y))
-        if self.kind == AND:
-            return self.shape_x, self.shape_y, tuple(torch.broadcast_shapes(self.shape_x, self.shape_y))
+        if self.kind in (MUL, AND):
+            return self.shape_x, self.shape_y, broadcast_shape(self.shape_x, self.shape_y)
         if self.kind == MATMUL:
-            out = torch.matmul(
-                torch.empty(self.shape_x, device="meta"), torch.empty(self.shape_y, device="meta")
-            ).shape
-            return self.shape_x, self.shape_y, tuple(out)
+            return self.shape_x, self.shape_y, matmul_shape(self.shape_x, self.shape_y)
         if self.kind == TRUNC:
             return self.shape_x, (0,), (2, *self.shape_x)
         return self.shape_x, (0,), self.shape_x
+
+
+def broadcast_shape(x: Sequence[int], y: Sequence[int]) -> tuple[int, ...]:
+    """torch's broadcasting of two shapes, in plain Python (torch.broadcast_shapes costs about 90 us a call,
+    and every request asks); ValueError where they do not broadcast."""
+    length = max(len(x), len(y))
+    padded_x, padded_y = (1,) * (length - len(x)) + tuple(x), (1,) * (length - len(y)) + tuple(y)
+    out = []
+    for a, b in zip(padded_x, padded_y):
+        if a != b and 1 not in (a, b):
+            raise ValueError(f"shapes {tuple(x)} and {tuple(y)} do not broadcast")
+        out.append(b if a == 1 else a)
+    return tuple(out)
+
+
+def matmul_shape(x: Sequence[int], y: Sequence[int]) -> tuple[int, ...]:
+    """The shape of torch.matmul(x, y) for operands of shapes x and y (vectors, matrices, batched), in plain
+    Python; ValueError where torch.matmul would refuse them."""
+    if not x or not y:
+        raise ValueError("matmul needs at least 1-D operands")
+    left = (1, *x) if len(x) == 1 else tuple(x)
+    right = (*y, 1) if len(y) == 1 else tuple(y)
+    if left[-1] != right[-2]:
+        raise ValueError(f"matmul shapes {tuple(x)} and {tuple(y)} do not match")
+    out = [*broadcast_shape(left[:-2], right[:-2]), left[-2], right[-1]]
+    if len(y) == 1:
+        out.pop(-1)
+    if len(x) == 1:
+        out.pop(-2 if len(y) > 1 else -1)
+    return tuple(out)
 
 
 def _numel(shape: Sequence[int]) -> int:
