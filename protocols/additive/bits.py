@@ -45,8 +45,8 @@ def bit_decompose(party: Party, x: torch.Tensor, bits: int = WORD_BITS) -> torch
          is the borrow out of bits 0..i, so the borrows are b = G << 1.
       5. Local: c ^ r ^ b (party 0 XORs in c), the low ``bits`` bits kept.
     Rounds: 1 + L: 7 for 64 bits, 6 for 32 (or 33).  Bytes sent per party per element: (8 + 24 (L-1) + 16)
-    (n-1): 144 (n-1) for 64 bits, 120 (n-1) for 32.  Dealer: 8 + 16 (L-1) + 8 bytes per element to the last
-    party (96 for 64 bits).  Error: none (exact for every ring element).
+    (n-1): 144 (n-1) for 64 bits, 120 (n-1) for 32.  Dealer: 8 + 16 (L-1) + 8 = 16 L bytes per element to
+    the last party (96 for 64 bits, 80 for 32).  Error: none (exact for every ring element).
     """
     if not 1 <= bits <= WORD_BITS:
         raise ValueError(f"bits must be in 1..{WORD_BITS}, got {bits}")

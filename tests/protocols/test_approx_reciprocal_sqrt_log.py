@@ -33,9 +33,11 @@ from tests.support.harness import run_parties
 
 UNIT = 2.0 ** -16
 TOP = 2.0 ** 15 - UNIT
-#: normalize's documented cost: rounds, and bytes sent per party per element and per other party (unsigned).
+#: normalize's documented cost: rounds, bytes sent per party per element and per other party, and dealer bytes
+#: per element to the last party (unsigned; signed doubles the bytes).
 NORMALIZE_ROUNDS = 12
 NORMALIZE_BYTES = 231
+NORMALIZE_DEALER_BYTES = 368
 
 
 def _tiny_reciprocal(x: torch.Tensor) -> torch.Tensor:
@@ -267,7 +269,7 @@ def test_dense_grid_signed_reciprocal() -> None:
 def test_documented_rounds(n_parties: int) -> None:
     """Each call takes exactly its documented rounds (normalize: NORMALIZE_ROUNDS, signed or not) and sends
     exactly its documented bytes per element and per other party (normalize: NORMALIZE_BYTES, twice that
-    signed), plus the frame headers; every party alike."""
+    signed), plus the frame headers; every party alike.  normalize's dealer material is as documented too."""
     values = torch.tensor([[0.3, 7.0], [1e-3, 2000.0]], dtype=torch.float64)
     encoded = smpc.FixedPoint().encode(values)
     calls: dict[str, Callable[[Party, torch.Tensor], torch.Tensor]] = {
@@ -297,6 +299,11 @@ def test_documented_rounds(n_parties: int) -> None:
             assert stats["rounds"] == rounds, (rank, name, stats)
             assert stats["bytes_sent"] == payload * others * values.numel() + FRAME_OVERHEAD_BYTES * stats[
                 "messages"], (rank, name, stats)
+        if rank == n_parties - 1:
+            for name, factor in (("normalize", 1), ("normalize/signed", 2)):
+                requests = 1 + 5 + 5 + 1  # the mask, the AND levels, the random bits
+                dealer = factor * NORMALIZE_DEALER_BYTES * values.numel() + FRAME_OVERHEAD_BYTES * requests
+                assert counts[name]["dealer_bytes_received"] == dealer, (name, counts[name])
 
 
 def test_shapes_and_unknown_methods() -> None:

@@ -103,8 +103,9 @@ def test_bit_decompose_on_the_ring_extremes_at_full_width(n_parties: int) -> Non
 @pytest.mark.parametrize("width", [2, 32, 64])
 def test_costs_as_documented(n_parties: int, width: int) -> None:
     """bit_decompose: 1 + L rounds (L = ceil(log2(width - 1))), (8 + 24 (L-1) + 16) (n-1) bytes per element
-    (8 (n-1) when L = 0); or_from_top: ceil(log2 width) rounds of 16 (n-1) bytes per element; plus 114 header
-    bytes per message."""
+    (8 (n-1) when L = 0), 16 L bytes per element from the dealer (8 when L = 0); or_from_top: ceil(log2 width)
+    rounds of 16 (n-1) bytes per element, 8 per element and round from the dealer; plus 114 header bytes per
+    message.  Only the last party hears from the dealer."""
     count = 300
     values = torch.arange(count, dtype=torch.int64) * 7919 - 1000
 
@@ -118,16 +119,20 @@ def test_costs_as_documented(n_parties: int, width: int) -> None:
         or_from_top(party, words, width)
         return {"decompose": decompose, "or": session.stats.as_dict()}
 
-    levels = scan_levels(width - 1)
-    payloads = {"decompose": (1 + levels, 8 + (24 * levels - 8 if levels else 0)),
-                "or": (scan_levels(width), 16 * scan_levels(width))}
+    levels, or_levels = scan_levels(width - 1), scan_levels(width)
+    costs = {  # name: (rounds, bytes per element and other party, dealer requests, dealer bytes per element)
+        "decompose": (1 + levels, 8 + (24 * levels - 8 if levels else 0), 1 + levels, 16 * levels or 8),
+        "or": (or_levels, 16 * or_levels, or_levels, 8 * or_levels),
+    }
     others = n_parties - 1
     for rank, measured in enumerate(run_parties(program, n_parties)):
-        for name, (rounds, payload) in payloads.items():
+        for name, (rounds, payload, requests, dealer_payload) in costs.items():
             stats = measured[name]
             assert (stats["rounds"], stats["messages"]) == (rounds, rounds * others), (rank, name, stats)
             assert stats["bytes_sent"] == payload * others * count + FRAME_OVERHEAD_BYTES * stats["messages"], (
                 rank, name, stats)
+            dealer = dealer_payload * count + FRAME_OVERHEAD_BYTES * requests if rank == n_parties - 1 else 0
+            assert stats["dealer_bytes_received"] == dealer, (rank, name, stats)
 
 
 def test_width_outside_the_word_is_refused() -> None:
