@@ -1,6 +1,7 @@
 """Non-linear functions benchmark: 3 parties (and a dealer) as processes over ZeroMQ + CurveZMQ on 127.0.0.1.
 
-    python -m benchmarks.nonlinear [--parties 3] [--repeats 5] [--sizes 1000 100000] [--json FILE]
+    python -m benchmarks.nonlinear [--parties 3] [--protocol dealer] [--repeats 5] [--sizes 1000 100000]
+                                   [--functions NAME ...] [--json FILE]
 
 For each function and size: median and interquartile range of wall time (party 0, after a barrier), rounds
 and bytes sent per party (largest over the parties, 114-byte frame headers included).  One torch thread per
@@ -29,6 +30,7 @@ FUNCTIONS: dict[str, tuple[tuple[float, float], Callable[[Any, Any], Any]]] = {
     "tanh": ((-4.0, 4.0), lambda x, y: x.tanh()),
     "exp": ((-3.0, 3.0), lambda x, y: x.exp()),
     "reciprocal": ((0.1, 50.0), lambda x, y: x.reciprocal()),
+    "reciprocal (positive)": ((0.1, 50.0), lambda x, y: x.reciprocal(positive=True)),
     "log": ((0.1, 100.0), lambda x, y: x.log()),
     "sqrt": ((0.01, 1000.0), lambda x, y: x.sqrt()),
     "inv_sqrt": ((0.01, 1000.0), lambda x, y: x.rsqrt()),
@@ -53,19 +55,22 @@ def bench_program(session: smpc.Session, names: list[str], sizes: list[int], rep
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parties", type=int, default=3)
+    parser.add_argument("--protocol", choices=["dealer", "replicated"], default="dealer",
+                        help="protocol family (the replicated one runs 3 parties and no dealer)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 100000])
     parser.add_argument("--functions", nargs="+", default=list(FUNCTIONS), choices=list(FUNCTIONS), metavar="NAME")
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
     program = functools.partial(bench_program, names=args.functions, sizes=args.sizes, repeats=args.repeats)
-    results = smpc.run_local(program, parties=args.parties, transport="zmq")
+    results = smpc.run_local(program, parties=args.parties, transport="zmq", protocol=args.protocol)
     rows = []
     for index, row in enumerate(results[0]):
         sent = max(party_rows[index]["bytes_sent"] for party_rows in results)
         rows.append({**row, "max_bytes_sent": sent, "bytes_per_element": sent / row["size"],
                      "median_ms": row["median_s"] * 1e3, "iqr_ms": row["iqr_s"] * 1e3})
-    print(f"{args.parties} parties + dealer, processes over ZeroMQ + CurveZMQ on 127.0.0.1, one torch thread each, "
+    dealer = " + dealer" if args.protocol == "dealer" else ", replicated family (no dealer)"
+    print(f"{args.parties} parties{dealer}, processes over ZeroMQ + CurveZMQ on 127.0.0.1, one torch thread each, "
           f"{args.repeats} runs per function")
     print_table(rows, [
         ("function", "function", "s"), ("size", "elements", "d"), ("median_ms", "median ms", ".2f"),
@@ -74,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     ])
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump({"parties": args.parties, "rows": rows}, handle, indent=2)
+            json.dump({"parties": args.parties, "protocol": args.protocol, "rows": rows}, handle, indent=2)
     return 0
 
 

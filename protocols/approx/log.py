@@ -27,14 +27,14 @@ def log(party: Party, x: torch.Tensor, method: str = "poly4") -> torch.Tensor:
     """Fixed-point shares of ln(x).
 
     Steps:
-      1. ``normalize`` (one batched ltz on x - 2^t for the 31 octaves): one-hot octave bits.
+      1. ``normalize`` (one bit decomposition of x shared by the 31 octaves' thresholds): one-hot octave bits.
       2. u = 4 x 2^-k - 3 in [-1, 1) (one Beaver + one truncation, ``reduced_products``).
       3. ``powers`` of u up to 4 ("poly4", 2 levels) or 8 ("poly8", 3 levels).
       4. sum_i c_i u^i at double scale plus the octave's c_0 + k ln 2 (a local lookup at scale 2^32), one
          truncation.
-    Rounds: 8 + 2 + 4 + 1 = 15 ("poly4"), 8 + 2 + 6 + 1 = 17 ("poly8").
-    Bytes sent per party per element: ltz 4495 (n-1), plus 24 (n-1) for u, 24 (n-1) per power, 8 (n-1):
-    total 4599 (n-1) (poly4) and 4695 (n-1) (poly8).
+    Rounds: 12 + 2 + 4 + 1 = 19 ("poly4"), 12 + 2 + 6 + 1 = 21 ("poly8").
+    Bytes sent per party per element: normalize 231 (n-1), plus 24 (n-1) for u, 24 (n-1) per power, 8 (n-1):
+    total 335 (n-1) (poly4) and 431 (n-1) (poly8).
     Domain (default encoding): 0 < x < 2^15.  ln x is 0 at x = 1, so the bound is absolute.
     Error against ln of the encoded x: the bound we guarantee (tests assert it on 5,000 log-spaced points,
     hypothesis draws over the range and around 1, 2 and 3 parties) is |y - ln x| <= A with

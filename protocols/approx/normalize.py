@@ -1,8 +1,9 @@
 """Octave normalization of a shared fixed-point value, and polynomials evaluated on the normalized value.
 
-For x > 0 the octave t with 2^t <= x < 2^(t+1) is found by ONE batched comparison of x with every power of two
-of the representable range (t = -frac_bits .. int_bits-1).  The bits c_t = [x >= 2^t] are monotone in t, so
-d_t = c_t - c_(t+1) is a one-hot encoding of the octave, and every public function of the octave (the scaling
+For x > 0 the octave t with 2^t <= x < 2^(t+1) is found by comparing x with every power of two of the
+representable range (t = -frac_bits .. int_bits-1) at once, from ONE bit decomposition of x: c_t = [x >= 2^t]
+is the OR of x's bits from t up.  The bits c_t are monotone in t, so d_t = c_t - c_(t+1) (= c_t XOR c_(t+1))
+is a one-hot encoding of the octave, and every public function of the octave (the scaling
 2^-(t+1) that brings x into [0.5, 1), the exponent t+1, sqrt(2^(t+1)), ...) is a LOCAL linear combination of
 the d_t with public integer coefficients (``Normalization.lookup``).  For x <= 0 every d_t is 0, so every
 lookup gives exactly 0; a signed normalization also finds the octave of -x for x < 0, in the same call.
@@ -20,8 +21,10 @@ from dataclasses import dataclass
 
 import torch
 
+from fixedpoint import logical_shift_right
 from protocols.additive.arithmetic import mul
-from protocols.additive.compare import ltz
+from protocols.additive.bits import bit_decompose, low_mask, or_from_top
+from protocols.additive.compare import xor_bit_to_additive
 from protocols.additive.truncation import truncate
 from protocols.approx.poly import powers
 from protocols.party import Party
@@ -96,45 +99,35 @@ def _weighted_sum(bits: torch.Tensor, weights: Sequence[int]) -> torch.Tensor:
 
 
 def normalize(party: Party, x: torch.Tensor, *, signed: bool = False) -> Normalization:
-    """Shares of the octave of x (see ``Normalization``), from one batched comparison.
+    """Shares of the octave of x (see ``Normalization``), from one bit decomposition shared by every threshold.
 
+    Let T = int_bits + frac_bits (31 by default): fixed-point values are |x| < 2^T as ring elements, so the low
+    T + 1 bits of x hold its value bits 0..T-1 and, in bit T, its sign.
     Steps:
-      1. For every t in -frac_bits .. int_bits-1 (T = int_bits + frac_bits = 31 values), form x - 2^t (party 0
-         subtracts the public 2^t); if ``signed``, also x + 2^t - 2^-frac_bits (x <= -2^t iff that is < 0).
-      2. ONE ``ltz`` call on all of them: l_t = [x < 2^t] (and [x <= -2^t]).
-      3. c_t = 1 - l_t = [x >= 2^t] (party 0 adds the 1); octave bits d_t = c_t - c_(t+1), and d_top = c_top
-         (x < 2^int_bits always).  Likewise for -x.
-    Rounds: those of ltz (8).  Bytes sent per party per element: T ltz inputs, about 31 * 145 (n-1) = 4495 (n-1)
-    (twice that if ``signed``).  Error: none: the octave is exact for every x.
-    Outside x > 0: every bit is 0 for x = 0 (and for x < 0 unless ``signed``), so every lookup is 0.
+      1. ``bit_decompose`` x (and -x if ``signed``, in the same calls) into XOR shares of its low T + 1 bits.
+      2. ``or_from_top``: S_t = OR of bits t..T, for every t at once.  For 0 <= x < 2^T, S_t = [x >= 2^t];
+         for x < 0 the sign bit T makes every S_t 1.
+      3. Local: the octave bits d_t = S_t ^ S_(t+1) for t = 0..T-1 (raw t, the exponent t - frac_bits): one-hot
+         on the octave of x > 0, and all 0 for x = 0 and for x < 0 (their one bit is d_T, the sign, dropped).
+      4. ``xor_bit_to_additive`` on all T bits (of x and -x) at once: unscaled 0/1 additive shares.
+    Rounds: 1 + 5 (borrows) + 5 (OR from the top) + 1 (conversion) = 12, for T = 31 (signed or not).
+    Bytes sent per party per element: (120 + 80 + 31) (n-1) = 231 (n-1); twice that, 462 (n-1), if ``signed``.
+    Dealer: (80 + 40 + 31 * 8) = 368 bytes per element to the last party (twice that if ``signed``); the random
+    bits of step 4 are most of it, and most of the time.
+    Error: none: the octave is exact for every fixed-point x (|x| < 2^T).
+    Outside x > 0: every bit is 0 for x = 0 (and for x < 0 unless ``signed``), so every lookup is 0.  A ring
+    element outside the fixed-point range gets the octave of its low T + 1 bits read as a signed number.
     """
     encoding = party.encoding
     exponents = tuple(range(-encoding.frac_bits, encoding.int_bits))
-    count = len(exponents)
-    shape = x.shape
-    thresholds = torch.tensor([1 << (t + encoding.frac_bits) for t in exponents], dtype=torch.int64,
-                              device=x.device)
-    thresholds = thresholds.reshape(-1, *([1] * x.dim()))
-    lifted = x.unsqueeze(0)
-    if party.rank == 0:
-        parts = [lifted - thresholds] + ([lifted + (thresholds - 1)] if signed else [])
-    else:
-        zeros = torch.zeros_like(thresholds)
-        parts = [lifted - zeros] + ([lifted + zeros] if signed else [])
-    below = ltz(party, torch.cat([p.reshape(-1) for p in parts]))
-    below = below.reshape(len(parts), count, *shape)
-    at_least = -below[0]
-    if party.rank == 0:
-        at_least = at_least + 1
-    negative = _one_hot(below[1]) if signed else None
-    return Normalization(exponents, _one_hot(at_least), negative)
-
-
-def _one_hot(monotone: torch.Tensor) -> torch.Tensor:
-    """d_t = c_t - c_(t+1) for bits c_t that are 1 up to some t and 0 above (d_top = c_top)."""
-    result = monotone.clone()
-    result[:-1] -= monotone[1:]
-    return result
+    value_bits = len(exponents)
+    values = torch.stack([x, -x]) if signed else x.unsqueeze(0)
+    words = bit_decompose(party, values, value_bits + 1)
+    at_least = or_from_top(party, words, value_bits + 1)
+    one_hot = (at_least ^ logical_shift_right(at_least, 1)) & low_mask(value_bits)
+    positions = torch.arange(value_bits, device=x.device).reshape(-1, *([1] * x.dim()))
+    octave_bits = xor_bit_to_additive(party, (one_hot.unsqueeze(1) >> positions) & 1)
+    return Normalization(exponents, octave_bits[0], octave_bits[1] if signed else None)
 
 
 def reduced_products(party: Party, x: torch.Tensor, normalization: Normalization,

@@ -28,16 +28,16 @@ def reciprocal(party: Party, x: torch.Tensor, method: str = "poly4", *, signed: 
 
     Let x = 2^k x' with x' in [0.5, 1) (k = t+1 for the octave [2^t, 2^(t+1))) and u = 4 x' - 3 in [-1, 1).
     Steps:
-      1. ``normalize`` (one batched ltz on x - 2^t for the 31 octaves; with ``signed``, also on x + 2^t - 2^-16
-         for the octave of -x, in the same call): one-hot octave bits, so every function of k is a local lookup.
+      1. ``normalize`` (one bit decomposition of x shared by the 31 octaves' thresholds; with ``signed``, of -x
+         too, in the same calls): one-hot octave bits, so every function of k is a local lookup.
       2. Level 1 (one Beaver + one truncation): u = x * (4 2^-k) - 3 and g u = x * (4 2^-k g) - 3 g, with the
          gain g = 2^-k (negated for x < 0), capped at 2^13 = 2^(int_bits-2) for k <= -14.
       3. Gained powers g u^i (``gained_polynomial``), i <= 4 in 2 more levels ("poly4") or i <= 8 in 3 ("poly8").
       4. sum_i c_i g u^i ~ g / x' = 1/x at double scale, one truncation.
-    Rounds: 8 + 2 + 4 + 1 = 15 ("poly4"), 8 + 2 + 6 + 1 = 17 ("poly8").
-    Bytes sent per party per element: ltz 31 * 145 (n-1) = 4495 (n-1); level 1 48 (n-1) (x and 3 lookups opened,
-    2 truncated); each later product 24 (n-1); final truncation 8 (n-1).  Total 4647 (n-1) ("poly4"),
-    4791 (n-1) ("poly8"); ``signed`` doubles the comparisons: 9142 (n-1) ("poly4").
+    Rounds: 12 + 2 + 4 + 1 = 19 ("poly4"), 12 + 2 + 6 + 1 = 21 ("poly8").
+    Bytes sent per party per element: normalize 231 (n-1); level 1 48 (n-1) (x and 3 lookups opened,
+    2 truncated); each later product 24 (n-1); final truncation 8 (n-1).  Total 383 (n-1) ("poly4"),
+    527 (n-1) ("poly8"); ``signed`` doubles the normalization: 614 (n-1) ("poly4").
     Domain (default encoding, frac_bits 16, int_bits 15): 2^-14 <= x < 2^15 (-2^15 < x <= -2^-14 too with
     ``signed``).
     Error against 1/x of the encoded x: the bound we guarantee (tests assert it on 5,000 log-spaced points and

@@ -55,15 +55,15 @@ def sqrt(party: Party, x: torch.Tensor, method: str = "poly4") -> torch.Tensor:
     """Fixed-point shares of sqrt(x).
 
     Steps:
-      1. ``normalize`` (one batched ltz on x - 2^t for the 31 octaves): one-hot octave bits.
+      1. ``normalize`` (one bit decomposition of x shared by the 31 octaves' thresholds): one-hot octave bits.
       2. Level 1 (one Beaver + one truncation): u = 4 x 2^-k - 3 in [-1, 1) and g u for the two gains of
          2^(k/2) (``gained_polynomial``).
       3. Gained powers g u^i, i <= 2 in 1 more level ("poly2") or i <= 4 in 2 ("poly4").
       4. sum over gains of factor * sum_i c_i g u^i ~ 2^(k/2) sqrt(x') = sqrt(x), one truncation.
-    Rounds: 8 + 2 + 2 + 1 = 13 ("poly2"), 8 + 2 + 4 + 1 = 15 ("poly4").
-    Bytes sent per party per element: ltz 31 * 145 (n-1) = 4495 (n-1); level 1 56 (n-1) (x and 3 lookups opened,
-    3 truncated); each later product 24 (n-1); final truncation 8 (n-1).  Total 4607 (n-1) ("poly2"),
-    4727 (n-1) ("poly4").
+    Rounds: 12 + 2 + 2 + 1 = 17 ("poly2"), 12 + 2 + 4 + 1 = 19 ("poly4").
+    Bytes sent per party per element: normalize 231 (n-1); level 1 56 (n-1) (x and 3 lookups opened,
+    3 truncated); each later product 24 (n-1); final truncation 8 (n-1).  Total 343 (n-1) ("poly2"),
+    463 (n-1) ("poly4").
     Domain (default encoding): 0 < x < 2^15.
     Error against sqrt of the encoded x: the bound we guarantee (tests assert it on 5,000 log-spaced points and
     on hypothesis draws, 2 and 3 parties) is |y - sqrt(x)| <= R sqrt(x) + A with
@@ -86,10 +86,10 @@ def inv_sqrt(party: Party, x: torch.Tensor, method: str = "poly4") -> torch.Tens
     """Fixed-point shares of 1/sqrt(x).
 
     Steps: as ``sqrt``, with the gains of 2^(-k/2) and p(u) ~ 1/sqrt(x').
-    Rounds: 8 + 2 + 4 + 1 = 15 ("poly4"), 8 + 2 + 6 + 1 = 17 ("poly8").
-    Bytes sent per party per element: ltz 4495 (n-1); level 1 72 (n-1) (x and 5 lookups opened: the gains'
+    Rounds: 12 + 2 + 4 + 1 = 19 ("poly4"), 12 + 2 + 6 + 1 = 21 ("poly8").
+    Bytes sent per party per element: normalize 231 (n-1); level 1 72 (n-1) (x and 5 lookups opened: the gains'
     large entries are applied as exact integers; 3 truncated); each later product 24 (n-1); final 8 (n-1).
-    Total 4743 (n-1) ("poly4"), 4983 (n-1) ("poly8").
+    Total 479 (n-1) ("poly4"), 719 (n-1) ("poly8").
     Domain (default encoding): 0 < x < 2^15 (1/sqrt(x) <= 256 is always representable).
     Error against 1/sqrt of the encoded x: the bound we guarantee (tests assert it as for ``sqrt``) is
     |y - 1/sqrt(x)| <= R/sqrt(x) + A with

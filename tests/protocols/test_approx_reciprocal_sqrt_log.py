@@ -3,7 +3,7 @@
 Each function is compared with the float64 function of the ENCODED input x^ = round(x 2^16) / 2^16 (its
 documented error is relative to the value it is given) and must meet the bound its docstring states:
 |y - f(x^)| <= R |f(x^)| + A on its domain, relative error <= 1e-3 where the docstring says so, and the documented
-value outside the domain (exactly 0 for x <= 0, ...).  Rounds are those documented, exactly.
+value outside the domain (exactly 0 for x <= 0, ...).  Rounds and bytes are those documented, exactly.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 import protocols
 import protocols.additive.truncation
 import smpc
+from network.local import FRAME_OVERHEAD_BYTES
 from protocols.approx.log import log
 from protocols.approx.normalize import normalize
 from protocols.approx.reciprocal import reciprocal
@@ -32,6 +33,11 @@ from tests.support.harness import run_parties
 
 UNIT = 2.0 ** -16
 TOP = 2.0 ** 15 - UNIT
+#: normalize's documented cost: rounds, bytes sent per party per element and per other party, and dealer bytes
+#: per element to the last party (unsigned; signed doubles the bytes).
+NORMALIZE_ROUNDS = 12
+NORMALIZE_BYTES = 231
+NORMALIZE_DEALER_BYTES = 368
 
 
 def _tiny_reciprocal(x: torch.Tensor) -> torch.Tensor:
@@ -44,7 +50,8 @@ def _tiny_reciprocal(x: torch.Tensor) -> torch.Tensor:
 @dataclass(frozen=True)
 class Case:
     """One documented approximation: its call, reference, domain, bound |y - f| <= R |f| + A units, rounds,
-    where it claims relative error <= 1e-3, and what it returns outside the domain."""
+    bytes sent per party per element and per other party, where it claims relative error <= 1e-3, and what it
+    returns outside the domain."""
 
     function: Callable[[Party, torch.Tensor], torch.Tensor]
     reference: Callable[[torch.Tensor], torch.Tensor]
@@ -52,6 +59,7 @@ class Case:
     relative: float
     absolute_units: float
     rounds: int
+    payload: int
     relative_where: Callable[[torch.Tensor], torch.Tensor]
     signed: bool = False
     #: Documented result for inputs in no octave of the domain but not 0 (reciprocal of 1 to 3 units).
@@ -80,20 +88,24 @@ def _log_far_from_one(limit: float) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 CASES: dict[str, Case] = {
-    "reciprocal/poly4": Case(partial(reciprocal, method="poly4"), torch.reciprocal, 2.0 ** -14, 3.5e-4, 2.0, 15,
-                             _between(2.0 ** -14, 16.0), tiny=_tiny_reciprocal),
-    "reciprocal/poly8": Case(partial(reciprocal, method="poly8"), torch.reciprocal, 2.0 ** -14, 1e-5, 2.0, 17,
-                             _between(2.0 ** -14, 32.0), tiny=_tiny_reciprocal),
+    "reciprocal/poly4": Case(partial(reciprocal, method="poly4"), torch.reciprocal, 2.0 ** -14, 3.5e-4, 2.0, 19,
+                             383, _between(2.0 ** -14, 16.0), tiny=_tiny_reciprocal),
+    "reciprocal/poly8": Case(partial(reciprocal, method="poly8"), torch.reciprocal, 2.0 ** -14, 1e-5, 2.0, 21,
+                             527, _between(2.0 ** -14, 32.0), tiny=_tiny_reciprocal),
     "reciprocal/signed": Case(partial(reciprocal, method="poly4", signed=True), torch.reciprocal, 2.0 ** -14,
-                              3.5e-4, 2.0, 15, _between(2.0 ** -14, 16.0), signed=True, tiny=_tiny_reciprocal),
-    "sqrt/poly2": Case(partial(sqrt, method="poly2"), torch.sqrt, UNIT, 7e-4, 1.5, 13, _between(2.0 ** -7, TOP)),
-    "sqrt/poly4": Case(partial(sqrt, method="poly4"), torch.sqrt, UNIT, 3e-5, 1.5, 15, _between(2.0 ** -10, TOP)),
-    "inv_sqrt/poly4": Case(partial(inv_sqrt, method="poly4"), torch.rsqrt, UNIT, 1.2e-4, 1.5, 15,
+                              3.5e-4, 2.0, 19, 614, _between(2.0 ** -14, 16.0), signed=True, tiny=_tiny_reciprocal),
+    "sqrt/poly2": Case(partial(sqrt, method="poly2"), torch.sqrt, UNIT, 7e-4, 1.5, 17, 343,
+                       _between(2.0 ** -7, TOP)),
+    "sqrt/poly4": Case(partial(sqrt, method="poly4"), torch.sqrt, UNIT, 3e-5, 1.5, 19, 463,
+                       _between(2.0 ** -10, TOP)),
+    "inv_sqrt/poly4": Case(partial(inv_sqrt, method="poly4"), torch.rsqrt, UNIT, 1.2e-4, 1.5, 19, 479,
                            _between(UNIT, 2.0 ** 10)),
-    "inv_sqrt/poly8": Case(partial(inv_sqrt, method="poly8"), torch.rsqrt, UNIT, 3e-5, 1.5, 17,
+    "inv_sqrt/poly8": Case(partial(inv_sqrt, method="poly8"), torch.rsqrt, UNIT, 3e-5, 1.5, 21, 719,
                            _between(UNIT, 2.0 ** 10)),
-    "log/poly4": Case(partial(log, method="poly4"), torch.log, UNIT, 0.0, 1e-4 / UNIT, 15, _log_far_from_one(0.1)),
-    "log/poly8": Case(partial(log, method="poly8"), torch.log, UNIT, 0.0, 3.0, 17, _log_far_from_one(0.05)),
+    "log/poly4": Case(partial(log, method="poly4"), torch.log, UNIT, 0.0, 1e-4 / UNIT, 19, 335,
+                      _log_far_from_one(0.1)),
+    "log/poly8": Case(partial(log, method="poly8"), torch.log, UNIT, 0.0, 3.0, 21, 431,
+                      _log_far_from_one(0.05)),
 }
 
 #: Inputs at and around every domain edge: 0, 1 to 4 units, 2^-14, 1, 16, 32, 2^10, 2^15 - 1 unit, negatives.
@@ -150,7 +162,8 @@ def check(name: str, x: torch.Tensor, got: torch.Tensor) -> dict[str, float]:
 def test_normalize_finds_the_octave(n_parties: int, values: list[int]) -> None:
     """For every encodable x (raw ring values, edges included): the bits are one-hot on the octave
     2^t <= x < 2^(t+1) (of -x for x < 0 when signed) and all 0 for x = 0 (and x < 0 unsigned); exponent() is
-    t+1 and x * scale() lies in [0.5, 1) with scale() an exact power of two; one ltz call, 8 rounds."""
+    t+1 and x * scale() lies in [0.5, 1) with scale() an exact power of two; NORMALIZE_ROUNDS rounds, signed
+    or not."""
     edges = [0, 1, 2, 3, -1, 2 ** 31 - 1, -(2 ** 31) + 1, 2 ** 16, 2 ** 16 - 1, -(2 ** 16)]
     raw = torch.tensor(values + edges, dtype=torch.int64)
 
@@ -170,7 +183,7 @@ def test_normalize_finds_the_octave(n_parties: int, values: list[int]) -> None:
                 "signed scale": protocols.reveal(party, signed.scale(session.encoding.scale))}
 
     got = run_parties(program, n_parties)[0]
-    assert got["rounds"] == 16
+    assert got["rounds"] == 2 * NORMALIZE_ROUNDS
     exponents = torch.tensor(got["exponents"])
     x = raw.to(torch.float64) * UNIT
     octave = torch.floor(torch.log2(x.abs().clamp(min=UNIT))).to(torch.int64)
@@ -254,24 +267,43 @@ def test_dense_grid_signed_reciprocal() -> None:
 # -- rounds ----------------------------------------------------------------------------------------------
 @DEALER_PARTIES
 def test_documented_rounds(n_parties: int) -> None:
-    """Each call takes exactly its documented rounds (normalize: 8); the parties agree on the count."""
-    encoded = smpc.FixedPoint().encode(torch.tensor([[0.3, 7.0], [1e-3, 2000.0]], dtype=torch.float64))
+    """Each call takes exactly its documented rounds (normalize: NORMALIZE_ROUNDS, signed or not) and sends
+    exactly its documented bytes per element and per other party (normalize: NORMALIZE_BYTES, twice that
+    signed), plus the frame headers; every party alike.  normalize's dealer material is as documented too."""
+    values = torch.tensor([[0.3, 7.0], [1e-3, 2000.0]], dtype=torch.float64)
+    encoded = smpc.FixedPoint().encode(values)
+    calls: dict[str, Callable[[Party, torch.Tensor], torch.Tensor]] = {
+        "normalize": lambda party, x: normalize(party, x).positive,
+        "normalize/signed": lambda party, x: normalize(party, x, signed=True).positive,
+        **{name: case.function for name, case in CASES.items()},
+    }
 
-    def program(session: smpc.Session) -> dict[str, int]:
+    def program(session: smpc.Session) -> dict[str, dict[str, int]]:
         party = session.party
         shares = protocols.share(party, encoded if party.rank == 0 else None, owner=0)
         counts = {}
-        for name, case in [("normalize", None), *CASES.items()]:
-            before = party.rounds
-            result = normalize(party, shares).positive if case is None else case.function(party, shares)
+        for name, function in calls.items():
+            session.stats.reset()
+            result = function(party, shares)
             assert result.shape[-2:] == shares.shape
-            counts[name] = party.rounds - before
+            counts[name] = session.stats.as_dict()
         return counts
 
-    results = run_parties(program, n_parties)
-    assert all(counts == results[0] for counts in results)
-    expected = {"normalize": 8, **{name: case.rounds for name, case in CASES.items()}}
-    assert results[0] == expected
+    expected = {"normalize": (NORMALIZE_ROUNDS, NORMALIZE_BYTES),
+                "normalize/signed": (NORMALIZE_ROUNDS, 2 * NORMALIZE_BYTES),
+                **{name: (case.rounds, case.payload) for name, case in CASES.items()}}
+    others = n_parties - 1
+    for rank, counts in enumerate(run_parties(program, n_parties)):
+        for name, (rounds, payload) in expected.items():
+            stats = counts[name]
+            assert stats["rounds"] == rounds, (rank, name, stats)
+            assert stats["bytes_sent"] == payload * others * values.numel() + FRAME_OVERHEAD_BYTES * stats[
+                "messages"], (rank, name, stats)
+        if rank == n_parties - 1:
+            for name, factor in (("normalize", 1), ("normalize/signed", 2)):
+                requests = 1 + 5 + 5 + 1  # the mask, the AND levels, the random bits
+                dealer = factor * NORMALIZE_DEALER_BYTES * values.numel() + FRAME_OVERHEAD_BYTES * requests
+                assert counts[name]["dealer_bytes_received"] == dealer, (name, counts[name])
 
 
 def test_shapes_and_unknown_methods() -> None:

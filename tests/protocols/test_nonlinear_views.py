@@ -111,7 +111,7 @@ CASES: tuple[Case, ...] = (
     Case("exp", exp, constant(0.0, APPROX_SAMPLE), spread(-30.0, 10.0, APPROX_SAMPLE), APPROX_OPENINGS),
     Case("sigmoid", sigmoid, constant(0.0, APPROX_SAMPLE), constant(-30.0, APPROX_SAMPLE), APPROX_OPENINGS),
     Case("tanh", tanh, constant(0.0, APPROX_SAMPLE), spread(1.0, 32767.5, APPROX_SAMPLE), APPROX_OPENINGS),
-    # The octave normalisation behind these makes 31 comparisons per element: fewer elements suffice.
+    # The octave normalisation behind these opens 31 converted bits per element: fewer elements suffice.
     Case("reciprocal", reciprocal, constant(0.5, NORMALISED_SAMPLE), constant(1000.0, NORMALISED_SAMPLE),
          APPROX_OPENINGS),
     Case("sqrt", sqrt, constant(0.01, NORMALISED_SAMPLE), spread(100.0, 30000.0, NORMALISED_SAMPLE), APPROX_OPENINGS),

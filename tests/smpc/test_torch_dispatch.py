@@ -96,7 +96,7 @@ def _both_orders(session: smpc.Session, public: list[float], secret: list[float]
     return opened
 
 
-@settings(max_examples=3)  # each example runs 34 shared operations, 8 of them divisions (31 comparisons each)
+@settings(max_examples=3)  # each example runs 34 shared operations, 8 of them divisions (a signed normalization each)
 @given(public=VALUES, secret=VALUES)
 def test_public_operand_first_and_second(public: list[float], secret: list[float]) -> None:
     secret = [s + 0.25 if abs(s - p) < 0.01 else s for s, p in zip(secret, public)]  # no ties to compare
