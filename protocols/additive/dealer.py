@@ -91,7 +91,7 @@ class Request:
             raise ProtocolError(f"dealer request for more than {MAX_REQUEST_ELEMENTS} elements")
         try:
             shapes = request.output_shapes()
-        except RuntimeError:
+        except ValueError:  # broadcast_shape, matmul_shape
             raise ProtocolError(f"dealer request with incompatible shapes {shape_x} and {shape_y}") from None
         if sum(_numel(s) for s in shapes) > MAX_REQUEST_ELEMENTS:
             raise ProtocolError(f"dealer request for more than {MAX_REQUEST_ELEMENTS} elements")
