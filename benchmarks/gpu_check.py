@@ -12,8 +12,9 @@
    families; each result revealed and held against plain torch within the op's documented error.
 3. Timing: mul 10^7, a 4096^3 matmul and one logistic-regression epoch (N = 10,000, D = 20, batch 128), 3 parties
    and a dealer as processes over ZeroMQ + CurveZMQ, one torch thread each, with shares on the device and then
-   on the CPU: the median online seconds after one warm-up (the dealer's material made ahead of each timed
-   run, as ``smpc bench`` does; its offline seconds are reported beside), and the CPU / device ratio.
+   on the CPU: the TOTAL a caller waits (the median online seconds after one warm-up, with the dealer's
+   material made ahead of each timed run as ``smpc bench`` does, plus that offline time), the CPU / device
+   ratio of totals, and the online and offline seconds beside.
    3 timed runs per op, 2 for the matmul (on the CPU each party's int64 product of 4096 x 8192 by 8192 x 4096
    and the dealer's 4096^3 take over ten seconds a run): the whole check is sized to stay under 5 minutes on a
    16-core GPU host, by estimate (no GPU was available to this work; ``wall_s`` in the JSON says).
@@ -254,9 +255,18 @@ def time_device(device: str, sizes: Sizes, repeats: dict[str, int]) -> list[dict
 
 
 def timing_table(device: str, cpu: list[dict[str, Any]], other: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{"op": c["op"], "size": c["size"], "cpu_s": c["median_online_s"], "device_s": d["median_online_s"],
-             "ratio": c["median_online_s"] / d["median_online_s"], "cpu_offline_s": c["median_offline_s"],
-             "device_offline_s": d["median_offline_s"], "device": device} for c, d in zip(cpu, other)]
+    """Per op: the TOTAL a caller waits on each side (online median + the dealer's offline time) and their
+    ratio first, the online and offline parts beside."""
+    rows = []
+    for c, d in zip(cpu, other):
+        cpu_total = c["median_online_s"] + c["median_offline_s"]
+        device_total = d["median_online_s"] + d["median_offline_s"]
+        rows.append({"op": c["op"], "size": c["size"], "cpu_total_s": cpu_total, "device_total_s": device_total,
+                     "ratio": cpu_total / device_total, "cpu_s": c["median_online_s"],
+                     "device_s": d["median_online_s"], "online_ratio": c["median_online_s"] / d["median_online_s"],
+                     "cpu_offline_s": c["median_offline_s"], "device_offline_s": d["median_offline_s"],
+                     "device": device})
+    return rows
 
 
 # -- driver ------------------------------------------------------------------------------------------------
@@ -308,11 +318,14 @@ def run(args: argparse.Namespace) -> int:
     table = timing_table(str(device), timings["cpu"], timings["device"]) if not failures else []
     ok = all(row["equal"] for row in ring) and all(row["ok"] for row in ops) and not failures
     save(table=table, ok=ok)
-    print(f"\n3 parties + dealer over ZeroMQ + CurveZMQ on 127.0.0.1, one torch thread each; online seconds: "
-          f"party 0's median over {repeats['mul']} timed runs ({repeats['matmul']} for the matmul) after a warm-up; "
-          f"offline: the dealer's phase before each run, apart; ratio = cpu / {device}")
-    print_table(table, [("op", "op", "s"), ("size", "size", "s"), ("cpu_s", "cpu s", ".3f"),
-                        ("device_s", f"{device} s", ".3f"), ("ratio", "ratio", ".2f"),
+    print(f"\n3 parties + dealer over ZeroMQ + CurveZMQ on 127.0.0.1, one torch thread each; TOTAL = online + "
+          f"offline, the time a caller waits; online: party 0's median over {repeats['mul']} timed runs "
+          f"({repeats['matmul']} for the matmul) after a warm-up; offline: the dealer's phase before each run; "
+          f"ratio = cpu / {device}")
+    print_table(table, [("op", "op", "s"), ("size", "size", "s"), ("cpu_total_s", "cpu TOTAL s", ".3f"),
+                        ("device_total_s", f"{device} TOTAL s", ".3f"), ("ratio", "ratio", ".2f"),
+                        ("cpu_s", "cpu online s", ".3f"), ("device_s", f"{device} online s", ".3f"),
+                        ("online_ratio", "online ratio", ".2f"),
                         ("cpu_offline_s", "cpu offline s", ".2f"), ("device_offline_s", f"{device} offline s", ".2f")])
     print(f"{'all checks passed' if ok else 'CHECKS FAILED'}; wrote {args.out}; took {report['wall_s']:.0f} s")
     return 0 if ok else 1
