@@ -21,11 +21,11 @@ torch thread each, so every size gets fresh processes and its own peak memory). 
      the CSVs) and compares.
 
 Reported per size: read+share seconds, epoch seconds (the slowest party's wall time; also the mean and median
-batch time), bytes sent per party and rounds in the epoch, peak resident memory of each party process (VmHWM;
-``ru_maxrss`` is in the JSON too, but a spawned party's includes its parent's peak: see ``peak_rss_gib``),
-training accuracy of the secure and the plain model and max |w_secure - w_plain|; then
-t(N_max) / ((N_max / N_min) t(N_min)) against the target 1.3 and the peak memory against 4 GiB.  Writes
-scale.json and scale.md under ``--out``.
+batch time, and the most CPU seconds a party spent in the epoch, which other load on the machine hardly moves),
+bytes sent per party and rounds in the epoch, peak resident memory of each party process (VmHWM; ``ru_maxrss``
+is in the JSON too, but a spawned party's includes its parent's peak: see ``peak_rss_gib``), training accuracy
+of the secure and the plain model and max |w_secure - w_plain|; then t(N_max) / ((N_max / N_min) t(N_min))
+against the target 1.3 and the peak memory against 4 GiB.  Writes scale.json and scale.md under ``--out``.
 ``--quick``: N = 2,000 and 20,000, D = 10, batch 256, chunks of 1,000 rows.
 """
 
@@ -36,6 +36,7 @@ import bisect
 import functools
 import itertools
 import json
+import os
 import resource
 import statistics
 import tempfile
@@ -247,16 +248,16 @@ def party_program(session: smpc.Session, paths: list[str], features: int, batch:
     sgd_step(data.rows(0, min(batch, data.count)), features, *initial_model(session, features), lr)
     warmup_seconds = time.perf_counter() - start
     barrier(session)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     w, b, batch_seconds = secure_epoch(session, data, features, batch, lr)
-    epoch_seconds = time.perf_counter() - start
+    epoch_seconds, epoch_cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     stats = session.stats
     traffic = {"bytes_sent": stats.bytes_sent, "rounds": stats.rounds,
                "dealer_bytes_received": stats.dealer_bytes_received}
     return {"rank": session.rank, "rows": data.count, "chunks": len(data.chunks), "batches": len(batch_seconds),
             "batch_median_s": statistics.median(batch_seconds), "batch_min_s": min(batch_seconds),
             "share_s": share_seconds, "share_bytes_sent": share_bytes, "warmup_s": warmup_seconds,
-            "epoch_s": epoch_seconds, **traffic,
+            "epoch_s": epoch_seconds, "epoch_cpu_s": epoch_cpu_seconds, **traffic,
             "peak_after_share_gib": peak_after_share, "peak_gib": peak_rss_gib(),
             "ru_maxrss_gib": maxrss_gib(),
             "w": w.reveal(), "b": b.reveal()}
@@ -287,7 +288,9 @@ def run_size(folder: Path, rows: int, features: int, batch: int, parties: int, p
     paths = write_bank_files(folder / f"n{rows}", rows, features, parties, chunk_rows)
     program = functools.partial(party_program, paths=[str(p) for p in paths], features=features, batch=batch,
                                 chunk_rows=chunk_rows, lr=LEARNING_RATE)
+    load_before = os.getloadavg()[0]
     results = smpc.run_local(program, parties=parties, transport="zmq", protocol=protocol, timeout=timeout)
+    load_after = os.getloadavg()[0]
     x, y = load_all(paths, chunk_rows)
     w_plain, b_plain = plain_epoch(x, y, batch, LEARNING_RATE)
     w_secure, b_secure = results[0]["w"].numpy(), results[0]["b"].numpy()
@@ -296,6 +299,7 @@ def run_size(folder: Path, rows: int, features: int, batch: int, parties: int, p
     return {
         "rows": rows, "features": features, "batch_size": batch, "batches": batches,
         "share_s": max(r["share_s"] for r in results), "epoch_s": epoch, "ms_per_batch": epoch / batches * 1e3,
+        "epoch_cpu_s": max(r["epoch_cpu_s"] for r in results), "load_average": [load_before, load_after],
         "bytes_sent": max(r["bytes_sent"] for r in results), "rounds": results[0]["rounds"],
         "share_bytes_sent": max(r["share_bytes_sent"] for r in results),
         "warmup_batch_s": max(r["warmup_s"] for r in results),
@@ -312,8 +316,9 @@ def run_size(folder: Path, rows: int, features: int, batch: int, parties: int, p
 
 
 def scaling(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """t(N_max) / ((N_max / N_min) t(N_min)): 1 when the epoch time grows linearly with N.  Beside it, the ratio
-    of the median batch times, which a burst of load from other work on the machine hardly moves."""
+    """t(N_max) / ((N_max / N_min) t(N_min)): 1 when the epoch time grows linearly with N.  Beside it, two
+    figures that load from other work on the machine hardly moves: the same ratio of the parties' CPU seconds,
+    and the ratio of the median batch times."""
     if len(rows) < 2:
         return None
     small, large = min(rows, key=lambda r: r["rows"]), max(rows, key=lambda r: r["rows"])
@@ -321,15 +326,17 @@ def scaling(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     ratio = large["epoch_s"] / (factor * small["epoch_s"])
     return {"small_rows": small["rows"], "large_rows": large["rows"], "ratio": ratio, "target": RATIO_TARGET,
             "within_target": ratio <= RATIO_TARGET,
-            "median_batch_ratio": large["median_ms_per_batch"] / small["median_ms_per_batch"]}
+            "median_batch_ratio": large["median_ms_per_batch"] / small["median_ms_per_batch"],
+            "cpu_ratio": large["epoch_cpu_s"] / (factor * small["epoch_cpu_s"])}
 
 
 COLUMNS = [
     ("rows", "N", ",d"), ("features", "D", "d"), ("batches", "batches", "d"), ("share_s", "read+share s", ".1f"),
     ("epoch_s", "epoch s", ".1f"), ("ms_per_batch", "ms/batch", ".1f"),
-    ("median_ms_per_batch", "median ms/batch", ".1f"), ("bytes_sent", "bytes/party", ",d"),
-    ("rounds", "rounds", ",d"), ("max_peak_gib", "peak GiB/party", ".2f"), ("accuracy", "accuracy", ".4f"),
-    ("plain_accuracy", "plain accuracy", ".4f"), ("max_w_diff", "max |w - w_plain|", ".2e"),
+    ("median_ms_per_batch", "median ms/batch", ".1f"), ("epoch_cpu_s", "epoch CPU s", ".1f"),
+    ("bytes_sent", "bytes/party", ",d"), ("rounds", "rounds", ",d"), ("max_peak_gib", "peak GiB/party", ".2f"),
+    ("accuracy", "accuracy", ".4f"), ("plain_accuracy", "plain accuracy", ".4f"),
+    ("max_w_diff", "max |w - w_plain|", ".2e"),
 ]
 
 
@@ -350,7 +357,8 @@ def summary(report: dict[str, Any]) -> str:
     if scale is not None:
         factor = scale["large_rows"] / scale["small_rows"]
         text = (f"t(N={scale['large_rows']:,}) / ({factor:g} x t(N={scale['small_rows']:,})) = {scale['ratio']:.2f} "
-                f"(target at most {RATIO_TARGET}; median batch time ratio {scale['median_batch_ratio']:.2f}); "
+                f"(target at most {RATIO_TARGET}; in CPU seconds {scale['cpu_ratio']:.2f}, median batch time ratio "
+                f"{scale['median_batch_ratio']:.2f}); "
                 + text)
     return text
 
