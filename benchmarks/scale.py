@@ -2,12 +2,13 @@
 
     python -m benchmarks.scale [--rows 1000000 100000] [--features 50] [--batch-size 1024] [--parties 3]
                                [--protocol replicated|dealer] [--chunk-rows 50000] [--data DIR] [--out DIR]
-                               [--timeout S] [--quick]
+                               [--repeats 3] [--timeout S] [--quick]
 
 Before the runs, each bank's CSV (header, D feature columns, label; seeded standard normal features, labels
 drawn from a random logistic model) is written in chunks with numpy; bank r holds a near-equal share of the
-rows.  Each size is one ``smpc.run_local`` (the parties as processes over ZeroMQ + CurveZMQ on 127.0.0.1, one
-torch thread each, so every size gets fresh processes and its own peak memory).  In each party:
+rows.  Each run of a size is one ``smpc.run_local`` (the parties as processes over ZeroMQ + CurveZMQ on
+127.0.0.1, one torch thread each, so every run gets fresh processes and its own peak memory); the sizes take
+turns, ``--repeats`` times, and the table shows medians over the runs.  In each party:
 
   1. The row counts are made public (one opening of a vector holding each bank's count in its own slot).
   2. Bank by bank, the owner reads its file ``--chunk-rows`` lines at a time (``np.loadtxt`` on a slice of
@@ -26,7 +27,7 @@ bytes sent per party and rounds in the epoch, peak resident memory of each party
 is in the JSON too, but a spawned party's includes its parent's peak: see ``peak_rss_gib``), training accuracy
 of the secure and the plain model and max |w_secure - w_plain|; then t(N_max) / ((N_max / N_min) t(N_min))
 against the target 1.3 and the peak memory against 4 GiB.  Writes scale.json and scale.md under ``--out``.
-``--quick``: N = 2,000 and 20,000, D = 10, batch 256, chunks of 1,000 rows.
+``--quick``: N = 2,000 and 20,000, D = 10, batch 256, chunks of 1,000 rows, one run each.
 """
 
 from __future__ import annotations
@@ -60,16 +61,18 @@ MEMORY_TARGET_GIB = 4.0
 
 @dataclass(frozen=True)
 class Sizes:
-    """Defaults of a run: the sizes N, the features D, rows per batch and rows read and shared at a time."""
+    """Defaults of a run: the sizes N, the features D, rows per batch, rows read and shared at a time, and the
+    runs of each size."""
 
     rows: tuple[int, ...]
     features: int
     batch_size: int
     chunk_rows: int
+    repeats: int
 
 
-FULL = Sizes(rows=(1_000_000, 100_000), features=50, batch_size=1024, chunk_rows=50_000)
-QUICK = Sizes(rows=(2_000, 20_000), features=10, batch_size=256, chunk_rows=1_000)
+FULL = Sizes(rows=(1_000_000, 100_000), features=50, batch_size=1024, chunk_rows=50_000, repeats=3)
+QUICK = Sizes(rows=(2_000, 20_000), features=10, batch_size=256, chunk_rows=1_000, repeats=1)
 
 
 # -- the banks' files ----------------------------------------------------------------------------------------
@@ -282,35 +285,50 @@ def accuracy(x: np.ndarray, y: np.ndarray, w: np.ndarray, b: np.ndarray) -> floa
     return float(np.mean((x @ w + b > 0) == (y > 0.5)))
 
 
-def run_size(folder: Path, rows: int, features: int, batch: int, parties: int, protocol: str, chunk_rows: int,
+def run_once(paths: list[Path], features: int, batch: int, parties: int, protocol: str, chunk_rows: int,
              timeout: float | None) -> dict[str, Any]:
-    """Write the banks' files for ``rows``, run the parties, check against the plain loop: one table row."""
-    paths = write_bank_files(folder / f"n{rows}", rows, features, parties, chunk_rows)
+    """One session on the banks' files: every party's report, and the machine's load average around it."""
     program = functools.partial(party_program, paths=[str(p) for p in paths], features=features, batch=batch,
                                 chunk_rows=chunk_rows, lr=LEARNING_RATE)
     load_before = os.getloadavg()[0]
     results = smpc.run_local(program, parties=parties, transport="zmq", protocol=protocol, timeout=timeout)
-    load_after = os.getloadavg()[0]
+    return {"parties": results, "load_average": [load_before, os.getloadavg()[0]]}
+
+
+def summarize(rows: int, paths: list[Path], runs: list[dict[str, Any]], features: int, batch: int,
+              chunk_rows: int) -> dict[str, Any]:
+    """One table row from the runs of one size: medians over the runs of each run's slowest party, traffic of
+    the first run (every run makes the same messages), each party's largest peak, and the check of every run's
+    model against the plain loop on the same rows."""
     x, y = load_all(paths, chunk_rows)
     w_plain, b_plain = plain_epoch(x, y, batch, LEARNING_RATE)
-    w_secure, b_secure = results[0]["w"].numpy(), results[0]["b"].numpy()
-    batches = results[0]["batches"]
-    epoch = max(r["epoch_s"] for r in results)
+    models = [(run["parties"][0]["w"].numpy(), run["parties"][0]["b"].numpy()) for run in runs]
+    first = runs[0]["parties"]
+
+    def median_of_slowest(key: str) -> float:
+        return statistics.median(max(r[key] for r in run["parties"]) for run in runs)
+
+    epochs = [max(r["epoch_s"] for r in run["parties"]) for run in runs]
+    epoch, batches = statistics.median(epochs), first[0]["batches"]
+    peaks = [max(run["parties"][rank]["peak_gib"] for run in runs) for rank in range(len(first))]
+    w_secure, b_secure = models[0]
     return {
-        "rows": rows, "features": features, "batch_size": batch, "batches": batches,
-        "share_s": max(r["share_s"] for r in results), "epoch_s": epoch, "ms_per_batch": epoch / batches * 1e3,
-        "epoch_cpu_s": max(r["epoch_cpu_s"] for r in results), "load_average": [load_before, load_after],
-        "bytes_sent": max(r["bytes_sent"] for r in results), "rounds": results[0]["rounds"],
-        "share_bytes_sent": max(r["share_bytes_sent"] for r in results),
-        "warmup_batch_s": max(r["warmup_s"] for r in results),
-        "median_ms_per_batch": max(r["batch_median_s"] for r in results) * 1e3,
-        "min_ms_per_batch": max(r["batch_min_s"] for r in results) * 1e3,
-        "ru_maxrss_gib": [r["ru_maxrss_gib"] for r in results],
-        "dealer_bytes_received": max(r["dealer_bytes_received"] for r in results),
-        "peak_gib": [r["peak_gib"] for r in results], "max_peak_gib": max(r["peak_gib"] for r in results),
-        "peak_after_share_gib": [r["peak_after_share_gib"] for r in results],
+        "rows": rows, "features": features, "batch_size": batch, "batches": batches, "runs": len(runs),
+        "share_s": median_of_slowest("share_s"), "epoch_s": epoch, "epoch_s_runs": epochs,
+        "epoch_range_s": max(epochs) - min(epochs), "ms_per_batch": epoch / batches * 1e3,
+        "median_ms_per_batch": median_of_slowest("batch_median_s") * 1e3,
+        "min_ms_per_batch": median_of_slowest("batch_min_s") * 1e3, "epoch_cpu_s": median_of_slowest("epoch_cpu_s"),
+        "warmup_batch_s": median_of_slowest("warmup_s"), "load_average": [run["load_average"] for run in runs],
+        "bytes_sent": max(r["bytes_sent"] for r in first), "rounds": first[0]["rounds"],
+        "share_bytes_sent": max(r["share_bytes_sent"] for r in first),
+        "dealer_bytes_received": max(r["dealer_bytes_received"] for r in first),
+        "peak_gib": peaks, "max_peak_gib": max(peaks),
+        "peak_after_share_gib": [max(run["parties"][rank]["peak_after_share_gib"] for run in runs)
+                                 for rank in range(len(first))],
+        "ru_maxrss_gib": [max(run["parties"][rank]["ru_maxrss_gib"] for run in runs) for rank in range(len(first))],
         "accuracy": accuracy(x, y, w_secure, b_secure), "plain_accuracy": accuracy(x, y, w_plain, b_plain),
-        "max_w_diff": float(np.max(np.abs(w_secure - w_plain))), "b_diff": float(np.abs(b_secure - b_plain).max()),
+        "max_w_diff": max(float(np.max(np.abs(w - w_plain))) for w, _ in models),
+        "b_diff": max(float(np.max(np.abs(b - b_plain))) for _, b in models),
         "w": w_secure.tolist(), "b": b_secure.tolist(), "plain_w": w_plain.tolist(), "plain_b": b_plain.tolist(),
     }
 
@@ -332,7 +350,7 @@ def scaling(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 COLUMNS = [
     ("rows", "N", ",d"), ("features", "D", "d"), ("batches", "batches", "d"), ("share_s", "read+share s", ".1f"),
-    ("epoch_s", "epoch s", ".1f"), ("ms_per_batch", "ms/batch", ".1f"),
+    ("epoch_s", "epoch s", ".1f"), ("epoch_range_s", "range s", ".1f"), ("ms_per_batch", "ms/batch", ".1f"),
     ("median_ms_per_batch", "median ms/batch", ".1f"), ("epoch_cpu_s", "epoch CPU s", ".1f"),
     ("bytes_sent", "bytes/party", ",d"), ("rounds", "rounds", ",d"), ("max_peak_gib", "peak GiB/party", ".2f"),
     ("accuracy", "accuracy", ".4f"), ("plain_accuracy", "plain accuracy", ".4f"),
@@ -373,7 +391,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--protocol", choices=["replicated", "dealer"], default="replicated")
     parser.add_argument("--data", help="folder for the banks' CSVs (kept); default a temporary folder")
     parser.add_argument("--out", help="folder for scale.json and scale.md")
-    parser.add_argument("--timeout", type=float, help="seconds each size's run may take (default no limit)")
+    parser.add_argument("--repeats", type=int, help="runs of each size, interleaved; medians reported (default 3)")
+    parser.add_argument("--timeout", type=float, help="seconds each run may take (default no limit)")
     parser.add_argument("--quick", action="store_true", help="small sizes: N 2000 and 20000, D 10, batch 256")
     args = parser.parse_args(argv)
     defaults = QUICK if args.quick else FULL
@@ -381,21 +400,29 @@ def main(argv: list[str] | None = None) -> int:
     features = args.features or defaults.features
     batch = args.batch_size or defaults.batch_size
     chunk_rows = args.chunk_rows or defaults.chunk_rows
+    repeats = args.repeats or defaults.repeats
     if args.protocol == "replicated" and args.parties != 3:
         parser.error("the replicated protocol runs exactly 3 parties")
-    rows = []
     with tempfile.TemporaryDirectory(prefix="smpc-scale-") as temporary:
         folder = Path(args.data) if args.data else Path(temporary)
-        for size in sizes:
-            rows.append(run_size(folder, size, features, batch, args.parties, args.protocol, chunk_rows, args.timeout))
-            print(f"N={size:,}: epoch {rows[-1]['epoch_s']:.1f} s, peak {rows[-1]['max_peak_gib']:.2f} GiB per party",
-                  flush=True)
+        paths = {size: write_bank_files(folder / f"n{size}", size, features, args.parties, chunk_rows)
+                 for size in sizes}
+        runs: dict[int, list[dict[str, Any]]] = {size: [] for size in sizes}
+        # Sizes take turns, so a burst of other work on the machine is unlikely to land on every run of one size.
+        for repeat in range(repeats):
+            for size in sizes:
+                runs[size].append(run_once(paths[size], features, batch, args.parties, args.protocol, chunk_rows,
+                                           args.timeout))
+                party = max(runs[size][-1]["parties"], key=lambda r: r["epoch_s"])
+                print(f"run {repeat + 1}/{repeats}, N={size:,}: epoch {party['epoch_s']:.1f} s", flush=True)
+        rows = [summarize(size, paths[size], runs[size], features, batch, chunk_rows) for size in sizes]
     report = {"protocol": args.protocol, "parties": args.parties, "lr": LEARNING_RATE, "chunk_rows": chunk_rows,
+              "repeats": repeats,
               "memory_target_gib": MEMORY_TARGET_GIB, "rows": rows, "scaling": scaling(rows)}
     dealer = " + dealer" if args.protocol == "dealer" else ""
     print(f"logistic regression, one epoch, {args.protocol} family: {args.parties} parties{dealer} as processes over "
           f"ZeroMQ + CurveZMQ on 127.0.0.1, one torch thread each; each bank shares its own CSV in chunks of "
-          f"{chunk_rows:,} rows; lr {LEARNING_RATE}")
+          f"{chunk_rows:,} rows; lr {LEARNING_RATE}; times are medians of {repeats} runs")
     print_table(rows, COLUMNS)
     print(summary(report))
     if args.out:

@@ -79,7 +79,7 @@ def test_quick_run_writes_rows_and_matches_the_plain_loop(tmp_path: Path, capsys
     rows = report["rows"]
     assert [row["rows"] for row in rows] == [2_000, 20_000]
     for row in rows:
-        assert row["features"] == 10 and row["batches"] == -(-row["rows"] // 256)
+        assert row["features"] == 10 and row["batches"] == -(-row["rows"] // 256) and row["runs"] == 1
         assert len(row["peak_gib"]) == 3 and all(peak > 0 for peak in row["peak_gib"]), row["peak_gib"]
         assert row["epoch_s"] > 0 and row["median_ms_per_batch"] > 0 and row["bytes_sent"] > 0 and row["rounds"] > 0
         assert row["max_w_diff"] < WEIGHT_TOLERANCE and row["b_diff"] < WEIGHT_TOLERANCE, row
