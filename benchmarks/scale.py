@@ -359,7 +359,7 @@ COLUMNS = [
 
 
 def markdown(report: dict[str, Any]) -> str:
-    lines = ["| " + " | ".join(heading for _, heading, _ in COLUMNS) + " |",
+    lines = ["| " + " | ".join(heading.replace("|", "\\|") for _, heading, _ in COLUMNS) + " |",
              "| " + " | ".join("---:" for _ in COLUMNS) + " |"]
     for row in report["rows"]:
         lines.append("| " + " | ".join(format(row[key], fmt) for key, _, fmt in COLUMNS) + " |")
