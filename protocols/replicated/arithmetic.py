@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from protocols.additive.dealer import TRUNC, Request, dealer_material, expand_parts
+from protocols.additive.dealer import TRUNC, Request, expand_parts, truncation_values
 from protocols.additive.truncation import finish_divide, wrap_constants
 from protocols.family import Shares
 
@@ -22,20 +22,21 @@ def fused_truncate(family: ReplicatedFamily, z: torch.Tensor, divisor: int | Non
     """Replicated shares of floor(z / divisor) (or that plus one) from the parties' additive shares z_i of a
     product, |z| < 2^product_bits; divisor defaults to 2^frac_bits.
 
-    The additive family's exact truncation (``protocols.additive.truncation._dealer_divide``) with party 0 as the dealer
-    of parties 1 and 2, its opening merged with the gathering of the three z_i:
-      1. Party 0 draws the truncation pair's mask r (from its helper keys with parties 1 and 2; it knows r, as
-         a dealer does) and sends z_0 + r - F(k_02) to party 1 and z_0 + r - F(k_01) to party 2, plus party 2's
-         correction of the pair; party 1 sends z_1 + F(k_01) to party 2 and party 2 sends z_2 + F(k_02) to
-         party 1.  Parties 1 and 2 now both know c = z + O + r (O the public offset of the truncation), which
-         is uniform whatever z is, and neither learns anything else: each message is masked by r or by a pair
-         key its receiver lacks.
-      2. Parties 1 and 2 finish the truncation as the two parties of the additive protocol do (one keeps
+    The additive family's exact truncation (``protocols.additive.truncation._dealer_divide``) with party 0 as the
+    dealer of parties 1 and 2, its mask chosen so that party 0's share of the product needs no message:
+      1. Parties 0 and 1 expand f_1 = F(k_01), parties 0 and 2 f_2 = F(k_02).  Party 0 takes the truncation
+         pair's mask as r = f_1 + f_2 - z_0 (uniform to party 1, which lacks f_2, and to party 2, which lacks
+         f_1; party 0 knows it, as a dealer does) and sends party 2 its correction of the pair (s, u) for that r.
+      2. Party 1 sends z_1 + f_1 to party 2, party 2 sends z_2 + f_2 to party 1, each masked by a key its
+         receiver lacks.  Both now know c = z_1 + f_1 + z_2 + f_2 + O = z + r + O (O the public offset of the
+         truncation), uniform whatever z is; party 0 sees nothing.
+      3. Parties 1 and 2 finish the truncation as the two parties of the additive protocol do (one keeps
          floor(c/d) - O/d - s_1 + [c < T] u_1, the other -s_2 + [c < T] u_2): a two-party sharing of the result.
-      3. ``from_two_of_two``: back to replicated shares.
-    Rounds: 2.  Bytes per element: party 0 sends 8 + 8 and a 16-byte correction, parties 1 and 2 send 8 each in
-    step 1 and 8 each in step 3.  Error: |result - z/d| < 1, as the additive family's truncation, for every
-    |z| < 2^product_bits; never a failure.
+      4. ``from_two_of_two``: back to replicated shares.
+    Rounds: 2.  Bytes per element: party 0 sends the 16-byte correction, parties 1 and 2 send 8 each in step 2
+    and 8 each in step 4 (party 0 sends no share of the product: before, it sent z_0 + r to both, 16 more).
+    Error: |result - z/d| < 1, as the additive family's truncation, for every |z| < 2^product_bits; never a
+    failure.
     """
     party, rank = family.party, family.rank
     divisor = party.encoding.scale if divisor is None else int(divisor)
@@ -48,12 +49,10 @@ def fused_truncate(family: ReplicatedFamily, z: torch.Tensor, divisor: int | Non
     if rank == 0:
         assert family.helper is not None
         stream = family.helper.next_stream()
-        mask, correction = dealer_material(family.helper.prgs, stream, request)
-        masked = flat + mask.to(party.device)
-        party.notify_opening("truncate", count * 8)
-        party.send(1, tag, masked - family._mask(2, _FUSED_DOMAIN, tag, count))
-        party.send(2, tag, masked - family._mask(1, _FUSED_DOMAIN, tag, count))
-        family.helper.send_to_last(stream, correction)
+        mask = family._mask(1, _FUSED_DOMAIN, tag, count) + family._mask(2, _FUSED_DOMAIN, tag, count) - flat
+        _, _, first_pair = expand_parts(family.helper.prgs[0], stream, shapes)  # party 1's shares of (s, u)
+        pair = torch.stack(truncation_values(mask.cpu(), divisor))
+        family.helper.send_to_last(stream, pair - first_pair)
         party.rounds += 1
         return family.from_two_of_two(None, [tuple(z.shape)])[0]
     assert family.sub is not None
@@ -61,14 +60,13 @@ def fused_truncate(family: ReplicatedFamily, z: torch.Tensor, divisor: int | Non
     stream = sub.next_dealer_request()
     assert sub.dealer_prg is not None
     party.notify_opening("truncate", count * 8)
+    masked = flat + family._mask(0, _FUSED_DOMAIN, tag, count)
+    party.send(3 - rank, tag, masked)
     if rank == 1:
         _, _, pair = expand_parts(sub.dealer_prg, stream, shapes, sub)
-        party.send(2, tag, flat + family._mask(0, _FUSED_DOMAIN, tag, count))
     else:
-        expand_parts(sub.dealer_prg, stream, shapes[:2], sub)  # the stream's a and b, as a dealt party would
-        party.send(1, tag, flat + family._mask(0, _FUSED_DOMAIN, tag, count))
         pair = sub.recv(sub.dealer_id, stream, "helper truncation pair").reshape(shapes[2])
-    opened = flat + party.recv(0, tag, "truncate") + party.recv(3 - rank, tag, "truncate") + offset
+    opened = masked + party.recv(3 - rank, tag, "truncate") + offset
     party.rounds += 1
     party.notify_learned("truncate", tag, opened)
     unsigned = opened.cpu().numpy().view(np.uint64)

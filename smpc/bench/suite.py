@@ -249,17 +249,16 @@ def theory(openings: list[list[Any]], n: int, gather_bytes: int | None) -> tuple
 def replicated_theory(per_party: list[dict]) -> tuple[int, int, int]:
     """The replicated family's (payload bytes, header bytes, rounds) for the party that sends the most: each
     party's openings from its own trace (``protocols.replicated``: the owner of an input sends its last
-    component to both others, party 0 sends its masked share to both parties 1 and 2 in a fused truncation,
-    everything else, the helper sub-session's two-party openings included, goes to one peer), plus party 0's
-    helper corrections and party 2's requests to it.  Rounds: party 1 takes part in every round, so its
-    openings count them."""
+    component to both others; everything else, the helper sub-session's two-party openings included, goes to
+    one peer), plus party 0's helper corrections and party 2's requests to it.  Rounds: party 1 takes part in
+    every round, so its openings count them."""
     costs = []
     for rank, party in enumerate(per_party):
         payload = messages = 0
         for label, nbytes in party["openings"]:
             if label == "dealer request" and rank != 2:  # recorded by both, sent by the sub-session's last
                 continue
-            copies = 2 if label == "share" or (rank == 0 and label == "truncate") else 1
+            copies = 2 if label == "share" else 1
             payload += copies * nbytes
             messages += copies if nbytes else 0
         costs.append((payload, messages))

@@ -88,7 +88,7 @@ def _costs(session: smpc.Session, count: int) -> dict[str, dict[str, int]]:
 def test_rounds_and_bytes_per_party(count: int) -> None:
     """share: 1 round, the owner sends 8 k to each other party; reveal: 1 round, 8 k per party; a product
     without truncation: 1 round, 8 bytes per output element per party (matmul: the 1 x 4 output only);
-    with the fused truncation: 2 rounds, party 0 sends 8 + 8 plus a 16-byte correction, parties 1 and 2 8 + 8;
+    with the fused truncation: 2 rounds, party 0 sends only a 16-byte correction, parties 1 and 2 8 + 8;
     a truncation of a replicated value: 2 rounds; a comparison: the two-party ltz (8 rounds, ``ltz_bytes`` from
     each of parties 1 and 2, party 0's ``ltz_dealer_bytes`` of material) and 1 round back.  Frame headers
     counted per message."""
@@ -101,8 +101,8 @@ def test_rounds_and_bytes_per_party(count: int) -> None:
     assert [payload[r]["share"] for r in range(3)] == [16 * count, 0, 0]
     assert [payload[r]["reveal"] for r in range(3)] == [8 * count] * 3
     assert [payload[r]["mul unscaled"] for r in range(3)] == [8 * count] * 3
-    assert [payload[r]["mul"] for r in range(3)] == [32 * count, 16 * count, 16 * count]
-    assert [payload[r]["matmul"] for r in range(3)] == [32 * 4, 16 * 4, 16 * 4]
+    assert [payload[r]["mul"] for r in range(3)] == [16 * count] * 3
+    assert [payload[r]["matmul"] for r in range(3)] == [16 * 4] * 3
     # party 0 sends the comparison's dealer material (as the dealer does); party 2 also
     # sends it the requests (kinds and shapes: a few hundred bytes whatever the count)
     assert payload[0]["compare"] == ltz_dealer_bytes(count) and payload[1]["compare"] == ltz_bytes(count) + 8 * count
