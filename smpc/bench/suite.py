@@ -44,13 +44,6 @@ from smpc.loan.config import TrainConfig
 from smpc.loan.job import train_party
 from smpc.loan.plain import train_plain
 
-#: Reference figures quoted in the performance issue: CrypTen 0.4.1, 3 parties on 127.0.0.1, one torch thread
-#: each, no link encryption (measured by the issue's author on this machine; we cannot run CrypTen here).
-CRYPTEN_3P_SECONDS = {
-    ("mul", 10**5): 0.054, ("mul", 10**6): 0.47, ("matmul", 512): 0.27, ("gt", 10**5): 0.74,
-    ("relu", 10**5): 0.71, ("sigmoid", 10**5): 1.39, ("lr_epoch", 10_000): 21.4,
-}
-
 
 @dataclass(frozen=True)
 class Case:
@@ -75,12 +68,6 @@ class Case:
         if self.op == "matmul":
             return self.size[0] * self.size[2]
         return self.size[0]
-
-    @property
-    def crypten(self) -> float | None:
-        square = self.op != "matmul" or self.size[0] != self.size[1]
-        key = (self.op, self.size[0]) if square else ("matmul", self.size[0])
-        return CRYPTEN_3P_SECONDS.get(key)
 
 
 def cases(quick: bool) -> list[Case]:
@@ -297,11 +284,6 @@ def summarise(case: Case, n: int, per_party: list[dict], encryption_bps: float, 
     row["total_s"] = median + row["offline_s"]  # what a caller of the op waits for: the dealer's work included
     for name, link in LINKS.items():
         row[f"{name}_s"] = predict(row["compute_s"], row["rounds"], sent, link)
-    if n == 3 and case.crypten is not None:
-        row["crypten_s"] = case.crypten
-        row["speedup_vs_crypten"] = case.crypten / median
-        # CrypTen makes its randomness during the op; counting our offline phase too is the like-for-like view.
-        row["speedup_vs_crypten_with_offline"] = case.crypten / (median + row["offline_s"])
     if first["profile"] is not None:
         moved = first["bytes_sent"] + first["bytes_received"]
         encryption = moved / encryption_bps
@@ -361,8 +343,8 @@ def print_report(report: dict[str, Any]) -> None:
         ("theory_rounds", "theory", "d"), ("dealer_bytes", "dealer bytes", "d"),
         ("plain_ms", "plain ms", ".3f"),
         ("ratio", "x plain", ".0f"), ("lan_ms", "LAN ms", ".1f"), ("wan_ms", "WAN ms", ".0f"),
-        ("speedup_vs_crypten", "vs CrypTen", ".2f"), ("speedup_vs_crypten_with_offline", "incl. offline", ".2f"),
     ])
+    print("(side by side with CrypTen, measured in the same invocation: smpc bench --versus crypten)")
     print(f"\nper-round overhead: one-element opening (reveal) through the public API, "
           f"{versus.OPENINGS_PER_RUN} back to back per run, median of the slowest party's runs; the floor under "
           f"it, an 8-byte CurveZMQ ping-pong in one process: {report['settings']['curve_round_trip_us']:.0f} us")
