@@ -44,6 +44,28 @@ args = ap.parse_args()
 json.dump({"manual": {"median_s": 50.0}}, open(args.json, "w"))
 '''
 
+#: Stand-in for shared/anchors/bench_spu.py: records its arguments, writes its JSON shape (keys op_size and
+#: lr_epoch_stepwise) with a median of 0.5 s for mul and 10 s for the epoch.
+FAKE_SPU = '''
+import argparse, json
+ap = argparse.ArgumentParser()
+for flag in ("--protocol", "--reps", "--threads", "--ops", "--out", "--mul-sizes", "--mm-size", "--cmp-size",
+             "--sig-size"):
+    ap.add_argument(flag)
+ap.add_argument("--no-lr-fused", action="store_true")
+args = ap.parse_args()
+with open(CALLS, "a") as log:
+    log.write(json.dumps(vars(args)) + "\\n")
+summary = {"engine": "spu"}
+for op in args.ops.split(","):
+    if op == "mul":
+        for n in args.mul_sizes.split(","):
+            summary["mul_" + n] = {"median_s": 0.5}
+    if op == "lr":
+        summary["lr_epoch_stepwise"] = {"median_s": 10.0}
+json.dump(summary, open(args.out, "w"))
+'''
+
 
 def test_ratios_and_targets_are_computed_from_both_sides() -> None:
     ours = [
@@ -55,11 +77,15 @@ def test_ratios_and_targets_are_computed_from_both_sides() -> None:
     ]
     rows = {r["op"]: r for r in versus.compare(ours, {("mul", 10**5): {"median_s": 2.0}})}
     assert rows["mul"]["speedup"] == 4.0 and rows["mul"]["online_speedup"] == 8.0
-    assert rows["mul"]["met"] == "yes"  # 4x against a target of 3x, total time against total
+    assert rows["mul"]["met"] == "yes (SPU not run)"  # 4x against 3x, total against total; SPU unmeasured
     assert rows["log"]["vs_sigmoid"] == pytest.approx(4.0) and rows["log"]["met"] == "NO"
     assert rows["sqrt"]["vs_sigmoid"] == pytest.approx(2.0) and rows["sqrt"]["met"] == "yes"
     assert rows["open1"]["met"] == "NO"
     assert "speedup" not in rows["sigmoid"]  # CrypTen did not run it: no ratio made up
+    # mul 10^5 must also beat SPU: 4x CrypTen is not enough when SPU is faster than us
+    rows = {r["op"]: r for r in versus.compare(ours, {("mul", 10**5): {"median_s": 2.0}},
+                                               {("mul", 10**5): {"median_s": 0.25}})}
+    assert rows["mul"]["spu_speedup"] == 0.5 and rows["mul"]["met"] == "NO"
 
 
 @pytest.mark.processes
@@ -72,9 +98,11 @@ def test_versus_runs_both_sides_in_one_invocation(tmp_path: Path) -> None:
     (anchors / "bench_crypten.py").write_text(f"CALLS = {str(calls)!r}\n" + FAKE_BENCH)
     (anchors / "bench_crypten_logreg.py").write_text(FAKE_LOGREG)
     out = tmp_path / "out"
-    done = run_smpc("bench", "--versus", "crypten", "--crypten-python", sys.executable, "--anchors", str(anchors),
-                    "--quick", "--only", "open1", "mul", "sigmoid", "log", "--repeats", "1", "--out", str(out),
-                    timeout=240)
+    spu_calls = tmp_path / "spu-calls.log"
+    (anchors / "bench_spu.py").write_text(f"CALLS = {str(spu_calls)!r}\n" + FAKE_SPU)
+    done = run_smpc("bench", "--versus", "crypten", "--crypten-python", sys.executable, "--spu-python",
+                    sys.executable, "--anchors", str(anchors), "--quick", "--only", "open1", "mul", "sigmoid", "log",
+                    "--repeats", "1", "--out", str(out), timeout=240)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "x CrypTen (total)" in done.stdout
     report = json.loads((out / "versus.json").read_text())
@@ -90,7 +118,13 @@ def test_versus_runs_both_sides_in_one_invocation(tmp_path: Path) -> None:
     assert [(m["ops"], m["mul_sizes"], m["sig_size"]) for m in made] == [("mul", "10000", None),
                                                                           ("sigmoid", "10000", "1000")]
     assert {m["provider"] for m in made} == {"TFP"} and {m["threads"] for m in made} == {"1"}
-    assert sorted(p.name for p in anchors.iterdir()) == ["bench_crypten.py", "bench_crypten_logreg.py"]
+    assert sorted(p.name for p in anchors.iterdir()) == ["bench_crypten.py", "bench_crypten_logreg.py",
+                                                         "bench_spu.py"]
+    (spu_made,) = [json.loads(line) for line in spu_calls.read_text().splitlines()]
+    assert (spu_made["protocol"], spu_made["ops"], spu_made["mul_sizes"], spu_made["sig_size"]) == (
+        "ABY3", "mul,sigmoid", "10000", "1000")
+    assert spu_made["threads"] == "1" and spu_made["no_lr_fused"]
+    assert rows["mul"]["spu_s"] == 0.5 and rows["mul"]["spu_speedup"] == pytest.approx(0.5 / rows["mul"]["total_s"])
 
 
 @pytest.mark.processes

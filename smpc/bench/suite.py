@@ -392,6 +392,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                              "op of total time (python -m benchmarks.versus; needs --crypten-python for CrypTen)")
     parser.add_argument("--crypten-python", metavar="PATH",
                         help="with --versus: python of a virtual environment with CrypTen 0.4.1")
+    parser.add_argument("--spu-python", metavar="PATH",
+                        help="with --versus: python of a virtual environment with SecretFlow SPU 0.9.5 (its ABY3 too)")
     parser.add_argument("--anchors", type=Path, default=None,
                         help="with --versus: the anchors' scripts (default: ../shared/anchors from the checkout)")
     parser.add_argument("--crypten-provider", choices=("TFP", "TTP"), default="TFP",
@@ -418,7 +420,8 @@ def run_and_report(args: argparse.Namespace) -> int:
             raise SystemExit("smpc bench: --versus compares CPU runs; --device cuda is for the suite and "
                              "python -m benchmarks.gpu_check")
         return versus.run_and_report(argparse.Namespace(
-            crypten_python=args.crypten_python, anchors=args.anchors, crypten_provider=args.crypten_provider,
+            crypten_python=args.crypten_python, spu_python=args.spu_python, anchors=args.anchors,
+            crypten_provider=args.crypten_provider,
             protocol=args.protocol[0] if args.protocol else "auto", repeats=args.repeats or 5, quick=args.quick,
             only=args.only, timeout=versus.CRYPTEN_TIMEOUT_S, out=args.out))
     if args.only and not {c.op for c in cases(False)} & set(args.only):
