@@ -212,10 +212,13 @@ class Session:
 
     # -- data in --------------------------------------------------------------------------------------
     def share(self, value: Any, owner: int) -> SharedTensor:
-        """Secret-share ``value`` (float tensor, array or number) held by party ``owner``; others pass None.
+        """Secret-share ``value`` (tensor, array or number) held by party ``owner``; others pass None.
 
         The shape travels with the protocol.  Raises ValueError for NaN, infinity or values outside the
-        fixed-point range (|v| < 2^int_bits), on the owner, before anything is sent.
+        fixed-point range (|v| < 2^int_bits), on the owner, before anything is sent.  Integer and bool tensors
+        and arrays (int64 included) are exact integers: k is shared as k * 2^frac_bits, reveals as exactly k
+        (in float64, as every reveal), mixes with float values as any fixed-point value does, and |k| >=
+        2^int_bits is refused, never wrapped (``FixedPoint.encode_integers``).
         """
         self._check_open()
         encoded = None
@@ -294,9 +297,11 @@ class Session:
         return f"Session(rank={self.rank}, parties={self.world_size}, frac_bits={self.encoding.frac_bits})"
 
 
-def _as_tensor(value: Any) -> torch.Tensor:
+def _as_tensor(value: Any) -> torch.Tensor | np.ndarray:
+    """What ``encode`` takes: tensors as they are, integer and bool arrays as they are (exact integers), other
+    arrays and Python values as float64."""
     if isinstance(value, torch.Tensor):
         return value.detach()
     if isinstance(value, np.ndarray):
-        return torch.from_numpy(np.asarray(value, dtype=np.float64))
+        return value if value.dtype.kind in "iub" else torch.from_numpy(np.asarray(value, dtype=np.float64))
     return torch.as_tensor(value, dtype=torch.float64)

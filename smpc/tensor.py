@@ -23,7 +23,7 @@ from protocols.approx import sigmoid as approx_sigmoid
 from protocols.approx import softmax as approx_softmax
 from protocols.approx import sqrt as approx_sqrt
 from protocols.family import Family, Shares, join_parts, map_parts, zip_parts
-from smpc.operands import public_operand, public_tensor
+from smpc.operands import check_multiplier, public_operand, public_tensor
 from smpc.range_check import check_opened, check_shared, rescale_checked
 
 if TYPE_CHECKING:
@@ -204,11 +204,13 @@ class SharedTensor:
     def __mul__(self, other: Any) -> SharedTensor:
         """Elementwise product: shared x shared (the family's ``mul``), shared x public float (a local
         product, then a truncation), shared x public integer (Python int, integer tensor: exact, no
-        communication)."""
+        communication; ValueError for multipliers that could wrap the ring, ``operands.check_multiplier``).
+        With the session's ``check_range``, every product is range-tested (``smpc.range_check``)."""
         if isinstance(other, SharedTensor):
             return self._shared_product(other, self._family.mul, "mul")
         public, is_integer = public_operand(other)
         if is_integer:
+            check_multiplier(public, self._session.encoding)
             return self._exact(map_parts(self._parts, lambda part: part * public.to(part.device)), "mul")
         encoded = self._session.encoding.encode(public)
         return self._truncated(map_parts(self._parts, lambda part: part * encoded.to(part.device)), "mul")
@@ -216,7 +218,8 @@ class SharedTensor:
     __rmul__ = __mul__
 
     def __matmul__(self, other: Any) -> SharedTensor:
-        """Matrix product (vectors, matrices, batched): shared @ shared is the family's ``matmul``."""
+        """Matrix product (vectors, matrices, batched): shared @ shared is the family's ``matmul``.  With the
+        session's ``check_range``, range-tested as ``*`` is."""
         if isinstance(other, SharedTensor):
             return self._shared_product(other, self._family.matmul, "matmul")
         return self._matmul_public(other, left=False)
@@ -227,7 +230,9 @@ class SharedTensor:
     def _matmul_public(self, other: Any, *, left: bool) -> SharedTensor:
         """x @ p (or p @ x): local ring matmuls, then a truncation unless p is an integer tensor."""
         public, is_integer = public_operand(other)
-        if not is_integer:
+        if is_integer and public.dim():
+            check_multiplier(public, self._session.encoding, public.shape[-1 if left else max(-2, -public.dim())])
+        elif not is_integer:
             public = self._session.encoding.encode(public)
 
         def product(part: torch.Tensor) -> torch.Tensor:
