@@ -9,6 +9,14 @@ party raises the same error at the same point and the session stays in step).  A
 the opened values in the clear (they are public by then); a reveal to one party tests the shares first, since
 only that party would see the values.  ``smpc train`` does not turn it on: it checks its inputs against the
 schema's public scales, so its products stay in range by construction.
+
+Not tested: sums (local; a sum outside the range is found by the product it enters or by its reveal), divisions
+by a public integer (``/ n``, ``mean``: they only shrink a value), comparisons (exact for every ring element),
+and the products inside the approximations (``exp``, ``sigmoid``, ...: their domains are in their docstrings).
+Guarantee: a product is flagged whenever its exact value x y (for a matmul, the exact sum of an output's
+terms) has |x y| >= 2^int_bits, unless it is so large that it wrapped all the way round the ring,
+|x y| >= 2^(64 - 2 frac_bits) - 2^int_bits (about 4.3e9 by default: operands near 65,000 each, twice the range;
+``protocols.additive.range``).
 """
 
 from __future__ import annotations
