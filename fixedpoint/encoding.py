@@ -66,8 +66,14 @@ class FixedPoint:
         encoding is not below ``2^int_bits`` in magnitude (so every accepted value decodes to ``|v| < 2^int_bits``;
         the largest accepted magnitude is ``2^int_bits - 2^-frac_bits``).
 
-        Error: ``|decode(encode(v)) - v| <= 2^-(frac_bits+1)``.
+        Integer (and bool) tensors and arrays are exact integers: k is stored as k * 2^frac_bits exactly, never
+        through a float, and decodes to k exactly; |k| >= 2^int_bits is refused with a ValueError naming the
+        integer (``encode_integers``), never wrapped.
+
+        Error: ``|decode(encode(v)) - v| <= 2^-(frac_bits+1)``; none for integers.
         """
+        if isinstance(value, np.ndarray) and value.dtype.kind in "iub":
+            return self.encode_integers(value)
         if isinstance(value, torch.Tensor):
             tensor = value.detach()
         elif isinstance(value, np.ndarray):
@@ -77,6 +83,8 @@ class FixedPoint:
             tensor = torch.as_tensor(value, dtype=torch.float64)
         if tensor.is_complex():
             raise ValueError("complex values cannot be encoded")
+        if not tensor.is_floating_point():
+            return self.encode_integers(tensor)
         tensor = tensor.to(dtype=torch.float64)
         if tensor.numel():
             finite = torch.isfinite(tensor)
@@ -97,6 +105,34 @@ class FixedPoint:
                     "or raise int_bits (int_bits + 2*frac_bits <= 61)"
                 )
         return rounded.to(torch.int64)
+
+    def encode_integers(self, value: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """An integer or bool tensor (or numpy array) -> int64 ring elements k * 2^frac_bits, exactly.  Raises
+        ValueError naming the first integer with |k| >= 2^int_bits (compared as integers, so no float rounding
+        moves the bound, and uint64 values of 2^63 and more are refused rather than wrapped into negatives)."""
+        limit = 1 << self.int_bits
+        if isinstance(value, np.ndarray):
+            if value.dtype.kind == "u":  # compare before converting: uint64 may not fit int64
+                too_large = value >= limit
+                if too_large.any():
+                    raise ValueError(self._integer_message(int(value[too_large][0])))
+            tensor = torch.from_numpy(value.astype(np.int64))
+        elif value.dtype == torch.bool:
+            tensor = value.detach().to(torch.int64)
+        elif torch.iinfo(value.dtype).max > torch.iinfo(torch.int64).max:  # uint64
+            return self.encode_integers(value.detach().cpu().numpy()).to(value.device)
+        else:
+            tensor = value.detach()
+        tensor = tensor.to(torch.int64)
+        outside = (tensor >= limit) | (tensor <= -limit)
+        if bool(outside.any()):
+            raise ValueError(self._integer_message(int(tensor[outside][0])))
+        return tensor * self.scale
+
+    def _integer_message(self, value: int) -> str:
+        return (f"integer {value} is outside the safe fixed-point range |v| < 2^{self.int_bits} = "
+                f"{1 << self.int_bits}; integers are encoded exactly as k * 2^{self.frac_bits}: rescale the input "
+                "or raise int_bits (int_bits + 2*frac_bits <= 61)")
 
     def encode_int(self, value: ArrayLike) -> torch.Tensor:
         """Encode exact integers (e.g. counts) with the same scale; refuses non-integers and integers whose

@@ -25,6 +25,7 @@ from network import (
 from protocols import TruncationBudgetError
 from smpc import nn, optim
 from smpc.options import SessionOptions
+from smpc.range_check import RangeError
 from smpc.runner import PartyError, run_local
 from smpc.session import Session, SessionStats
 from smpc.tensor import SharedTensor, cat, stack, where
@@ -39,6 +40,7 @@ __all__ = [
     "PeerClosedError",
     "PeerLostError",
     "ProtocolError",
+    "RangeError",
     "ReceiveTimeout",
     "Session",
     "SessionOptions",

@@ -88,6 +88,9 @@ def _parser() -> argparse.ArgumentParser:
 
     dealer = commands.add_parser("dealer", help="run the dealer of a session described by a roster")
     _node_arguments(dealer)
+    dealer.add_argument("--check-range", action="store_true",
+                        help="serve parties that joined with Session.connect(..., check_range=True) (every node "
+                             "must agree on it)")
     dealer.set_defaults(handler=_cmd_dealer)
 
     train = commands.add_parser("train", help="train the loan model with three banks on this machine")
@@ -228,7 +231,8 @@ def _cmd_dealer(args: argparse.Namespace) -> int:
     if roster.dealer is None:
         raise UsageError(f"{args.roster} has no dealer: its session runs the replicated protocol, three parties "
                          "and nothing else")
-    options = roster_options(roster, recv_timeout=args.recv_timeout, connect_timeout=args.connect_timeout)
+    options = roster_options(roster, recv_timeout=args.recv_timeout, connect_timeout=args.connect_timeout,
+                             check_range=args.check_range)
     print(f"smpc dealer: waiting for {roster.n_parties} parties of session {roster.session!r}", flush=True)
     transport = connect_node(roster.dealer_id, roster, args.key, options)
     served = run_dealer(transport, roster.n_parties)

@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from fixedpoint import FixedPoint
+
 
 def public_tensor(value: Any) -> torch.Tensor:
     """``value`` as a torch tensor: integers stay int64, floats become float64.  TypeError for anything else
@@ -32,3 +34,18 @@ def public_operand(value: Any) -> tuple[torch.Tensor, bool]:
     if tensor.is_floating_point() or tensor.is_complex():
         return tensor, False
     return tensor.to(torch.int64), True
+
+
+def check_multiplier(public: torch.Tensor, encoding: FixedPoint, inner: int = 1) -> None:
+    """ValueError unless exact products with the public integers ``public`` (summed over ``inner`` terms, for a
+    matmul) stay inside the 64-bit ring for every shared x in range: inner * max |k| < 2^(63 - int_bits -
+    frac_bits), 2^32 by default.  Beyond that a product could wrap the ring into a plausible value that no
+    check would notice; a product below it but outside |x| < 2^int_bits is ``check_range``'s to find."""
+    if not public.numel():
+        return
+    largest = int(public.abs().max()) if int(public.min()) != torch.iinfo(torch.int64).min else 1 << 63
+    bits = 63 - encoding.int_bits - encoding.frac_bits
+    if largest * max(inner, 1) >= 1 << bits:
+        raise ValueError(f"integer multiplier {largest}{f' (over {inner} terms)' if inner > 1 else ''} could wrap "
+                         f"the 64-bit ring (products need |k| < 2^{bits} with |x| < 2^{encoding.int_bits} at "
+                         f"{encoding.frac_bits} fractional bits); multiply by a float or rescale")

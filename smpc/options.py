@@ -14,9 +14,11 @@ PROTOCOL_NAMES = {"dealer": "smpc-additive-z2^64", "replicated": "smpc-replicate
 
 def handshake_params(n_parties: int, encoding: FixedPoint, truncation: str,
                      gather_bytes: int | None = protocols.DEFAULT_GATHER_BYTES,
-                     protocol: str = "dealer") -> dict[str, Any]:
-    """What every node of a session must agree on; compared field by field when nodes connect."""
+                     protocol: str = "dealer", check_range: bool = False) -> dict[str, Any]:
+    """What every node of a session must agree on; compared field by field when nodes connect.
+    ``check_range`` adds range tests (and their messages) to the protocol, so it is agreed too."""
     return {
+        "check_range": bool(check_range),
         "gather_bytes": -1 if gather_bytes is None else int(gather_bytes),
         "protocol": PROTOCOL_NAMES[protocol],
         "ring_bits": 64,
@@ -46,6 +48,11 @@ class SessionOptions:
     #: The protocol family: "dealer" (additive shares, a dealer process, n >= 2) or "replicated" (2-out-of-3
     #: replicated shares, exactly three parties, no dealer).
     protocol: str = "dealer"
+    #: Follow every product and reveal with a range test that raises ``smpc.RangeError`` instead of letting a
+    #: value outside |x| < 2^int_bits wrap silently (``smpc.range_check``; costs in its functions).  It changes
+    #: the messages of the protocol, so every node agrees on it in the handshake, the dealer included.
+    #: ``smpc train`` leaves it off: it checks its inputs against the schema's scales instead.
+    check_range: bool = False
 
     def __post_init__(self) -> None:
         if self.n_parties < 2:
@@ -81,7 +88,8 @@ class SessionOptions:
         return self.n_parties + (1 if self.has_dealer else 0)
 
     def handshake(self) -> dict[str, Any]:
-        return handshake_params(self.n_parties, self.encoding, self.truncation, self.gather_bytes, self.protocol)
+        return handshake_params(self.n_parties, self.encoding, self.truncation, self.gather_bytes, self.protocol,
+                                self.check_range)
 
     def names(self) -> dict[int, str]:
         names = {i: f"party {i}" for i in range(self.n_parties)}

@@ -75,12 +75,15 @@ def run_local(
     gather_bytes: int | None = protocols.DEFAULT_GATHER_BYTES,
     device: str = "cpu",
     protocol: str = "dealer",
+    check_range: bool = False,
 ) -> list[Any]:
     """Run ``fn(session)`` once per party (plus a dealer in the dealer family) and return the results in rank
     order.  ``protocol``: "dealer" (default, any n >= 2) or "replicated" (three parties, no dealer).
 
     ``transport="zmq"`` needs ``fn`` to be importable by name (a module-level function), since every party is
     a fresh process.  ``timeout`` bounds the whole run (default: none beyond each receive's deadline).
+    ``check_range``: products and reveals leaving |x| < 2^int_bits raise ``smpc.RangeError`` on every party
+    (``smpc.range_check``), caught in ``fn`` or re-raised here as a ``PartyError`` of kind RangeError.
     """
     if parties < 2:
         raise ValueError(f"a session needs at least 2 parties, got {parties}")
@@ -94,6 +97,7 @@ def run_local(
         gather_bytes=gather_bytes,
         device=device,
         protocol=protocol,
+        check_range=check_range,
     )
     if transport == "inproc":
         return _run_threads(fn, options, timeout)

@@ -86,11 +86,12 @@ class Session:
     Use it as a context manager: leaving the block says goodbye to the peers (or aborts them on an error).
     """
 
-    def __init__(self, party: Party, family: Family | None = None) -> None:
+    def __init__(self, party: Party, family: Family | None = None, *, check_range: bool = False) -> None:
         self._party = party
         self._family: Family = family if family is not None else AdditiveFamily(party)
         self._closed = False
         self._stats = SessionStats(party)
+        self._check_range = bool(check_range)
 
     @classmethod
     def from_transport(
@@ -105,19 +106,21 @@ class Session:
         gather_bytes: int | None = protocols.DEFAULT_GATHER_BYTES,
         device: str | torch.device = "cpu",
         protocol: str = "dealer",
+        check_range: bool = False,
     ) -> Session:
         """Agree keys over a connected transport and return the session: ``protocol="dealer"`` (the dealer is
         node ``n_parties``) or ``"replicated"`` (three parties, no dealer).
 
         ``device``: where shares live and local arithmetic runs ("cuda" when torch sees a GPU); messages
-        still travel from host memory.  ``gather_bytes``: see ``SessionOptions``; all parties must agree.
+        still travel from host memory.  ``gather_bytes``, ``check_range``: see ``SessionOptions``; all parties
+        must agree (the transport's handshake compares them when it is made from ``SessionOptions``).
         """
         if protocol == "replicated":
             keys = replicated_keys(transport, rank)
             party = Party(rank=rank, n_parties=n_parties, transport=transport, encoding=encoding or FixedPoint(),
                           dealer_prg=None, pair_prgs={}, truncation=truncation, failure_budget=failure_budget,
                           gather_bytes=gather_bytes, device=protocols.check_device(device))
-            return cls(party, ReplicatedFamily(party, keys))
+            return cls(party, ReplicatedFamily(party, keys), check_range=check_range)
         if protocol != "dealer":
             raise ValueError(f"protocol must be 'dealer' or 'replicated', got {protocol!r}")
         dealer_prg, pair_prgs = protocols.party_keys(transport, rank, n_parties)
@@ -133,7 +136,7 @@ class Session:
             gather_bytes=gather_bytes,
             device=protocols.check_device(device),
         )
-        return cls(party)
+        return cls(party, check_range=check_range)
 
     @classmethod
     def from_options(cls, transport: Transport, rank: int, options: SessionOptions) -> Session:
@@ -141,7 +144,7 @@ class Session:
         return cls.from_transport(transport, rank=rank, n_parties=options.n_parties, encoding=options.encoding,
                                   truncation=options.truncation, failure_budget=options.failure_budget,
                                   gather_bytes=options.gather_bytes, device=options.device,
-                                  protocol=options.protocol)
+                                  protocol=options.protocol, check_range=options.check_range)
 
     @classmethod
     def connect(cls, rank: int, roster: Roster | str | Path, key: str | Path, **options: Any) -> Session:
@@ -150,7 +153,8 @@ class Session:
         are connected and agree on the session's parameters.
 
         Options: ``int_bits``, ``truncation``, ``failure_budget``, ``recv_timeout``, ``connect_timeout``,
-        ``gather_bytes`` (all parties must agree), ``device`` ("cpu" or "cuda").
+        ``gather_bytes``, ``check_range`` (all parties must agree; in the dealer family the dealer too:
+        ``smpc dealer --check-range``), ``device`` ("cpu" or "cuda").
         """
         roster = load_roster(roster)
         if not 0 <= rank < roster.n_parties:
@@ -201,12 +205,20 @@ class Session:
     def stats(self) -> SessionStats:
         return self._stats
 
+    @property
+    def check_range(self) -> bool:
+        """Whether products and reveals are range-tested (``smpc.range_check``; ``RangeError`` when not)."""
+        return self._check_range
+
     # -- data in --------------------------------------------------------------------------------------
     def share(self, value: Any, owner: int) -> SharedTensor:
-        """Secret-share ``value`` (float tensor, array or number) held by party ``owner``; others pass None.
+        """Secret-share ``value`` (tensor, array or number) held by party ``owner``; others pass None.
 
         The shape travels with the protocol.  Raises ValueError for NaN, infinity or values outside the
-        fixed-point range (|v| < 2^int_bits), on the owner, before anything is sent.
+        fixed-point range (|v| < 2^int_bits), on the owner, before anything is sent.  Integer and bool tensors
+        and arrays (int64 included) are exact integers: k is shared as k * 2^frac_bits, reveals as exactly k
+        (in float64, as every reveal), mixes with float values as any fixed-point value does, and |k| >=
+        2^int_bits is refused, never wrapped (``FixedPoint.encode_integers``).
         """
         self._check_open()
         encoded = None
@@ -285,9 +297,11 @@ class Session:
         return f"Session(rank={self.rank}, parties={self.world_size}, frac_bits={self.encoding.frac_bits})"
 
 
-def _as_tensor(value: Any) -> torch.Tensor:
+def _as_tensor(value: Any) -> torch.Tensor | np.ndarray:
+    """What ``encode`` takes: tensors as they are, integer and bool arrays as they are (exact integers), other
+    arrays and Python values as float64."""
     if isinstance(value, torch.Tensor):
         return value.detach()
     if isinstance(value, np.ndarray):
-        return torch.from_numpy(np.asarray(value, dtype=np.float64))
+        return value if value.dtype.kind in "iub" else torch.from_numpy(np.asarray(value, dtype=np.float64))
     return torch.as_tensor(value, dtype=torch.float64)

@@ -23,7 +23,8 @@ from protocols.approx import sigmoid as approx_sigmoid
 from protocols.approx import softmax as approx_softmax
 from protocols.approx import sqrt as approx_sqrt
 from protocols.family import Family, Shares, join_parts, map_parts, zip_parts
-from smpc.operands import public_operand, public_tensor
+from smpc.operands import check_multiplier, public_operand, public_tensor
+from smpc.range_check import check_opened, check_shared, rescale_checked
 
 if TYPE_CHECKING:
     from smpc.session import Session
@@ -104,8 +105,17 @@ class SharedTensor:
 
     def reveal(self, to: int | None = None) -> torch.Tensor | None:
         """Open the value, as float64: to every party (``to=None``) or to party ``to`` only; others get None
-        (the family's ``reveal``: cost there)."""
+        (the family's ``reveal``: cost there).
+
+        With the session's ``check_range`` (``smpc.range_check``), ``RangeError`` on every party when some value
+        is outside |x| < 2^int_bits: checked in the clear after a reveal to all, by a secure test before a
+        reveal to one party (17 more rounds, 18 in the replicated family), so that every party raises alike."""
+        checked = self._session.check_range
+        if checked and to is not None:
+            check_shared(self._session, self._parts, _REVEAL)
         opened = self._family.reveal(self._parts, to=to)
+        if checked and to is None and opened is not None:
+            check_opened(self._session.encoding, opened, _REVEAL)
         return None if opened is None else self._session.encoding.decode(opened)
 
     # -- helpers --------------------------------------------------------------------------------------
@@ -133,8 +143,34 @@ class SharedTensor:
         return self._new(self._family.mul(self._parts, other._parts, rescale=False))
 
     def rescale(self, divisor: int | None = None) -> SharedTensor:
-        """Divide by a public positive integer (default 2^frac_bits) with one exact truncation."""
+        """Divide by a public positive integer (default 2^frac_bits) with one exact truncation.  With
+        ``check_range``, the input (a sum of products at double scale) is first tested against the
+        truncation's bound 2^product_bits (``smpc.range_check``)."""
+        if self._session.check_range:
+            return self._new(rescale_checked(self._session, self._parts, "the input of a rescale", divisor))
         return self._new(self._family.truncate(self._parts, divisor))
+
+    def _shared_product(self, other: SharedTensor, product: Callable[..., Shares], name: str) -> SharedTensor:
+        """The family's ``product`` (mul or matmul) of two SharedTensors, truncated; with ``check_range`` left
+        unscaled, tested and then truncated (``smpc.range_check.rescale_checked``)."""
+        self._same_session(other)
+        if not self._session.check_range:
+            return self._new(product(self._parts, other._parts))
+        unscaled = product(self._parts, other._parts, rescale=False)
+        return self._new(rescale_checked(self._session, unscaled, f"the product of a {name}"))
+
+    def _truncated(self, products: Shares, name: str) -> SharedTensor:
+        """Local products with a public encoded float, truncated (tested first with ``check_range``)."""
+        if self._session.check_range:
+            return self._new(rescale_checked(self._session, products, f"the product of a {name}"))
+        return self._new(self._family.truncate(products))
+
+    def _exact(self, products: Shares, name: str) -> SharedTensor:
+        """Exact products with a public integer (no truncation; with ``check_range``, tested against
+        |x| < 2^int_bits, since nothing else would notice a result beyond it)."""
+        if self._session.check_range:
+            check_shared(self._session, products, f"the product of a {name}")
+        return self._new(products)
 
     def _call(self, function: Callable[..., Any], **options: Any) -> SharedTensor:
         """A protocol function of additive shares applied to this value (the family runs it)."""
@@ -168,24 +204,24 @@ class SharedTensor:
     def __mul__(self, other: Any) -> SharedTensor:
         """Elementwise product: shared x shared (the family's ``mul``), shared x public float (a local
         product, then a truncation), shared x public integer (Python int, integer tensor: exact, no
-        communication)."""
+        communication; ValueError for multipliers that could wrap the ring, ``operands.check_multiplier``).
+        With the session's ``check_range``, every product is range-tested (``smpc.range_check``)."""
         if isinstance(other, SharedTensor):
-            self._same_session(other)
-            return self._new(self._family.mul(self._parts, other._parts))
+            return self._shared_product(other, self._family.mul, "mul")
         public, is_integer = public_operand(other)
         if is_integer:
-            return self._map(lambda part: part * public.to(part.device))
+            check_multiplier(public, self._session.encoding)
+            return self._exact(map_parts(self._parts, lambda part: part * public.to(part.device)), "mul")
         encoded = self._session.encoding.encode(public)
-        scaled = map_parts(self._parts, lambda part: part * encoded.to(part.device))
-        return self._new(self._family.truncate(scaled))
+        return self._truncated(map_parts(self._parts, lambda part: part * encoded.to(part.device)), "mul")
 
     __rmul__ = __mul__
 
     def __matmul__(self, other: Any) -> SharedTensor:
-        """Matrix product (vectors, matrices, batched): shared @ shared is the family's ``matmul``."""
+        """Matrix product (vectors, matrices, batched): shared @ shared is the family's ``matmul``.  With the
+        session's ``check_range``, range-tested as ``*`` is."""
         if isinstance(other, SharedTensor):
-            self._same_session(other)
-            return self._new(self._family.matmul(self._parts, other._parts))
+            return self._shared_product(other, self._family.matmul, "matmul")
         return self._matmul_public(other, left=False)
 
     def __rmatmul__(self, other: Any) -> SharedTensor:
@@ -194,7 +230,9 @@ class SharedTensor:
     def _matmul_public(self, other: Any, *, left: bool) -> SharedTensor:
         """x @ p (or p @ x): local ring matmuls, then a truncation unless p is an integer tensor."""
         public, is_integer = public_operand(other)
-        if not is_integer:
+        if is_integer and public.dim():
+            check_multiplier(public, self._session.encoding, public.shape[-1 if left else max(-2, -public.dim())])
+        elif not is_integer:
             public = self._session.encoding.encode(public)
 
         def product(part: torch.Tensor) -> torch.Tensor:
@@ -202,7 +240,7 @@ class SharedTensor:
             return ring_matmul(matrix, part) if left else ring_matmul(part, matrix)
 
         products = map_parts(self._parts, product)
-        return self._new(products if is_integer else self._family.truncate(products))
+        return self._exact(products, "matmul") if is_integer else self._truncated(products, "matmul")
 
     mul, matmul = __mul__, __matmul__
 
@@ -443,6 +481,10 @@ class SharedTensor:
         if handler is None:
             return NotImplemented
         return handler(*args, **(kwargs or {}))
+
+
+#: What a reveal's RangeError names.
+_REVEAL = "the value of a reveal"
 
 
 def bit_tensor(session: Session, bits: Shares) -> SharedTensor:

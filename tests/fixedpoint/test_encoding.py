@@ -187,3 +187,42 @@ def test_default_and_failure_probabilities() -> None:
     encoding = FixedPoint()
     assert (encoding.frac_bits, encoding.int_bits, encoding.product_bits) == (16, 15, 47)
     assert encoding.local_shift_failure_probability() == 2.0**-16
+
+
+# -- integer inputs: exact integers ------------------------------------------------------------------------
+@given(valid_encodings(), st.data())
+def test_integers_encode_exactly_and_round_trip(encoding: FixedPoint, data: st.DataObject) -> None:
+    """Any integer with |k| < 2^int_bits is stored as exactly k * 2^frac_bits (no float on the way, so even
+    int_bits = 61 keeps every unit) and decodes to k; one step beyond the bound is refused."""
+    limit = 1 << encoding.int_bits
+    ints = data.draw(st.lists(st.integers(-limit + 1, limit - 1), min_size=1, max_size=16), label="ints")
+    encoded = encoding.encode(torch.tensor(ints, dtype=torch.int64))
+    assert encoded.tolist() == [k << encoding.frac_bits for k in ints]
+    assert encoding.encode(np.array(ints, dtype=np.int64)).tolist() == encoded.tolist()
+    if encoding.int_bits + encoding.frac_bits <= 53:  # float64 decodes exactly up to 2^53
+        assert encoding.decode(encoded).tolist() == [float(k) for k in ints]
+    outside = data.draw(st.sampled_from([limit, -limit]), label="outside")
+    with pytest.raises(ValueError, match=f"integer {outside} is outside the safe fixed-point range"):
+        encoding.encode(torch.tensor([*ints, outside], dtype=torch.int64))
+
+
+@pytest.mark.parametrize("value", [
+    torch.tensor([32768]), torch.tensor([-32768]), torch.tensor([1 << 62]), torch.tensor([-(1 << 63)]),
+    torch.tensor([(1 << 64) - 1], dtype=torch.uint64), np.array([1 << 63], dtype=np.uint64),
+    torch.tensor([40000], dtype=torch.int32), np.array([-40000], dtype=np.int32),
+], ids=lambda value: f"{value.dtype}:{value.tolist()[0]}")
+def test_integers_outside_the_range_are_refused_never_wrapped(value: torch.Tensor | np.ndarray) -> None:
+    """|k| >= 2^int_bits is refused with one line naming the integer exactly (uint64 values of 2^63 and more
+    would turn negative in an int64: they are compared before any conversion)."""
+    with pytest.raises(ValueError, match=rf"^integer {value.tolist()[0]} is outside the safe fixed-point range "
+                                         r"\|v\| < 2\^15 = 32768; integers are encoded exactly as k \* 2\^16"):
+        FixedPoint().encode(value)
+
+
+def test_small_integer_dtypes_and_bools_are_integers() -> None:
+    encoding = FixedPoint()
+    for value in (torch.tensor([-3, 7], dtype=torch.int8), torch.tensor([250, 7], dtype=torch.uint8),
+                  np.array([-3, 7], dtype=np.int16), np.array([65535 >> 2, 7], dtype=np.uint16)):
+        assert encoding.encode(value).tolist() == [int(k) << 16 for k in value.tolist()]
+    assert encoding.encode(torch.tensor([True, False])).tolist() == [1 << 16, 0]
+    assert encoding.encode(np.array([True, False])).tolist() == [1 << 16, 0]
