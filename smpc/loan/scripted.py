@@ -23,8 +23,11 @@ bits, layout, schema, standardise), without the training settings.
 
 # No ``from __future__ import annotations`` here: TorchScript reads the class annotations of ``RawRowModel`` as
 # types at scripting time, and strings such as 'list[str]' are unknown to it.
+import contextlib
 import json
 import math
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -156,12 +159,23 @@ def raw_row_model(meta: dict[str, Any], values: dict[str, torch.Tensor]) -> RawR
     return RawRowModel(schema, network, mean, inverse_std, clip=clip, standardise=str(meta.get("standardise")))
 
 
+@contextlib.contextmanager
+def _quiet_jit() -> Iterator[None]:
+    """torch 2.13 marks torch.jit deprecated in favour of torch.export, which cannot take rows of strings; the
+    TorchScript format stays loadable in every torch 2.x (the range setup.cfg allows), so the warning is muted
+    around our own calls only."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*torch\.jit.* is deprecated", category=DeprecationWarning)
+        yield
+
+
 def save_scripted(model: RawRowModel, meta: dict[str, Any], path: str | Path) -> Path:
     """``model`` as a TorchScript archive at ``path``, with the public meta as the extra file ``smpc.json``."""
     public = {key: meta[key] for key in META_KEYS if key in meta}
     public["clip"] = model.clip
-    scripted = torch.jit.script(model)
-    torch.jit.save(scripted, str(path), _extra_files={META_FILE: json.dumps(public)})
+    with _quiet_jit():
+        scripted = torch.jit.script(model)
+        torch.jit.save(scripted, str(path), _extra_files={META_FILE: json.dumps(public)})
     return Path(path)
 
 
@@ -171,7 +185,8 @@ def load_scripted(path: str | Path) -> tuple[torch.jit.ScriptModule, Schema, dic
     if not Path(path).is_file():
         raise DataError(f"{path}: no such file")
     try:
-        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+        with _quiet_jit():
+            module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
         meta = json.loads(extra[META_FILE])
         schema = Schema.from_dict(meta["schema"])
     except (RuntimeError, ValueError, KeyError, TypeError) as error:

@@ -9,65 +9,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 import smpc
-import smpc.nn as snn
 from smpc.loan.audit import AuditLog
-from smpc.loan.config import TrainConfig
-from smpc.loan.data import torch_model
-from smpc.loan.model_files import combine_shares, save_shares
+from smpc.loan.model_files import combine_shares
 from smpc.loan.private_inference import private_predict
 from smpc.loan.rows import feature_matrix, read_rows, schema_columns
-from smpc.loan.schema import DataError, Schema, embedded_dataset, embedded_schema, load_csv
-from smpc.loan.scripted import raw_row_model
+from smpc.loan.schema import DataError
+from smpc.loan.scripted import load_scripted, raw_row_model, save_scripted
 from smpc.loan.shared_model import check_session, read_model_shares
 from tests.support.harness import REPLICATED, Parties, run_parties
 from tests.support.loan import audit_records, audited_words, write_csv
+from tests.support.models import ROWS, by_hand, write_model_shares
 from tests.support.statistics import ALPHA, uniformity_failures
 
 #: The only masked openings inference makes (products, truncations, the sigmoid's and tanh's comparisons).
 MASKED_OPENINGS = {"mul", "matmul", "truncate", "compare", "and", "bit conversion"}
-ROWS = 120
-
-
-def _schema_and_rows() -> tuple[Schema, list[dict[str, str]], np.ndarray]:
-    schema = Schema.load(embedded_schema())
-    _, rows = load_csv(embedded_dataset())
-    features, _ = schema.encode(rows[:ROWS])
-    return schema, rows[:ROWS], features
-
-
-def _write_model(folder: Path, parties: Parties, hidden: int) -> tuple[Schema, list[dict[str, str]]]:
-    """Share files of a known model (the seeded initial weights of the loan job's architecture) and a joint
-    standardiser of the first rows, written by ``save_shares`` as a training run writes them."""
-    schema, rows, features = _schema_and_rows()
-    numeric = features[:, : len(schema.numeric)]
-    mean, inverse_std = numeric.mean(0), 1.0 / np.sqrt(numeric.var(0) + 1e-4)
-    config = TrainConfig(hidden=hidden, seed=3, out=str(folder))
-    network = torch_model(schema.n_features, config)
-
-    def program(session: smpc.Session) -> None:
-        model = snn.from_torch(network, session, owner=0)
-        standardiser = tuple(session.share(torch.from_numpy(value) if session.rank == 0 else None, owner=0)
-                             for value in (mean, inverse_std))
-        save_shares(folder, session, model, standardiser, schema, config)  # type: ignore[arg-type]
-
-    run_parties(program, parties)
-    return schema, rows
-
-
-def _by_hand(files: list[Path], features: np.ndarray) -> np.ndarray:
-    """The revealed weights applied in numpy to encoded rows: standardise, layers, sigmoid."""
-    meta, values = combine_shares([str(path) for path in files])
-    plain = {name: value.numpy() for name, value in values.items()}
-    n_numeric = plain["standardise.mean"].shape[0]
-    x = features.copy()
-    x[:, :n_numeric] = (x[:, :n_numeric] - plain["standardise.mean"]) * plain["standardise.inverse_std"]
-    x = x @ plain["0.weight"].T + plain["0.bias"]
-    if len(meta["layout"]) == 4:
-        x = np.tanh(x) @ plain["2.weight"].T + plain["2.bias"]
-    return 1.0 / (1.0 + np.exp(-x.reshape(-1)))
 
 
 @pytest.mark.parametrize(("parties", "hidden", "owners"), [
@@ -75,7 +32,7 @@ def _by_hand(files: list[Path], features: np.ndarray) -> np.ndarray:
 ], ids=["replicated-logistic", "replicated-mlp", "dealer-logistic", "dealer-mlp"])
 def test_only_the_row_owners_learn_their_predictions(tmp_path: Path, parties: Parties, hidden: int,
                                                      owners: tuple[int, ...]) -> None:
-    schema, rows = _write_model(tmp_path / "model", parties, hidden)
+    schema, rows = write_model_shares(tmp_path / "model", parties, hidden)
     write_csv(tmp_path / "rows.csv", schema_columns(schema), [[row[c] for c in schema_columns(schema)] for row in rows])
     own_rows, lines = read_rows(tmp_path / "rows.csv", schema)
     halves = {owner: slice(i * ROWS // len(owners), (i + 1) * ROWS // len(owners)) for i, owner in enumerate(owners)}
@@ -96,7 +53,7 @@ def test_only_the_row_owners_learn_their_predictions(tmp_path: Path, parties: Pa
 
     results = run_parties(program, parties)
     files = sorted((tmp_path / "model").glob("party*.npz"))
-    expected = _by_hand(files, feature_matrix(schema, own_rows, lines, "rows.csv", clip=False))
+    expected = by_hand(files, feature_matrix(schema, own_rows, lines, "rows.csv", clip=False))
     for result in results:
         assert result.rows == [len(range(*halves[r].indices(ROWS))) if r in halves else 0 for r in range(3)]
         if result.rank not in owners:
@@ -117,20 +74,20 @@ def test_only_the_row_owners_learn_their_predictions(tmp_path: Path, parties: Pa
             assert uniformity_failures(np.concatenate(words).view(np.uint64), ALPHA / 3) == []
 
 
-def test_the_revealed_model_is_the_weights_applied_by_hand(tmp_path: Path) -> None:
+def test_the_revealed_model_is_the_weights_appliedby_hand(tmp_path: Path) -> None:
     """The TorchScript module of the combined shares, on raw string rows, equals numpy on encoded rows."""
-    schema, rows = _write_model(tmp_path / "model", REPLICATED, 8)
+    schema, rows = write_model_shares(tmp_path / "model", REPLICATED, 8)
     files = sorted((tmp_path / "model").glob("party*.npz"))
     meta, values = combine_shares([str(path) for path in files])
-    scripted = torch.jit.script(raw_row_model(meta, values))
+    scripted, _, _ = load_scripted(save_scripted(raw_row_model(meta, values), meta, tmp_path / "model.pt"))
     raw = [[row[column] for column in scripted.columns] for row in rows]
     features, _ = schema.encode(rows)
     assert np.abs(scripted.encode(raw).numpy() - features).max() == 0.0
-    assert np.abs(scripted(raw).numpy() - _by_hand(files, features)).max() < 1e-9
+    assert np.abs(scripted(raw).numpy() - by_hand(files, features)).max() < 1e-9
 
 
 def test_shares_of_another_party_or_session_are_refused(tmp_path: Path) -> None:
-    _write_model(tmp_path / "model", REPLICATED, 0)
+    write_model_shares(tmp_path / "model", REPLICATED, 0)
     with pytest.raises(DataError, match="holds party 1's shares, not party 0's"):
         (tmp_path / "model" / "party0.npz").unlink()
         (tmp_path / "model" / "party1.npz").rename(tmp_path / "model" / "party0.npz")
