@@ -27,12 +27,15 @@ from tests.support.statistics import ALPHA, uniformity_failures
 MASKED_OPENINGS = {"mul", "matmul", "truncate", "compare", "and", "bit conversion"}
 
 
-@pytest.mark.parametrize(("parties", "hidden", "owners"), [
-    (REPLICATED, 0, (1,)), (REPLICATED, 8, (0, 2)), (Parties(3), 0, (2,)), (Parties(3), 8, (0, 1)),
-], ids=["replicated-logistic", "replicated-mlp", "dealer-logistic", "dealer-mlp"])
+@pytest.mark.parametrize(("parties", "hidden", "owners", "private"), [
+    (REPLICATED, 0, (1,), False), (REPLICATED, 8, (0, 2), False), (Parties(3), 0, (2,), False),
+    (Parties(3), 8, (0, 1), False), (REPLICATED, 0, (0,), True),
+], ids=["replicated-logistic", "replicated-mlp", "dealer-logistic", "dealer-mlp", "public-standardisation"])
 def test_only_the_row_owners_learn_their_predictions(tmp_path: Path, parties: Parties, hidden: int,
-                                                     owners: tuple[int, ...]) -> None:
-    schema, rows = write_model_shares(tmp_path / "model", parties, hidden)
+                                                     owners: tuple[int, ...], private: bool) -> None:
+    """Two owners' rows evaluated together; a model of a differentially private run (public standardisation,
+    clipped rows) the same way."""
+    schema, rows = write_model_shares(tmp_path / "model", parties, hidden, private=private)
     write_csv(tmp_path / "rows.csv", schema_columns(schema), [[row[c] for c in schema_columns(schema)] for row in rows])
     own_rows, lines = read_rows(tmp_path / "rows.csv", schema)
     halves = {owner: slice(i * ROWS // len(owners), (i + 1) * ROWS // len(owners)) for i, owner in enumerate(owners)}
@@ -43,9 +46,10 @@ def test_only_the_row_owners_learn_their_predictions(tmp_path: Path, parties: Pa
         try:
             shares = read_model_shares(tmp_path / "model", session.rank)
             check_session(shares, session.world_size, session.protocol, session.encoding.frac_bits)
+            assert shares.clip == private
             mine = halves.get(session.rank)
             features = None if mine is None else feature_matrix(schema, own_rows[mine], lines[mine], "rows.csv",
-                                                                 clip=False)
+                                                                 clip=shares.clip)
             return private_predict(session, shares, features)
         finally:
             session.party.observers.remove(audit)
