@@ -250,6 +250,8 @@ def _cmd_party(args: argparse.Namespace) -> int:
         return cmd_party_predict(args)
     if args.model_shares:
         raise UsageError("--model-shares is for private inference: add --predict")
+    if args.report and not args.data:
+        raise UsageError("--report is written by the loan job (--data) or private inference (--predict)")
     print(f"smpc party {args.rank}: connecting", flush=True)
     with Session.connect(args.rank, args.roster, args.key, recv_timeout=args.recv_timeout,
                          connect_timeout=args.connect_timeout) as session:

@@ -69,6 +69,9 @@ def cmd_party_predict(args: argparse.Namespace) -> int:
     session, run ``private_predict``, and write what this party received."""
     if not args.model_shares:
         raise DataError("--predict needs --model-shares DIR (the folder with this party's party<rank>.npz)")
+    if args.out and not args.data:
+        raise DataError("--out with --predict is the file for this party's predictions: only a party that brings "
+                        "rows (--data) gets any")
     shares = read_model_shares(args.model_shares, args.rank)
     roster = load_roster(args.roster)
     check_session(shares, roster.n_parties, "dealer" if roster.dealer is not None else "replicated",

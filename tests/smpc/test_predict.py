@@ -129,6 +129,8 @@ def _roster(tmp_path: Path, *, dealer: bool) -> Path:
     (["--model-shares", "model"], False, "--model-shares is for private inference: add --predict"),
     (["--predict"], False, "--predict needs --model-shares DIR"),
     (["--predict", "--model-shares", "nowhere"], False, "nowhere/party0.npz: no such file"),
+    (["--predict", "--model-shares", "model", "--out", "p.csv"], False, "only a party that brings rows (--data)"),
+    (["--report", "r.json"], False, "--report is written by the loan job (--data) or private inference"),
     (["--predict", "--model-shares", "model"], True, "the model was trained with protocol replicated, this session "
                                                      "has dealer"),
     (["--predict", "--model-shares", "model", "--data", "rows.csv"], False, "rows.csv: no such file"),
