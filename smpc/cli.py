@@ -32,6 +32,8 @@ from smpc.loan.commands import (
 )
 from smpc.loan.config import ConfigError
 from smpc.loan.demo import demo_program, plain_reference
+from smpc.loan.predict_commands import add_party_arguments, add_predict_arguments, cmd_party_predict, cmd_predict
+from smpc.loan.results import party_report
 from smpc.loan.schema import DataError
 from smpc.runner import PartyError, run_dealer, run_local
 from smpc.session import Session
@@ -116,6 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     party.add_argument("--rank", type=int, required=True, help="this party's rank in the roster")
     _node_arguments(party)
     add_train_arguments(party, own_file=True)
+    add_party_arguments(party)
     party.set_defaults(handler=_cmd_party)
 
     schema = commands.add_parser("schema", help="write the public schema of a CSV (share it with every bank)")
@@ -132,8 +135,14 @@ def _parser() -> argparse.ArgumentParser:
 
     reveal = commands.add_parser("reveal-model", help="combine every party's model shares (the model owner's step)")
     reveal.add_argument("files", nargs="+", help="the parties' party<rank>.npz files, one per party")
-    reveal.add_argument("--out", help="write the plain weights to this .pt file (torch.save of a dict)")
+    reveal.add_argument("--out", help="write the model to this .pt file: TorchScript taking raw rows (strings, the "
+                                      "schema's columns), returning the probability of the positive label")
     reveal.set_defaults(handler=cmd_reveal_model)
+
+    predict = commands.add_parser("predict", help="run a revealed model (smpc reveal-model --out) on a CSV's rows "
+                                                  "in plain torch")
+    add_predict_arguments(predict)
+    predict.set_defaults(handler=cmd_predict)
     return parser
 
 
@@ -241,6 +250,12 @@ def _cmd_dealer(args: argparse.Namespace) -> int:
 
 
 def _cmd_party(args: argparse.Namespace) -> int:
+    if args.predict:
+        return cmd_party_predict(args)
+    if args.model_shares:
+        raise UsageError("--model-shares is for private inference: add --predict")
+    if args.report and not args.data:
+        raise UsageError("--report is written by the loan job (--data) or private inference (--predict)")
     print(f"smpc party {args.rank}: connecting", flush=True)
     with Session.connect(args.rank, args.roster, args.key, recv_timeout=args.recv_timeout,
                          connect_timeout=args.connect_timeout) as session:
@@ -248,7 +263,11 @@ def _cmd_party(args: argparse.Namespace) -> int:
             demo = demo_program(session)
             stats = demo["stats"]
         else:
-            stats = run_party_job(session, args).stats
+            result = run_party_job(session, args)
+            stats = result.stats
+            if args.report:
+                document = party_report(result, session.world_size, session.protocol, args.mode)
+                Path(args.report).write_text(json.dumps(document, indent=2) + "\n")
     if args.data is None:
         _print_demo(demo, session.world_size)
     print(f"smpc party {args.rank}: sent {stats['bytes_sent']} bytes, {stats['rounds']} rounds")

@@ -6,7 +6,10 @@ Modules, one job each: ``config`` (TrainConfig), ``schema`` (the public schema a
 every party runs), ``secure`` (training on shares), ``dp_training`` (DP-SGD on shares), ``fedavg_job``
 (federated averaging), ``resume`` and ``checkpoint`` (checkpoints), ``model_files`` (share files and
 reveal-model), ``audit`` (the audit log), ``plain`` (the plain reference), ``metrics``, ``results``,
-``progress``, ``demo`` (the loan-book demo) and ``commands`` (the CLI commands).
+``progress``, ``demo`` (the loan-book demo) and ``commands`` (the CLI commands).  Using a trained model:
+``scripted`` (the revealed model as TorchScript on raw rows), ``rows`` (rows to score, predictions files),
+``shared_model`` (a party's share file back on shares), ``private_inference`` (scoring on shares, predictions
+to the row owner only) and ``predict_commands`` (``smpc predict``, ``smpc party --predict``).
 """
 
 from smpc.loan.config import ConfigError, TrainConfig

@@ -10,12 +10,11 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
-import torch
-
 from smpc.loan.config import TrainConfig
 from smpc.loan.job import train_party
 from smpc.loan.model_files import combine_shares
 from smpc.loan.plain import train_plain
+from smpc.loan.predict_commands import write_model
 from smpc.loan.progress import print_progress
 from smpc.loan.results import PartyResult, report
 from smpc.loan.schema import Schema, embedded_dataset, load_csv
@@ -187,6 +186,7 @@ def cmd_reveal_model(args: argparse.Namespace) -> int:
         print(f"  {name} {tuple(value.shape)}: {[round(v, 5) for v in value.reshape(-1).tolist()[:12]]}"
               f"{' ...' if value.numel() > 12 else ''}")
     if args.out:
-        torch.save({"meta": meta, "values": plain}, args.out)
-        print(f"wrote {args.out}")
+        write_model(meta, plain, args.out)
+        print(f"wrote {args.out}: the model on raw rows (TorchScript; smpc predict --model {args.out} --data "
+              "FILE.csv runs it)")
     return 0

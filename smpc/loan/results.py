@@ -64,3 +64,34 @@ def report(results: list[PartyResult], plain: PlainResult, seconds: float, mode:
     if mode == "fedavg":  # "secure" then holds the federated model's figures
         document.update(mode="fedavg", rounds_detail=owner.rounds)
     return document
+
+
+def party_report(result: PartyResult, parties: int, protocol: str, mode: str) -> dict[str, Any]:
+    """The ``smpc party --report`` JSON document: what this party knows at the end of its job.
+
+    Keys (every party): ``rank``, ``parties``, ``protocol`` ("replicated" or "dealer"), ``mode`` ("secure" or
+    "fedavg"), ``seconds`` (this party's job, from the schema check to its end; connecting not counted),
+    ``bytes_sent``, ``bytes_received``, ``messages`` and ``rounds`` (this party's own counters: a party does
+    not know the others'), ``rows`` with ``train`` (the training rows of the run: every bank's rows in secure
+    mode, where they are shared; this bank's own in fedavg mode).  Party 0, which holds the test rows, adds
+    ``rows.test`` and ``secure`` with ``auc`` and ``accuracy`` (the same figures as ``smpc train --report``;
+    there is no ``plain`` reference, since nobody holds all the rows); with ``--dp-epsilon``, ``epsilon_spent``
+    and ``delta``; in fedavg mode party 0 adds ``rounds_detail``.
+    """
+    document: dict[str, Any] = {
+        "rank": result.rank,
+        "parties": parties,
+        "protocol": protocol,
+        "mode": mode,
+        "seconds": result.seconds,
+        **{key: result.stats.get(key, 0) for key in ("bytes_sent", "bytes_received", "messages", "rounds")},
+        "rows": {"train": result.train_rows},
+    }
+    if result.test_rows is not None:
+        document["rows"]["test"] = result.test_rows
+        document["secure"] = {"auc": result.auc, "accuracy": result.accuracy}
+    if result.privacy is not None:
+        document.update(epsilon_spent=result.privacy.epsilon_spent, delta=result.privacy.delta)
+    if mode == "fedavg" and result.rounds is not None and result.rank == 0:
+        document["rounds_detail"] = result.rounds
+    return document
