@@ -14,6 +14,7 @@ from network.errors import (
 from network.framing import PROTOCOL_VERSION, decode_frame
 from network.local import LocalNetwork, LocalTransport
 from network.roster import Roster, generate_keypair, read_public_key, read_secret_key, write_keypair
+from network.zmq_notice import tell_peers_we_failed
 from network.zmq_transport import ZmqTransport
 
 __all__ = [
@@ -39,5 +40,6 @@ __all__ = [
     "node_name",
     "read_public_key",
     "read_secret_key",
+    "tell_peers_we_failed",
     "write_keypair",
 ]
