@@ -9,9 +9,13 @@ order, the first failure is re-raised as ``PartyError`` naming its party, and no
 from __future__ import annotations
 
 import dataclasses
+import functools
 import multiprocessing
 import os
+import pickle
 import queue
+import signal
+import sys
 import threading
 import time
 import traceback
@@ -98,6 +102,7 @@ def run_local(
     if transport == "inproc":
         return _run_threads(fn, options, timeout)
     if transport == "zmq":
+        check_spawnable(fn)
         return _run_processes(fn, options, timeout)
     raise ValueError(f"transport must be 'zmq' or 'inproc', got {transport!r}")
 
@@ -157,6 +162,30 @@ def _root_cause(failures: list[tuple[float, int, Any, str]]) -> tuple[float, int
 
 
 # -- processes ---------------------------------------------------------------------------------------------
+def check_spawnable(fn: Callable[..., Any]) -> None:
+    """ValueError, in one line, unless a spawned process can find ``fn`` by name: a function defined at module
+    level of an importable module (or a ``functools.partial`` of one with picklable arguments).  Checked before
+    any process starts: otherwise every child fails to unpickle it and the run dies of a start-up timeout."""
+    target = fn
+    while isinstance(target, functools.partial):
+        target = target.func
+    name = getattr(target, "__qualname__", None) or type(target).__name__
+    module = getattr(target, "__module__", None)
+    problem = ""
+    if "<lambda>" in name or "<locals>" in name:
+        problem = name
+    elif module == "__main__" and not hasattr(sys.modules.get("__main__"), "__file__"):
+        problem = f"{name}, defined in an interactive session, which a new process cannot import"
+    else:
+        try:
+            pickle.dumps(fn)
+        except (pickle.PicklingError, AttributeError, TypeError) as error:
+            problem = f"{name}, which cannot be pickled: {error}"
+    if problem:
+        raise ValueError(f"run_local(transport='zmq') needs a function defined at module level (got {problem}); "
+                         "define it at module level or use transport='inproc'")
+
+
 def _child_main(
     rank: int,
     options: SessionOptions,
@@ -169,6 +198,7 @@ def _child_main(
     """Entry point of one spawned party (``fn`` set) or of the dealer (``fn`` None, rank n)."""
     n = options.n_parties
     transport = None
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us; see _start_ignoring_interrupts
     try:
         public, secret = keys[rank]
         transport = ZmqTransport(
@@ -220,8 +250,7 @@ def _run_processes(fn: Callable[[Session], Any], options: SessionOptions, timeou
     ]
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
-        for process in processes:
-            process.start()
+        _start_ignoring_interrupts(processes)
         addresses = {}
         for node, (parent_end, _) in enumerate(pipes):
             if not parent_end.poll(options.connect_timeout):
@@ -230,6 +259,9 @@ def _run_processes(fn: Callable[[Session], Any], options: SessionOptions, timeou
         for parent_end, _ in pipes:
             parent_end.send(addresses)
         return _collect(results, processes, n, options.n_nodes, deadline)
+    except KeyboardInterrupt:
+        _stop(processes)  # they ignore SIGINT: stopping them is ours to do, at once
+        raise
     finally:
         _reap(processes)
         results.close()
@@ -237,6 +269,23 @@ def _run_processes(fn: Callable[[Session], Any], options: SessionOptions, timeou
         for parent_end, child_end in pipes:
             parent_end.close()
             child_end.close()
+
+
+def _start_ignoring_interrupts(processes: list[Any]) -> None:
+    """Start the children with SIGINT ignored, so a Ctrl-C in the terminal, which reaches the whole process
+    group, interrupts only this process: it stops them (``_stop``), and no child prints a traceback, not even
+    one still importing its modules.  An ignored signal stays ignored across exec, and Python then installs no
+    KeyboardInterrupt handler.  Only the main thread may change handlers; elsewhere the children start as is."""
+    if threading.current_thread() is not threading.main_thread():
+        for process in processes:
+            process.start()
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        for process in processes:
+            process.start()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _collect(results: Any, processes: list[Any], n: int, nodes: int, deadline: float | None) -> list[Any]:
@@ -326,6 +375,13 @@ def _restore(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return type(value)(_restore(item) for item in value)
     return value
+
+
+def _stop(processes: list[Any]) -> None:
+    """Terminate every child still running, now (the run was interrupted); ``_reap`` then collects them."""
+    for process in processes:
+        if process.pid is not None and process.is_alive():
+            process.terminate()
 
 
 def _reap(processes: list[Any]) -> None:
