@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -44,7 +45,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.handler(args) or 0)
+        status = int(args.handler(args) or 0)
+        sys.stdout.flush()  # here, where a reader gone early is caught, not at exit
+        return status
+    except BrokenPipeError:
+        # The reader of our output quit (`smpc reveal-model ... | head`): stop quietly, as cat does, and let no
+        # later flush of stdout complain (the Python docs' recipe, "Note on SIGPIPE").
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE: what a shell reports for a command the broken pipe ended
     except ConfigError as error:
         print(f"smpc {args.command}: error: {error.render(flag_names())}", file=sys.stderr)
         return 2

@@ -198,7 +198,7 @@ def _child_main(
     """Entry point of one spawned party (``fn`` set) or of the dealer (``fn`` None, rank n)."""
     n = options.n_parties
     transport = None
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us; see _start_ignoring_interrupts
+    _ignore_interrupts()
     try:
         public, secret = keys[rank]
         transport = ZmqTransport(
@@ -232,6 +232,14 @@ def _child_main(
         raise SystemExit(1) from None
 
 
+def _ignore_interrupts() -> None:
+    """In a child: ignore SIGINT (dropping one that arrived while it started), then unblock it; the parent
+    stops us when the user interrupts the run (see ``_start_ignoring_interrupts``)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def _run_processes(fn: Callable[[Session], Any], options: SessionOptions, timeout: float | None) -> list[Any]:
     n = options.n_parties
     context = multiprocessing.get_context("spawn")
@@ -251,16 +259,16 @@ def _run_processes(fn: Callable[[Session], Any], options: SessionOptions, timeou
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
         _start_ignoring_interrupts(processes)
-        addresses = {}
-        for node, (parent_end, _) in enumerate(pipes):
-            if not parent_end.poll(options.connect_timeout):
-                raise PartyError(node if node < n else -1, "TimeoutError", "did not start in time")
-            addresses[node] = parent_end.recv()
+        addresses = {node: _await_endpoint(node if node < n else -1, pipes[node][0], processes[node],
+                                           options.connect_timeout)
+                     for node in range(options.n_nodes)}
         for parent_end, _ in pipes:
             parent_end.send(addresses)
         return _collect(results, processes, n, options.n_nodes, deadline)
-    except KeyboardInterrupt:
-        _stop(processes)  # they ignore SIGINT: stopping them is ours to do, at once
+    except (KeyboardInterrupt, PartyError):
+        # Interrupted: they ignore SIGINT, so stopping them is ours to do.  Failed: the others had their grace
+        # period in _collect, or wait for addresses that will never come.  Either way, at once.
+        _stop(processes)
         raise
     finally:
         _reap(processes)
@@ -271,21 +279,33 @@ def _run_processes(fn: Callable[[Session], Any], options: SessionOptions, timeou
             child_end.close()
 
 
+def _await_endpoint(rank: int, parent_end: Any, process: Any, timeout: float) -> str:
+    """The address a child bound, once it reports it; PartyError as soon as the child dies first, or after
+    ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not parent_end.poll(min(0.5, max(0.0, deadline - time.monotonic()))):
+        if process.exitcode is not None:
+            raise PartyError(rank, "ProcessDied", f"exited with status {process.exitcode} while starting")
+        if time.monotonic() >= deadline:
+            raise PartyError(rank, "TimeoutError", f"did not start within {timeout:g} s")
+    return str(parent_end.recv())
+
+
 def _start_ignoring_interrupts(processes: list[Any]) -> None:
-    """Start the children with SIGINT ignored, so a Ctrl-C in the terminal, which reaches the whole process
-    group, interrupts only this process: it stops them (``_stop``), and no child prints a traceback, not even
-    one still importing its modules.  An ignored signal stays ignored across exec, and Python then installs no
-    KeyboardInterrupt handler.  Only the main thread may change handlers; elsewhere the children start as is."""
-    if threading.current_thread() is not threading.main_thread():
+    """Start the children with SIGINT blocked (a child inherits its parent thread's signal mask across fork and
+    exec), so that a Ctrl-C in the terminal, which reaches the whole process group, interrupts only this process:
+    it stops them (``_stop``), and no child prints a traceback, not even one still importing its modules.  A
+    Ctrl-C that reaches us meanwhile waits, blocked, and is raised here once they are started."""
+    if not hasattr(signal, "pthread_sigmask"):  # not POSIX: the children start as they are
         for process in processes:
             process.start()
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         for process in processes:
             process.start()
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _collect(results: Any, processes: list[Any], n: int, nodes: int, deadline: float | None) -> list[Any]:

@@ -160,3 +160,21 @@ def test_a_function_of_an_interactive_session_is_refused(monkeypatch: pytest.Mon
 def test_a_module_level_function_and_a_partial_of_one_pass_the_check() -> None:
     check_spawnable(_arithmetic)
     check_spawnable(functools.partial(_fail_on, 1))
+
+
+def _refuse_to_load() -> None:
+    raise RuntimeError("this argument cannot be loaded in another process")
+
+
+class _Unloadable:
+    """Pickles fine here; loading it in the child raises."""
+
+    def __reduce__(self) -> tuple:
+        return (_refuse_to_load, ())
+
+
+@pytest.mark.processes
+def test_a_party_that_dies_while_starting_is_reported_at_once() -> None:
+    """Not after the start-up timeout: the parent notices the child's exit while it waits for its address."""
+    with pytest.raises(smpc.PartyError, match=r"party 0 failed: ProcessDied: exited with status 1 while starting"):
+        smpc.run_local(functools.partial(_fail_on, _Unloadable()), parties=2, transport="zmq")

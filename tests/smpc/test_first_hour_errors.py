@@ -1,0 +1,156 @@
+"""Errors a new user meets in the first hour, each one line: Ctrl-C during start-up (no child tracebacks, nothing
+left running), output piped into a reader that quits early, a node that cannot bind its roster address (its
+peers learn it at once), and ``smpc roster --bind``."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from network import Roster, write_keypair
+from tests.support.cli import finish, free_ports, repo_env, run_smpc, smpc_command, start_smpc
+
+#: Seconds a started command gets to reach the line we wait for, and then to exit.
+PATIENCE = 90.0
+
+
+def _lines(stream: object) -> queue.Queue:
+    """The lines of ``stream`` as they come, read by a thread (so a wait can give up)."""
+    lines: queue.Queue = queue.Queue()
+
+    def read() -> None:
+        for line in stream:  # type: ignore[attr-defined]
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines
+
+
+def _wait_for(lines: queue.Queue, text: str) -> list[str]:
+    """Lines up to the first containing ``text``; fails if the stream ends or PATIENCE passes first."""
+    seen: list[str] = []
+    deadline = time.monotonic() + PATIENCE
+    while True:
+        line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        assert line is not None, f"output ended before {text!r}: {seen}"
+        seen.append(line)
+        if text in line:
+            return seen
+
+
+def _group_members(group: int) -> list[int]:
+    """Live (not zombie) processes of process group ``group``, from /proc."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        state, _, pgrp = stat.rsplit(")", 1)[1].split()[:3]
+        if int(pgrp) == group and state != "Z":
+            members.append(int(entry.name))
+    return members
+
+
+@pytest.mark.processes
+@pytest.mark.parametrize(("args", "start_line"), [
+    (["train", "--epochs", "1", "--max-rows", "90"], "training rows split among"),
+    (["demo"], "smpc demo: 3 banks"),
+])
+def test_ctrl_c_during_start_up_prints_one_line_and_leaves_no_process(tmp_path: Path, args: list[str],
+                                                                      start_line: str) -> None:
+    """SIGINT to the whole process group (what Ctrl-C in a terminal does) once the parties start: exit 130 with
+    `smpc CMD: interrupted`, no traceback from the command or any child, no process of the group left."""
+    process = subprocess.Popen(smpc_command(*args), cwd=tmp_path, env=repo_env(), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _wait_for(_lines(process.stdout), start_line)
+        time.sleep(1.0)  # the children are starting: importing torch takes seconds
+        os.killpg(process.pid, signal.SIGINT)
+        process.wait(timeout=PATIENCE)
+        stderr = process.stderr.read()  # type: ignore[union-attr]
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 130, stderr
+    assert stderr == f"smpc {args[0]}: interrupted\n", stderr
+    deadline = time.monotonic() + PATIENCE  # the resource tracker leaves once it sees us gone
+    while _group_members(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _group_members(process.pid) == []
+
+
+def _model_shares(folder: Path) -> list[str]:
+    """Two parties' shares of a 30 x 1 linear model in `smpc train --out`'s format, made here without a run."""
+    weight = np.arange(30, dtype=np.int64).reshape(30, 1) << 16
+    first = np.random.default_rng(7).integers(-(2**62), 2**62, size=weight.shape, dtype=np.int64)  # not secret
+    meta = {"format": 1, "parties": 2, "protocol": "dealer", "frac_bits": 16,
+            "layout": [{"type": "Linear", "in": 30, "out": 1}]}
+    paths = []
+    for rank, share in enumerate((first, weight - first)):
+        path = folder / f"party{rank}.npz"
+        np.savez(path, meta=np.array(json.dumps({**meta, "rank": rank})), **{"share/weight": share})
+        paths.append(path.name)
+    return paths
+
+
+@pytest.mark.processes
+def test_a_reader_that_quits_early_ends_the_command_quietly(tmp_path: Path) -> None:
+    """`smpc reveal-model ... | head` where the reader is gone before we write: exit 141 (as if killed by
+    SIGPIPE, like cat), nothing on stderr, no BrokenPipeError traceback."""
+    files = _model_shares(tmp_path)
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        done = subprocess.run(smpc_command("reveal-model", *files), cwd=tmp_path, env=repo_env(), stdout=writer,
+                              stderr=subprocess.PIPE, text=True, timeout=PATIENCE)
+    finally:
+        os.close(writer)
+    assert done.returncode == 141, done.stderr
+    assert done.stderr == ""
+
+
+@pytest.mark.processes
+def test_a_node_that_cannot_bind_tells_the_waiting_peers(tmp_path: Path) -> None:
+    """Party 1's roster address is not this host's (192.0.2.1, TEST-NET-1): it says what to check, and parties
+    0 and 2, started first with the default 300 s connect timeout, fail at once naming it instead of waiting.
+    (The keys and the roster are made here, not by `smpc keygen` and `smpc roster`: four commands fewer.)"""
+    ports = free_ports(3)
+    port = ports[1]
+    addresses = [f"tcp://127.0.0.1:{ports[0]}", f"tcp://192.0.2.1:{port}", f"tcp://127.0.0.1:{ports[2]}"]
+    roster_path = tmp_path / "roster.json"
+    Roster.from_dict({"session": "test-session", "parties": [
+        {"address": address, "public_key": write_keypair(tmp_path / f"party{rank}").decode("ascii")}
+        for rank, address in enumerate(addresses)]}).save(roster_path)
+    waiting = [start_smpc("party", "--rank", str(rank), "--roster", roster_path.name, "--key", f"party{rank}.key",
+                          cwd=tmp_path) for rank in (0, 2)]
+    try:
+        for node in waiting:
+            _wait_for(_lines(node.stdout), "connecting")
+        failing = run_smpc("party", "--rank", "1", "--roster", roster_path.name, "--key", "party1.key",
+                           cwd=tmp_path, timeout=PATIENCE)
+    finally:
+        outcomes = finish(waiting, timeout=PATIENCE)
+    reason = f"cannot bind 'tcp://192.0.2.1:{port}': Cannot assign requested address"
+    assert failing.returncode == 1
+    assert failing.stderr == (
+        f"smpc party: failed: {reason}; no interface of this host has that address: check the rank this node was "
+        "started with (--rank) and the roster's address for party 1 (a \"bind\": \"tcp://0.0.0.0:PORT\" in that "
+        "roster entry listens on every interface)\n")
+    for code, _, stderr in outcomes:
+        assert code == 1, stderr
+        assert len(stderr.splitlines()) == 1 and stderr.startswith("smpc party: failed: "), stderr
+        assert f"party 1 (tcp://192.0.2.1:{port}) could not start: {reason}" in stderr, stderr
