@@ -4,9 +4,11 @@ peers learn it at once), and ``smpc roster --bind``."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import threading
@@ -17,6 +19,7 @@ import numpy as np
 import pytest
 
 from network import Roster, write_keypair
+from smpc import cli
 from tests.support.cli import finish, free_ports, repo_env, run_smpc, smpc_command, start_smpc
 
 #: Seconds a started command gets to reach the line we wait for, and then to exit.
@@ -154,3 +157,91 @@ def test_a_node_that_cannot_bind_tells_the_waiting_peers(tmp_path: Path) -> None
         assert code == 1, stderr
         assert len(stderr.splitlines()) == 1 and stderr.startswith("smpc party: failed: "), stderr
         assert f"party 1 (tcp://192.0.2.1:{port}) could not start: {reason}" in stderr, stderr
+
+
+def _option_blocks(help_text: str) -> dict[str, str]:
+    """Each option's help as one string, keyed by its first flag (argparse may wrap it over several lines)."""
+    blocks: dict[str, str] = {}
+    flag = None
+    for line in help_text.splitlines():
+        match = re.match(r"^  (-[-\w]+)", line)
+        if match:
+            flag = match.group(1)
+            blocks[flag] = line
+        elif flag and line.startswith("    "):
+            blocks[flag] += " " + line.strip()
+        else:
+            flag = None
+    return blocks
+
+
+def _subcommands() -> dict[str, argparse.ArgumentParser]:
+    commands = next(a for a in cli._parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(commands.choices)
+
+
+@pytest.mark.parametrize("command", sorted(_subcommands()))
+def test_help_states_every_default(command: str) -> None:
+    """Every option with a default value says it in `smpc CMD --help`: the value itself, or in words."""
+    parser = _subcommands()[command]
+    blocks = _option_blocks(parser.format_help())
+    for action in parser._actions:
+        if action.option_strings and action.default not in (None, False, argparse.SUPPRESS):
+            assert "default" in blocks[action.option_strings[0]], (command, action.option_strings)
+
+
+def test_help_gives_the_timeouts_defaults() -> None:
+    blocks = _option_blocks(_subcommands()["party"].format_help())
+    assert blocks["--connect-timeout"].endswith("(default 300)")
+    assert blocks["--recv-timeout"].endswith("(default 120)")
+    assert blocks["--epochs"].endswith("passes over the training rows (default 10)")
+
+
+def _roster_args(folder: Path, *extra: str, dealer: bool = False) -> list[str]:
+    args = ["roster", "--out", str(folder / "roster.json"), "--session", "s"]
+    for rank in range(3):
+        args += ["--party", f"tcp://10.0.0.{rank + 1}:5555", str(folder / f"party{rank}.pub")]
+    if dealer:
+        args += ["--dealer", "tcp://10.0.0.9:5555", str(folder / "dealer.pub")]
+    return args + list(extra)
+
+
+@pytest.fixture
+def public_keys(tmp_path: Path) -> Path:
+    for name in ("party0", "party1", "party2", "dealer"):
+        write_keypair(tmp_path / name)
+    return tmp_path
+
+
+def test_roster_bind_writes_the_bind_field(public_keys: Path) -> None:
+    args = _roster_args(public_keys, "--bind", "1=tcp://0.0.0.0:5555", "--bind", "dealer=tcp://0.0.0.0:6000",
+                        dealer=True)
+    assert cli.main(args) == 0
+    roster = Roster.load(public_keys / "roster.json")
+    assert roster.bind_addresses == {0: "tcp://10.0.0.1:5555", 1: "tcp://0.0.0.0:5555", 2: "tcp://10.0.0.3:5555",
+                                     3: "tcp://0.0.0.0:6000"}
+    assert roster.addresses[1] == "tcp://10.0.0.2:5555"
+
+
+@pytest.mark.parametrize(("bind", "message"), [
+    ("3=tcp://0.0.0.0:5555", "--bind 3=tcp://0.0.0.0:5555: '3' is not a node of this roster (a party rank 0..2; "
+                             "it has no dealer)"),
+    ("dealer=tcp://0.0.0.0:5555", "--bind dealer=tcp://0.0.0.0:5555: 'dealer' is not a node of this roster (a "
+                                  "party rank 0..2; it has no dealer)"),
+    ("two=tcp://0.0.0.0:5555", "'two' is not a node of this roster"),
+    ("tcp://0.0.0.0:5555", "--bind tcp://0.0.0.0:5555: give RANK=ADDRESS, e.g. 1=tcp://0.0.0.0:5555"),
+    ("1=0.0.0.0:5555", "roster entry for party 1: bind must look like tcp://host:port with a port in 1..65535, "
+                       "got '0.0.0.0:5555'"),
+])
+def test_roster_bind_refuses_a_bad_flag_in_one_line(public_keys: Path, capsys: pytest.CaptureFixture,
+                                                    bind: str, message: str) -> None:
+    assert cli.main(_roster_args(public_keys, "--bind", bind)) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("smpc roster: error: ") and message in error and error.count("\n") == 1, error
+    assert not (public_keys / "roster.json").exists()
+
+
+def test_roster_bind_refuses_a_node_given_twice(public_keys: Path, capsys: pytest.CaptureFixture) -> None:
+    assert cli.main(_roster_args(public_keys, "--bind", "1=tcp://0.0.0.0:5555", "--bind", "1=tcp://0.0.0.0:6")) == 2
+    assert capsys.readouterr().err == ("smpc roster: error: --bind 1=tcp://0.0.0.0:6: that node already has --bind "
+                                       "1=tcp://0.0.0.0:5555\n")
