@@ -1,6 +1,6 @@
 """Errors a new user meets in the first hour, each one line: Ctrl-C during start-up (no child tracebacks, nothing
 left running), output piped into a reader that quits early, a node that cannot bind its roster address (its
-peers learn it at once), and ``smpc roster --bind``."""
+peers learn it at once), `smpc roster --bind` and its refusals, and the defaults `--help` states."""
 
 from __future__ import annotations
 
@@ -67,15 +67,28 @@ def _group_members(group: int) -> list[int]:
     return members
 
 
+def _roster_here(folder: Path, addresses: list[str]) -> Path:
+    """Keys ``party<rank>.key`` / ``.pub`` and ``roster.json`` (replicated: no dealer) for these party addresses,
+    made in this process rather than by `smpc keygen` and `smpc roster` (four commands fewer)."""
+    path = folder / "roster.json"
+    Roster.from_dict({"session": "test-session", "parties": [
+        {"address": address, "public_key": write_keypair(folder / f"party{rank}").decode("ascii")}
+        for rank, address in enumerate(addresses)]}).save(path)
+    return path
+
+
 @pytest.mark.processes
 @pytest.mark.parametrize(("args", "start_line"), [
     (["train", "--epochs", "1", "--max-rows", "90"], "training rows split among"),
     (["demo"], "smpc demo: 3 banks"),
+    (["party", "--rank", "0", "--roster", "roster.json", "--key", "party0.key"], "smpc party 0: connecting"),
 ])
 def test_ctrl_c_during_start_up_prints_one_line_and_leaves_no_process(tmp_path: Path, args: list[str],
                                                                       start_line: str) -> None:
-    """SIGINT to the whole process group (what Ctrl-C in a terminal does) once the parties start: exit 130 with
-    `smpc CMD: interrupted`, no traceback from the command or any child, no process of the group left."""
+    """SIGINT to the whole process group (what Ctrl-C in a terminal does) once the parties start (`smpc party`:
+    while it waits for its peers): exit 130 with `smpc CMD: interrupted`, no traceback from the command or any
+    child, no process of the group left."""
+    _roster_here(tmp_path, [f"tcp://127.0.0.1:{port}" for port in free_ports(3)])
     process = subprocess.Popen(smpc_command(*args), cwd=tmp_path, env=repo_env(), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
@@ -129,15 +142,11 @@ def test_a_reader_that_quits_early_ends_the_command_quietly(tmp_path: Path) -> N
 @pytest.mark.processes
 def test_a_node_that_cannot_bind_tells_the_waiting_peers(tmp_path: Path) -> None:
     """Party 1's roster address is not this host's (192.0.2.1, TEST-NET-1): it says what to check, and parties
-    0 and 2, started first with the default 300 s connect timeout, fail at once naming it instead of waiting.
-    (The keys and the roster are made here, not by `smpc keygen` and `smpc roster`: four commands fewer.)"""
+    0 and 2, started first with the default 300 s connect timeout, fail at once naming it instead of waiting."""
     ports = free_ports(3)
     port = ports[1]
-    addresses = [f"tcp://127.0.0.1:{ports[0]}", f"tcp://192.0.2.1:{port}", f"tcp://127.0.0.1:{ports[2]}"]
-    roster_path = tmp_path / "roster.json"
-    Roster.from_dict({"session": "test-session", "parties": [
-        {"address": address, "public_key": write_keypair(tmp_path / f"party{rank}").decode("ascii")}
-        for rank, address in enumerate(addresses)]}).save(roster_path)
+    roster_path = _roster_here(tmp_path, [f"tcp://127.0.0.1:{ports[0]}", f"tcp://192.0.2.1:{port}",
+                                          f"tcp://127.0.0.1:{ports[2]}"])
     waiting = [start_smpc("party", "--rank", str(rank), "--roster", roster_path.name, "--key", f"party{rank}.key",
                           cwd=tmp_path) for rank in (0, 2)]
     try:
