@@ -2,6 +2,7 @@
 
 from network.base import WIRE_DTYPES, Transport, TransportStats, check_wire_array, node_name
 from network.errors import (
+    BindError,
     DuplicateTagError,
     HandshakeError,
     NetworkError,
@@ -20,6 +21,7 @@ from network.zmq_transport import ZmqTransport
 __all__ = [
     "PROTOCOL_VERSION",
     "WIRE_DTYPES",
+    "BindError",
     "DuplicateTagError",
     "HandshakeError",
     "LocalNetwork",

@@ -6,9 +6,11 @@ DEALERs is pinned to that peer's roster key, so the notice reaches the genuine p
 the first frame of each link; a peer's set-up loop takes an ABORT before any HELLO as "could not start" and names
 the node, its address and the reason.
 
-What this cannot cover: a node whose key does not match the roster (or whose rank is wrong) cannot authenticate as
-itself, so it has nobody it may speak for; its peers learn of it only from their set-up timeout, whose message
-lists the likely causes (``zmq_setup.set_up_timeout_message``).
+Not for a port in use (``BindError.in_use``): its holder may be this same node started twice, in the same
+session, and its peers must not hear that it failed.  What this cannot cover: a node whose key does not match the
+roster (or whose rank is wrong) cannot authenticate as itself, so it has nobody it may speak for; its peers learn
+of it only from their set-up timeout, whose message lists the likely causes
+(``zmq_setup.set_up_timeout_message``).
 
 Cost: one CurveZMQ handshake and one frame of at most ``zmq_liveness.ABORT_REASON_CHARS`` characters per peer;
 waits at most ``wait`` seconds for the peers to be reachable, plus ``zmq_liveness.FLUSH_LINGER_MS`` to flush.

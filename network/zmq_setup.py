@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import zmq
 
-from .errors import HandshakeError, NetworkError
+from .errors import BindError, HandshakeError
 from .framing import CHUNK_BYTES, HEADER_SIZE, SESSION_ID_BYTES, Frame, json_payload
 from .roster import check_z85_key
 
@@ -90,7 +90,7 @@ class Keys:
 
 
 def bind_router(context: zmq.Context, bind: str, keys: Keys, options: Options, name: str = "this node") -> zmq.Socket:
-    """Our CURVE server socket, bound at ``bind`` (port 0 picks a free port); NetworkError if it cannot bind,
+    """Our CURVE server socket, bound at ``bind`` (port 0 picks a free port); BindError if it cannot bind,
     saying what to check (``name`` is how errors name this node)."""
     router = context.socket(zmq.ROUTER)
     try:
@@ -107,7 +107,8 @@ def bind_router(context: zmq.Context, bind: str, keys: Keys, options: Options, n
         if isinstance(error, zmq.ZMQError):
             code = error.errno or 0
             reason = zmq.strerror(code)  # error.strerror repeats the address
-            raise NetworkError(f"cannot bind {bind!r}: {reason}{bind_hint(code, name)}") from error
+            raise BindError(f"cannot bind {bind!r}: {reason}{bind_hint(code, name)}",
+                            in_use=code == zmq.EADDRINUSE) from error
         raise
     return router
 

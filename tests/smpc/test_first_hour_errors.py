@@ -10,6 +10,7 @@ import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -18,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from network import Roster, write_keypair
-from smpc import cli
+from network import BindError, Roster, write_keypair
+from smpc import cli, hosts
 from tests.support.cli import finish, free_ports, repo_env, run_smpc, smpc_command, start_smpc
 
 #: Seconds a started command gets to reach the line we wait for, and then to exit.
@@ -254,3 +255,22 @@ def test_roster_bind_refuses_a_node_given_twice(public_keys: Path, capsys: pytes
     assert cli.main(_roster_args(public_keys, "--bind", "1=tcp://0.0.0.0:5555", "--bind", "1=tcp://0.0.0.0:6")) == 2
     assert capsys.readouterr().err == ("smpc roster: error: --bind 1=tcp://0.0.0.0:6: that node already has --bind "
                                        "1=tcp://0.0.0.0:5555\n")
+
+
+@pytest.mark.parametrize("holder", ["nobody: an address this host lacks", "another process holds the port"])
+def test_a_node_tells_its_peers_unless_its_port_is_held(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         holder: str) -> None:
+    """A port in use may be held by this very node started twice, whose session must go on: no notice then."""
+    told: list[str] = []
+    monkeypatch.setattr(hosts, "tell_peers_we_failed", lambda *args, reason, **kwargs: told.append(reason))
+    port = free_ports(1)[0]
+    with socket.socket() as held:
+        address = "tcp://192.0.2.1:9" if holder.startswith("nobody") else f"tcp://127.0.0.1:{port}"
+        if not holder.startswith("nobody"):
+            held.bind(("127.0.0.1", port))
+            held.listen()
+        roster = Roster.load(_roster_here(tmp_path, [address, *(f"tcp://127.0.0.1:{p}" for p in free_ports(2))]))
+        with pytest.raises(BindError) as caught:
+            hosts.connect_node(0, roster, tmp_path / "party0.key", hosts.roster_options(roster, connect_timeout=1))
+    assert caught.value.in_use == (not holder.startswith("nobody"))
+    assert told == ([] if caught.value.in_use else [str(caught.value)])
