@@ -196,7 +196,8 @@ def test_help_states_every_default(command: str) -> None:
     parser = _subcommands()[command]
     blocks = _option_blocks(parser.format_help())
     for action in parser._actions:
-        if action.option_strings and action.default not in (None, False, argparse.SUPPRESS):
+        if action.option_strings and not (action.default is None or action.default is False
+                                          or action.default == argparse.SUPPRESS):
             assert "default" in blocks[action.option_strings[0]], (command, action.option_strings)
 
 
@@ -205,6 +206,8 @@ def test_help_gives_the_timeouts_defaults() -> None:
     assert blocks["--connect-timeout"].endswith("(default 300)")
     assert blocks["--recv-timeout"].endswith("(default 120)")
     assert blocks["--epochs"].endswith("passes over the training rows (default 10)")
+    assert blocks["--momentum"].endswith("SGD momentum (default 0.0)")
+    assert blocks["--seed"].endswith("(default 0)")
 
 
 def _roster_args(folder: Path, *extra: str, dealer: bool = False) -> list[str]:
