@@ -244,8 +244,8 @@ def _likely_causes(link: Link) -> str:
     if link.linked:  # we reach it, its HELLO does not reach us
         return (f"{link.name} is up but does not reach us: our address in its roster is wrong or our port is not "
                 "reachable from its host (firewall?), or it uses another roster")
-    return (f"is it running, with rank {link.node} and the key the roster lists for it? is {where} reachable "
-            "from here (firewall?)")
+    return (f"is it running, as {link.name} (its rank), with the key the roster lists for it? is {where} "
+            "reachable from here (firewall?)")
 
 
 # ------------------------------------------------------------------------------------------- argument checks

@@ -67,7 +67,8 @@ def test_a_peer_that_never_comes_up_is_named_with_the_likely_causes(cluster: Clu
         lonely.connect({1: UNREACHABLE})
     assert str(caught.value) == (
         f"set-up timed out after 0.5 s waiting for party 1 at {UNREACHABLE} (its HELLO missing: is it running, "
-        "with rank 1 and the key the roster lists for it? is 127.0.0.1:9 reachable from here (firewall?))")
+        "as party 1 (its rank), with the key the roster lists for it? is 127.0.0.1:9 reachable from here "
+        "(firewall?))")
 
 
 def test_a_one_way_link_names_the_side_that_cannot_be_reached(cluster: Cluster) -> None:
