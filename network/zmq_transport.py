@@ -101,10 +101,13 @@ class ZmqTransport:
         self._mailbox = Mailbox(receiver=self._name(rank), budget=self._options.max_buffered_bytes)
         self._closed = False
         self._context = zmq.Context()
+        zap = None
         try:
-            self._zap = ZapHandler(self._context, self._keys.roster, domain=setup.ZAP_DOMAIN)
+            zap = self._zap = ZapHandler(self._context, self._keys.roster, domain=setup.ZAP_DOMAIN)
             self._router = setup.bind_router(self._context, bind, self._keys, self._options, self._name(rank))
         except BaseException:
+            if zap is not None:
+                zap.close()  # its thread owns its socket: stopped before the context goes, as in release()
             self._context.destroy(linger=0)
             raise
         self._endpoint = self._router.getsockopt_string(zmq.LAST_ENDPOINT)
