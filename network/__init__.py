@@ -2,6 +2,7 @@
 
 from network.base import WIRE_DTYPES, Transport, TransportStats, check_wire_array, node_name
 from network.errors import (
+    BindError,
     DuplicateTagError,
     HandshakeError,
     NetworkError,
@@ -14,11 +15,13 @@ from network.errors import (
 from network.framing import PROTOCOL_VERSION, decode_frame
 from network.local import LocalNetwork, LocalTransport
 from network.roster import Roster, generate_keypair, read_public_key, read_secret_key, write_keypair
+from network.zmq_notice import tell_peers_we_failed
 from network.zmq_transport import ZmqTransport
 
 __all__ = [
     "PROTOCOL_VERSION",
     "WIRE_DTYPES",
+    "BindError",
     "DuplicateTagError",
     "HandshakeError",
     "LocalNetwork",
@@ -39,5 +42,6 @@ __all__ = [
     "node_name",
     "read_public_key",
     "read_secret_key",
+    "tell_peers_we_failed",
     "write_keypair",
 ]

@@ -21,6 +21,14 @@ def duplicate_tag(sender: str, tag: int, receiver: str) -> DuplicateTagError:
     return DuplicateTagError(f"{sender} sent tag {tag} to {receiver} twice")
 
 
+class BindError(NetworkError):
+    """This node could not bind its address; ``in_use``: because another process holds the port."""
+
+    def __init__(self, message: str, *, in_use: bool) -> None:
+        super().__init__(message)
+        self.in_use = in_use
+
+
 class HandshakeError(NetworkError):
     """A peer refused us, or we refused a peer, while the session was being set up."""
 

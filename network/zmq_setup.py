@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import zmq
 
-from .errors import HandshakeError, NetworkError
+from .errors import BindError, HandshakeError
 from .framing import CHUNK_BYTES, HEADER_SIZE, SESSION_ID_BYTES, Frame, json_payload
 from .roster import check_z85_key
 
@@ -89,8 +89,9 @@ class Keys:
 # --------------------------------------------------------------------------------------------------- sockets
 
 
-def bind_router(context: zmq.Context, bind: str, keys: Keys, options: Options) -> zmq.Socket:
-    """Our CURVE server socket, bound at ``bind`` (port 0 picks a free port); NetworkError if it cannot bind."""
+def bind_router(context: zmq.Context, bind: str, keys: Keys, options: Options, name: str = "this node") -> zmq.Socket:
+    """Our CURVE server socket, bound at ``bind`` (port 0 picks a free port); BindError if it cannot bind,
+    saying what to check (``name`` is how errors name this node)."""
     router = context.socket(zmq.ROUTER)
     try:
         apply_common_options(router, options)
@@ -104,11 +105,24 @@ def bind_router(context: zmq.Context, bind: str, keys: Keys, options: Options) -
     except BaseException as error:
         router.close(linger=0)
         if isinstance(error, zmq.ZMQError):
-            hint = ("; another program, or an earlier node still running, holds that port: stop it or give "
-                    "this node another port in the roster") if error.errno == zmq.EADDRINUSE else ""
-            raise NetworkError(f"cannot bind {bind!r}: {error.strerror}{hint}") from error
+            code = error.errno or 0
+            reason = zmq.strerror(code)  # error.strerror repeats the address
+            raise BindError(f"cannot bind {bind!r}: {reason}{bind_hint(code, name)}",
+                            in_use=code == zmq.EADDRINUSE) from error
         raise
     return router
+
+
+def bind_hint(errno: int, name: str) -> str:
+    """What to check when binding failed with ``errno``, "" when we have no idea."""
+    if errno == zmq.EADDRINUSE:
+        return ("; another process (another program, or an earlier node still running) holds that port: stop it "
+                "or give this node another port in the roster")
+    if errno == zmq.EADDRNOTAVAIL:
+        return (f"; no interface of this host has that address: check the rank this node was started with "
+                f"(--rank) and the roster's address for {name} (a \"bind\": \"tcp://0.0.0.0:PORT\" in that roster "
+                "entry listens on every interface)")
+    return ""
 
 
 def open_link(context: zmq.Context, node: int, name: str, endpoint: str, keys: Keys, options: Options) -> Link:
@@ -193,10 +207,13 @@ def ready(link: Link) -> bool:
 
 
 def raise_link_failure(links: Mapping[int, Link]) -> None:
-    """HandshakeError if any peer refused our key, aborted or was lost during set-up."""
+    """HandshakeError if any peer refused our key, aborted (before its HELLO: could not start) or was lost during
+    set-up."""
     for link in links.values():
         if link.handshake_failure:
             raise HandshakeError(link.handshake_failure)
+        if link.aborted and not link.hello:
+            raise HandshakeError(f"{link.name} ({link.endpoint}) could not start: {link.abort_reason}")
         if link.aborted:
             raise HandshakeError(f"{link.name} aborted the set-up: {link.abort_reason}")
         if link.lost:
@@ -204,11 +221,11 @@ def raise_link_failure(links: Mapping[int, Link]) -> None:
 
 
 def set_up_timeout_message(waiting: list[Link], connect_timeout: float, denied: int, last_denied_key: str) -> str:
-    """Why set-up timed out, naming each peer we still wait for and what is missing from it."""
+    """Why set-up timed out, naming each peer we still wait for, what is missing from it and its likely causes."""
     parts = []
     for link in waiting:
         missing = "its HELLO" if not link.hello else "our CURVE handshake with it"
-        parts.append(f"{link.name} at {link.endpoint} ({missing} missing)")
+        parts.append(f"{link.name} at {link.endpoint} ({missing} missing: {_likely_causes(link)})")
     message = f"set-up timed out after {connect_timeout:g} s waiting for " + ", ".join(parts)
     if denied:
         # Not a reason to give up early: anyone who can reach the port can present a stranger's key.
@@ -217,6 +234,18 @@ def set_up_timeout_message(waiting: list[Link], connect_timeout: float, denied: 
             f"{last_denied_key}): does a peer use the wrong key file or roster?"
         )
     return message
+
+
+def _likely_causes(link: Link) -> str:
+    """Why a peer may still be missing, from what did arrive: nothing, only our handshake, or only its HELLO."""
+    where = link.endpoint.removeprefix("tcp://")
+    if link.hello:  # it reached us, we do not reach it
+        return f"the roster's address for {link.name} is wrong, or {where} is not reachable from here (firewall?)"
+    if link.linked:  # we reach it, its HELLO does not reach us
+        return (f"{link.name} is up but does not reach us: our address in its roster is wrong or our port is not "
+                "reachable from its host (firewall?), or it uses another roster")
+    return (f"is it running, as {link.name} (its rank), with the key the roster lists for it? is {where} "
+            "reachable from here (firewall?)")
 
 
 # ------------------------------------------------------------------------------------------- argument checks

@@ -101,10 +101,13 @@ class ZmqTransport:
         self._mailbox = Mailbox(receiver=self._name(rank), budget=self._options.max_buffered_bytes)
         self._closed = False
         self._context = zmq.Context()
+        zap = None
         try:
-            self._zap = ZapHandler(self._context, self._keys.roster, domain=setup.ZAP_DOMAIN)
-            self._router = setup.bind_router(self._context, bind, self._keys, self._options)
+            zap = self._zap = ZapHandler(self._context, self._keys.roster, domain=setup.ZAP_DOMAIN)
+            self._router = setup.bind_router(self._context, bind, self._keys, self._options, self._name(rank))
         except BaseException:
+            if zap is not None:
+                zap.close()  # its thread owns its socket: stopped before the context goes, as in release()
             self._context.destroy(linger=0)
             raise
         self._endpoint = self._router.getsockopt_string(zmq.LAST_ENDPOINT)
@@ -359,7 +362,8 @@ class ZmqTransport:
             raise ProtocolError(
                 f"replayed or out-of-sequence frame from {link.name} (sequence {frame.seq}, expected {link.recv_seq})"
             )
-        if (frame.kind == Kind.HELLO) != (link.recv_seq == 0):
+        # An ABORT may come first: a node that could not start (see network.zmq_notice) says so instead.
+        if (frame.kind == Kind.HELLO) != (link.recv_seq == 0) and not (frame.kind == Kind.ABORT and frame.seq == 0):
             raise ProtocolError(f"{link.name} sent {frame.kind.name} as frame {frame.seq}; HELLO comes first, once")
 
     def _apply(self, link: setup.Link, frame: Frame) -> None:
@@ -367,6 +371,9 @@ class ZmqTransport:
         if frame.kind == Kind.HELLO:
             setup.check_hello(link, frame, self._session_id, self._handshake)
             link.hello = True
+        elif not link.hello and frame.session_id != self._session_id:
+            raise HandshakeError(f"{link.name} could not start session {frame.session_id.hex()}; we are in session "
+                                 f"{self._session_id.hex()}")
         else:
             liveness.apply_goodbye(link, frame)
 

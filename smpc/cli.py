@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -46,7 +47,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.handler(args) or 0)
+        status = int(args.handler(args) or 0)
+        sys.stdout.flush()  # here, where a reader gone early is caught, not at exit
+        return status
+    except BrokenPipeError:
+        # The reader of our output quit (`smpc reveal-model ... | head`): stop quietly, as cat does, and let no
+        # later flush of stdout complain (the Python docs' recipe, "Note on SIGPIPE").
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE: what a shell reports for a command the broken pipe ended
     except ConfigError as error:
         print(f"smpc {args.command}: error: {error.render(flag_names())}", file=sys.stderr)
         return 2
@@ -86,6 +94,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="tcp://HOST:PORT and public key file of the dealer; without it, the roster is for the "
                              "replicated protocol (exactly 3 parties, no dealer)")
     roster.add_argument("--frac-bits", type=int, default=16, help="fractional bits of the encoding (default 16)")
+    roster.add_argument("--bind", action="append", metavar="RANK=ADDRESS",
+                        help="where node RANK (a party's rank, or dealer) listens, if not on its address, e.g. "
+                             "1=tcp://0.0.0.0:5555 to listen on every interface of its host (repeat per node)")
     roster.set_defaults(handler=_cmd_roster)
 
     dealer = commands.add_parser("dealer", help="run the dealer of a session described by a roster")
@@ -123,7 +134,7 @@ def _parser() -> argparse.ArgumentParser:
 
     schema = commands.add_parser("schema", help="write the public schema of a CSV (share it with every bank)")
     schema.add_argument("--data", help="CSV file (default: the embedded German Credit data)")
-    schema.add_argument("--label", default="creditability")
+    schema.add_argument("--label", default="creditability", help="label column")
     schema.add_argument("--positive", help="label value counted as positive")
     schema.add_argument("--out", required=True, help="schema JSON file to write")
     schema.set_defaults(handler=cmd_schema)
@@ -143,7 +154,20 @@ def _parser() -> argparse.ArgumentParser:
                                                   "in plain torch")
     add_predict_arguments(predict)
     predict.set_defaults(handler=cmd_predict)
+    for command in commands.choices.values():
+        command.formatter_class = _HelpWithDefaults
     return parser
+
+
+class _HelpWithDefaults(argparse.HelpFormatter):
+    """Help that states every option's default value: "(default X)" appended unless the text speaks of one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        unset = action.default is None or action.default is False or action.default == argparse.SUPPRESS
+        if action.option_strings and not unset and "default" not in text:  # "is": a default of 0 is stated
+            text += " (default %(default)s)"
+        return text
 
 
 def _protocol_argument(parser: argparse.ArgumentParser) -> None:
@@ -166,9 +190,10 @@ def resolve_protocol(args: argparse.Namespace) -> str:
 def _node_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--roster", required=True, help="roster file (smpc roster)")
     parser.add_argument("--key", required=True, help="this node's secret key file (smpc keygen)")
-    parser.add_argument("--recv-timeout", type=float, default=120.0, help="seconds to wait for any message")
+    parser.add_argument("--recv-timeout", type=float, default=120.0,
+                        help="seconds to wait for any message (default %(default)g)")
     parser.add_argument("--connect-timeout", type=float, default=300.0,
-                        help="seconds to wait for every node of the roster to come up")
+                        help="seconds to wait for every node of the roster to come up (default %(default)g)")
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -223,6 +248,7 @@ def _cmd_roster(args: argparse.Namespace) -> int:
         "parties": [node(address, pub) for address, pub in args.party],
         **({"dealer": node(*args.dealer)} if args.dealer else {}),
     }
+    _add_binds(args.bind or [], document)
     out = Path(args.out)
     out.write_text(json.dumps(document, indent=2) + "\n")
     try:
@@ -233,6 +259,28 @@ def _cmd_roster(args: argparse.Namespace) -> int:
     kind = "and a dealer" if args.dealer else "and no dealer (replicated protocol)"
     print(f"wrote {out}: {len(args.party)} parties {kind}")
     return 0
+
+
+def _add_binds(flags: list[str], document: dict[str, Any]) -> None:
+    """Write ``--bind RANK=ADDRESS`` flags into the roster document's entries ("bind"); UsageError for a malformed
+    flag, a rank the roster does not have, or a node given twice.  The roster checks the addresses themselves."""
+    nodes = [*document["parties"], *([document["dealer"]] if "dealer" in document else [])]
+    ranks = f"a party rank 0..{len(document['parties']) - 1}" + (
+        ", or dealer" if "dealer" in document else "; it has no dealer")
+    for flag in flags:
+        rank, equals, address = flag.partition("=")
+        rank = rank.strip()
+        if not equals or not address:
+            raise UsageError(f"--bind {flag}: give RANK=ADDRESS, e.g. 1=tcp://0.0.0.0:5555")
+        if rank == "dealer" and "dealer" in document:
+            entry = document["dealer"]
+        elif rank.isdigit() and int(rank) < len(document["parties"]):
+            entry = nodes[int(rank)]
+        else:
+            raise UsageError(f"--bind {flag}: {rank!r} is not a node of this roster ({ranks})")
+        if "bind" in entry:
+            raise UsageError(f"--bind {flag}: that node already has --bind {rank}={entry['bind']}")
+        entry["bind"] = address
 
 
 def _cmd_dealer(args: argparse.Namespace) -> int:

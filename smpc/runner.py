@@ -9,9 +9,13 @@ order, the first failure is re-raised as ``PartyError`` naming its party, and no
 from __future__ import annotations
 
 import dataclasses
+import functools
 import multiprocessing
 import os
+import pickle
 import queue
+import signal
+import sys
 import threading
 import time
 import traceback
@@ -102,6 +106,7 @@ def run_local(
     if transport == "inproc":
         return _run_threads(fn, options, timeout)
     if transport == "zmq":
+        check_spawnable(fn)
         return _run_processes(fn, options, timeout)
     raise ValueError(f"transport must be 'zmq' or 'inproc', got {transport!r}")
 
@@ -161,6 +166,30 @@ def _root_cause(failures: list[tuple[float, int, Any, str]]) -> tuple[float, int
 
 
 # -- processes ---------------------------------------------------------------------------------------------
+def check_spawnable(fn: Callable[..., Any]) -> None:
+    """ValueError, in one line, unless a spawned process can find ``fn`` by name: a function defined at module
+    level of an importable module (or a ``functools.partial`` of one with picklable arguments).  Checked before
+    any process starts: otherwise every child fails to unpickle it and the run dies of a start-up timeout."""
+    target = fn
+    while isinstance(target, functools.partial):
+        target = target.func
+    name = getattr(target, "__qualname__", None) or type(target).__name__
+    module = getattr(target, "__module__", None)
+    problem = ""
+    if "<lambda>" in name or "<locals>" in name:
+        problem = name
+    elif module == "__main__" and not hasattr(sys.modules.get("__main__"), "__file__"):
+        problem = f"{name}, defined in an interactive session, which a new process cannot import"
+    else:
+        try:
+            pickle.dumps(fn)
+        except (pickle.PicklingError, AttributeError, TypeError) as error:
+            problem = f"{name}, which cannot be pickled: {error}"
+    if problem:
+        raise ValueError(f"run_local(transport='zmq') needs a function defined at module level (got {problem}); "
+                         "define it at module level or use transport='inproc'")
+
+
 def _child_main(
     rank: int,
     options: SessionOptions,
@@ -173,6 +202,7 @@ def _child_main(
     """Entry point of one spawned party (``fn`` set) or of the dealer (``fn`` None, rank n)."""
     n = options.n_parties
     transport = None
+    _ignore_interrupts()
     try:
         public, secret = keys[rank]
         transport = ZmqTransport(
@@ -206,6 +236,14 @@ def _child_main(
         raise SystemExit(1) from None
 
 
+def _ignore_interrupts() -> None:
+    """In a child: ignore SIGINT (dropping one that arrived while it started), then unblock it; the parent
+    stops us when the user interrupts the run (see ``_start_ignoring_interrupts``)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def _run_processes(fn: Callable[[Session], Any], options: SessionOptions, timeout: float | None) -> list[Any]:
     n = options.n_parties
     context = multiprocessing.get_context("spawn")
@@ -224,16 +262,18 @@ def _run_processes(fn: Callable[[Session], Any], options: SessionOptions, timeou
     ]
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
-        for process in processes:
-            process.start()
-        addresses = {}
-        for node, (parent_end, _) in enumerate(pipes):
-            if not parent_end.poll(options.connect_timeout):
-                raise PartyError(node if node < n else -1, "TimeoutError", "did not start in time")
-            addresses[node] = parent_end.recv()
+        _start_ignoring_interrupts(processes)
+        addresses = {node: _await_endpoint(node if node < n else -1, pipes[node][0], processes[node],
+                                           options.connect_timeout)
+                     for node in range(options.n_nodes)}
         for parent_end, _ in pipes:
             parent_end.send(addresses)
         return _collect(results, processes, n, options.n_nodes, deadline)
+    except (KeyboardInterrupt, PartyError):
+        # Interrupted: they ignore SIGINT, so stopping them is ours to do.  Failed: the others had their grace
+        # period in _collect, or wait for addresses that will never come.  Either way, at once.
+        _stop(processes)
+        raise
     finally:
         _reap(processes)
         results.close()
@@ -241,6 +281,35 @@ def _run_processes(fn: Callable[[Session], Any], options: SessionOptions, timeou
         for parent_end, child_end in pipes:
             parent_end.close()
             child_end.close()
+
+
+def _await_endpoint(rank: int, parent_end: Any, process: Any, timeout: float) -> str:
+    """The address a child bound, once it reports it; PartyError as soon as the child dies first, or after
+    ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not parent_end.poll(min(0.5, max(0.0, deadline - time.monotonic()))):
+        if process.exitcode is not None:
+            raise PartyError(rank, "ProcessDied", f"exited with status {process.exitcode} while starting")
+        if time.monotonic() >= deadline:
+            raise PartyError(rank, "TimeoutError", f"did not start within {timeout:g} s")
+    return str(parent_end.recv())
+
+
+def _start_ignoring_interrupts(processes: list[Any]) -> None:
+    """Start the children with SIGINT blocked (a child inherits its parent thread's signal mask across fork and
+    exec), so that a Ctrl-C in the terminal, which reaches the whole process group, interrupts only this process:
+    it stops them (``_stop``), and no child prints a traceback, not even one still importing its modules.  A
+    Ctrl-C that reaches us meanwhile waits, blocked, and is raised here once they are started."""
+    if not hasattr(signal, "pthread_sigmask"):  # not POSIX: the children start as they are
+        for process in processes:
+            process.start()
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        for process in processes:
+            process.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _collect(results: Any, processes: list[Any], n: int, nodes: int, deadline: float | None) -> list[Any]:
@@ -330,6 +399,13 @@ def _restore(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return type(value)(_restore(item) for item in value)
     return value
+
+
+def _stop(processes: list[Any]) -> None:
+    """Terminate every child still running, now (the run was interrupted); ``_reap`` then collects them."""
+    for process in processes:
+        if process.pid is not None and process.is_alive():
+            process.terminate()
 
 
 def _reap(processes: list[Any]) -> None:

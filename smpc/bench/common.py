@@ -74,10 +74,40 @@ def measure(session: smpc.Session, op: Callable[[], Any], repeats: int, warmup: 
     return Measurement(seconds, stats.bytes_sent, stats.rounds, stats.messages, stats.dealer_bytes_received)
 
 
-def print_table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> None:
-    """Print rows as a fixed-width table; ``columns`` are (key, heading, format)."""
+#: Widest line a table prints: a 160-column terminal shows it unwrapped.
+TABLE_WIDTH = 160
+
+
+def print_table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]], *, keep: int = 0) -> None:
+    """Print rows as a fixed-width table; ``columns`` are (key, heading, format).  A table wider than
+    ``TABLE_WIDTH`` is printed as several, one under the other, each repeating the first ``keep`` columns."""
+    print("\n".join(table_lines(rows, columns, keep=keep)))
+
+
+def table_lines(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]], *, keep: int = 0,
+                width: int = TABLE_WIDTH) -> list[str]:
+    """The lines ``print_table`` prints (see there); blocks of a split table are separated by an empty line."""
     cells = [[format(row[key], fmt) if row.get(key) is not None else "-" for key, _, fmt in columns] for row in rows]
     widths = [max(len(heading), *(len(c[i]) for c in cells)) for i, (_, heading, _) in enumerate(columns)]
-    print("  ".join(heading.rjust(w) for (_, heading, _), w in zip(columns, widths)))
-    for row in cells:
-        print("  ".join(cell.rjust(w) for cell, w in zip(row, widths)))
+    lines: list[str] = []
+    for block in _column_blocks(widths, keep, width):
+        if lines:
+            lines.append("")
+        lines.append("  ".join(columns[i][1].rjust(widths[i]) for i in block))
+        lines.extend("  ".join(row[i].rjust(widths[i]) for i in block) for row in cells)
+    return lines
+
+
+def _column_blocks(widths: list[int], keep: int, width: int) -> list[list[int]]:
+    """Column indices per printed block: the first ``keep`` in each, then as many others as fit ``width``
+    (always at least one, so a single column wider than ``width`` still prints)."""
+    kept = list(range(min(keep, len(widths))))
+    blocks: list[list[int]] = []
+    block = list(kept)
+    for index in range(len(kept), len(widths)):
+        if len(block) > len(kept) and sum(widths[i] + 2 for i in block) + widths[index] > width:
+            blocks.append(block)
+            block = list(kept)
+        block.append(index)
+    blocks.append(block)
+    return blocks

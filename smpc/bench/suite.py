@@ -24,6 +24,7 @@ import json
 import platform
 import statistics
 import sys
+import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -330,7 +331,7 @@ def print_report(report: dict[str, Any]) -> None:
                  iqr_ms=r["iqr_s"] * 1e3, plain_ms=r["plain_s"] * 1e3, lan_ms=r["lan_s"] * 1e3,
                  wan_ms=r["wan_s"] * 1e3) for r in report["rows"]]
     settings = report["settings"]
-    print(f"ZeroMQ + CurveZMQ on 127.0.0.1, one torch thread per party, shares on {settings['device']} (plain "
+    _say(f"ZeroMQ + CurveZMQ on 127.0.0.1, one torch thread per party, shares on {settings['device']} (plain "
           f"torch on the cpu), {settings['repeats']} runs per op; "
           f"bytes: largest over parties, frame headers included; theory: payload of the openings made; offline: the "
           f"dealer's ahead-of-time phase (time, bytes to the last party), not in the online median; TOTAL: online "
@@ -343,21 +344,28 @@ def print_report(report: dict[str, Any]) -> None:
         ("theory_rounds", "theory", "d"), ("dealer_bytes", "dealer bytes", "d"),
         ("plain_ms", "plain ms", ".3f"),
         ("ratio", "x plain", ".0f"), ("lan_ms", "LAN ms", ".1f"), ("wan_ms", "WAN ms", ".0f"),
-    ])
+    ], keep=4)
     print("(side by side with CrypTen, measured in the same invocation: smpc bench --versus crypten)")
-    print(f"\nper-round overhead: one-element opening (reveal) through the public API, "
+    print()
+    _say(f"per-round overhead: one-element opening (reveal) through the public API, "
           f"{versus.OPENINGS_PER_RUN} back to back per run, median of the slowest party's runs; the floor under "
           f"it, an 8-byte CurveZMQ ping-pong in one process: {report['settings']['curve_round_trip_us']:.0f} us")
     print_table([dict(r, median_us=r["median_s"] * 1e6) for r in report["opening"]],
                 [("parties", "n", "d"), ("protocol", "protocol", "s"), ("median_us", "us per opening", ".0f")])
     profiled = [r for r in report["rows"] if r.get("profile")]
     if profiled:
-        print("\nprofile (party 0, seconds per run): local compute, PRG, serialization, encryption (estimated from "
+        print()
+        _say("profile (party 0, seconds per run): local compute, PRG, serialization, encryption (estimated from "
               "bytes moved and the measured CurveZMQ throughput), waiting for peers")
         print_table([dict(r, **r["profile"]) for r in profiled], [
             ("parties", "n", "d"), ("op", "op", "s"), ("size", "size", "s"), ("local_compute_s", "compute", ".4f"),
             ("prg_s", "PRG", ".4f"), ("serialization_s", "serialize", ".4f"), ("encryption_s", "encrypt", ".4f"),
-            ("waiting_s", "waiting", ".4f")])
+            ("waiting_s", "waiting", ".4f")], keep=3)
+
+
+def _say(text: str) -> None:
+    """Print a note wrapped to fit the terminal beside the tables."""
+    print(textwrap.fill(text, width=120, break_on_hyphens=False))
 
 
 def write_outputs(report: dict[str, Any], out: Path) -> list[Path]:
@@ -373,7 +381,9 @@ def write_outputs(report: dict[str, Any], out: Path) -> list[Path]:
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     parser = parser or argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes; under a minute on a 2-core machine")
+    parser.add_argument("--quick", action="store_true",
+                        help="small sizes: about a minute and a half on a busy 2-core machine (the run prints the "
+                             "time it took at the end)")
     parser.add_argument("--out", type=Path, default=Path("bench-results"),
                         help="folder for bench.json and bench.png (default: bench-results)")
     parser.add_argument("--parties", type=int, nargs="+", default=[2, 3], choices=range(2, 9), metavar="N",

@@ -6,12 +6,15 @@ import functools
 import multiprocessing
 import os
 import socket
+import sys
 import time
+import types
 
 import pytest
 import torch
 
 import smpc
+from smpc.runner import check_spawnable
 from tests.support.harness import run_parties
 
 X = torch.tensor([[1.5, -2.25, 3.0], [0.5, 4.0, -1.0]], dtype=torch.float64)
@@ -116,3 +119,62 @@ def test_run_local_refuses_bad_arguments() -> None:
         smpc.run_local(_arithmetic, parties=3, transport="carrier-pigeon")
     with pytest.raises(ValueError, match="int_bits"):
         smpc.run_local(_arithmetic, parties=3, int_bits=40)
+
+
+def _nested_program() -> object:
+    def inner(session: smpc.Session) -> int:
+        return session.rank
+
+    return inner
+
+
+@pytest.mark.parametrize(("fn", "got"), [
+    (lambda session: session.rank, "<lambda>"),
+    (_nested_program(), "_nested_program.<locals>.inner"),
+    (functools.partial(_fail_on, lambda: None), "_fail_on, which cannot be pickled: "),
+])
+def test_run_local_over_zmq_refuses_a_function_a_process_cannot_import(fn: object, got: str) -> None:
+    """One line, before any process starts, instead of child tracebacks and a start-up timeout."""
+    before = multiprocessing.active_children()
+    with pytest.raises(ValueError) as caught:
+        smpc.run_local(fn, parties=3, transport="zmq")
+    message = str(caught.value)
+    assert message.startswith(f"run_local(transport='zmq') needs a function defined at module level (got {got}")
+    assert message.endswith("; define it at module level or use transport='inproc'") and "\n" not in message
+    assert multiprocessing.active_children() == before
+
+
+def test_a_function_of_an_interactive_session_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A function typed at the prompt (or in a notebook) lives in a __main__ that has no file to import."""
+    def typed_at_the_prompt(session: smpc.Session) -> int:
+        return session.rank
+
+    typed_at_the_prompt.__module__, typed_at_the_prompt.__qualname__ = "__main__", "typed_at_the_prompt"
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
+    with pytest.raises(ValueError, match=r"\(got typed_at_the_prompt, defined in an interactive session, which a new "
+                                         r"process cannot import\); define it at module level or use "
+                                         r"transport='inproc'"):
+        smpc.run_local(typed_at_the_prompt, parties=3, transport="zmq")
+
+
+def test_a_module_level_function_and_a_partial_of_one_pass_the_check() -> None:
+    check_spawnable(_arithmetic)
+    check_spawnable(functools.partial(_fail_on, 1))
+
+
+def _refuse_to_load() -> None:
+    raise RuntimeError("this argument cannot be loaded in another process")
+
+
+class _Unloadable:
+    """Pickles fine here; loading it in the child raises."""
+
+    def __reduce__(self) -> tuple:
+        return (_refuse_to_load, ())
+
+
+@pytest.mark.processes
+def test_a_party_that_dies_while_starting_is_reported_at_once() -> None:
+    """Not after the start-up timeout: the parent notices the child's exit while it waits for its address."""
+    with pytest.raises(smpc.PartyError, match=r"party 0 failed: ProcessDied: exited with status 1 while starting"):
+        smpc.run_local(functools.partial(_fail_on, _Unloadable()), parties=2, transport="zmq")
