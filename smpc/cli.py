@@ -33,6 +33,7 @@ from smpc.loan.commands import (
 from smpc.loan.config import ConfigError
 from smpc.loan.demo import demo_program, plain_reference
 from smpc.loan.schema import DataError
+from smpc.loan.schema_flags import TaggedAppend
 from smpc.runner import PartyError, run_dealer, run_local
 from smpc.session import Session
 
@@ -120,6 +121,12 @@ def _parser() -> argparse.ArgumentParser:
     schema.add_argument("--label", default="creditability")
     schema.add_argument("--positive", help="label value counted as positive")
     schema.add_argument("--out", required=True, help="schema JSON file to write")
+    schema.add_argument("--scale", action=TaggedAppend, const="scale", dest="overrides", metavar="COLUMN=VALUE",
+                        help="declare COLUMN numeric with this public scale (a power of two); repeatable")
+    schema.add_argument("--categories", action=TaggedAppend, const="categories", dest="overrides",
+                        metavar="COLUMN=a,b,c", help="declare COLUMN categorical with exactly these categories, in "
+                        "this order (\\, for a comma in one); repeatable.  Without --data the schema is these "
+                        "flags alone, in their order (give --positive); with --data they replace inferred entries")
     schema.set_defaults(handler=cmd_schema)
 
     bench = commands.add_parser("bench", help="the benchmark suite: time, bytes and rounds per op for 2 and 3 "
