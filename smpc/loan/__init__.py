@@ -1,12 +1,13 @@
 """The loan job: banks train a model together on their joint rows; nobody sees another bank's rows or the
 model's weights.  ``smpc train`` runs it on one machine, ``smpc party --data`` across hosts.
 
-Modules, one job each: ``config`` (TrainConfig), ``schema`` (the public schema and the CSV reader), ``data``
-(what each party holds, the split, the model owner's architecture, the batch order), ``job`` (train_party, what
-every party runs), ``secure`` (training on shares), ``dp_training`` (DP-SGD on shares), ``fedavg_job``
-(federated averaging), ``resume`` and ``checkpoint`` (checkpoints), ``model_files`` (share files and
-reveal-model), ``audit`` (the audit log), ``plain`` (the plain reference), ``metrics``, ``results``,
-``progress``, ``demo`` (the loan-book demo) and ``commands`` (the CLI commands).
+Modules, one job each: ``config`` (TrainConfig), ``schema`` (the public schema and the CSV reader),
+``joint_schema`` (the schema the parties agree from their rows), ``schema_flags`` (``smpc schema``'s
+overrides), ``data`` (what each party holds, the split, the model owner's architecture, the batch order),
+``job`` (train_party, what every party runs), ``secure`` (training on shares), ``dp_training`` (DP-SGD on
+shares), ``fedavg_job`` (federated averaging), ``resume`` and ``checkpoint`` (checkpoints), ``model_files``
+(share files and reveal-model), ``audit`` (the audit log), ``plain`` (the plain reference), ``metrics``,
+``results``, ``progress``, ``demo`` (the loan-book demo) and ``commands`` (the CLI commands).
 """
 
 from smpc.loan.config import ConfigError, TrainConfig

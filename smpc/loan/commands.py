@@ -35,7 +35,8 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, own_file: bool) -> N
     parser.add_argument("--label", default="creditability", help="label column (default creditability)")
     parser.add_argument("--positive", help="label value counted as positive (default: 'bad' for the embedded "
                                            "data, else needed unless the label has exactly two values)")
-    parser.add_argument("--schema", help="public schema JSON (smpc schema); default: inferred from the data")
+    parser.add_argument("--schema", help="public schema JSON (smpc schema); default: agreed by the "
+                        "parties from all their rows at start-up (only scales and categories revealed)")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--lr", type=float, default=0.1)
     parser.add_argument("--batch-size", type=int, default=32)

@@ -46,6 +46,19 @@ def audit_records(folder: Path, rank: int) -> list[dict]:
     return [json.loads(line) for line in (folder / f"audit-party{rank}.jsonl").read_text().splitlines()]
 
 
+def schema_phase(records: list[dict], numeric_columns: int = 7) -> list[dict]:
+    """The records the joint schema's agreement left at the head of an audit log (a run without --schema),
+    checked: the other parties' public summaries (UTF-8 JSON), the masked openings of the comparisons that
+    take the maximum exponents, and one reveal of ``numeric_columns`` exponents, which ends the phase.  The
+    caller checks the rest as before."""
+    end = next(index for index, record in enumerate(records) if record["op"] == "reveal") + 1
+    phase = records[:end]
+    assert [r["dtype"] for r in phase if r["op"] == "schema summary"] == ["uint8", "uint8"], phase
+    assert phase[-1]["count"] == numeric_columns and phase[-1]["dtype"] == "int64", phase[-1]
+    assert {r["op"] for r in phase[:-1]} <= {"schema summary", "compare", "and", "bit conversion", "mul"}, phase
+    return phase
+
+
 def audited_words(record: dict) -> np.ndarray:
     """The int64 ring words an audit record of dtype int64 holds."""
     return np.frombuffer(base64.b64decode(record["values"]), dtype=np.int64)
