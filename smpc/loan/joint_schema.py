@@ -43,7 +43,8 @@ class Summary:
     """One party's summary of its rows: ``public`` is sent to the other parties, ``exponents`` never is."""
 
     public: dict[str, Any]  # {"columns": [...], "kinds": {column: kind}, "categories": {column: [...]},
-    #                          "labels": [...]}; kinds "numeric" or "categorical", the label column left out
+    #                          "label": column, "labels": [...]}; kinds "numeric" or "categorical", the label
+    #                          column left out
     exponents: dict[str, int | None]  # numeric column -> magnitude_exponent of this party's values
 
 
@@ -62,7 +63,7 @@ def summarise(table: Table, label: str) -> Summary:
             exponents[name] = magnitude_exponent(values)
         else:
             categories[name] = sorted(set(values))
-    public = {"columns": list(table.header), "kinds": kinds, "categories": categories,
+    public = {"columns": list(table.header), "kinds": kinds, "categories": categories, "label": label,
               "labels": sorted({row[label] for row in table.rows})}
     return Summary(public, exponents)
 
@@ -91,9 +92,15 @@ def agree_joint_schema(session: Session, table: Table, label: str, positive: str
 
 
 def agreed_columns(summaries: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
-    """(column, kind) in party 0's order, once every party has the same columns (any order) of the same kinds;
-    otherwise DataError naming the first column that differs and which parties have what."""
+    """(column, kind) in party 0's order, once every party has the same label and the same columns (in any
+    order) of the same kinds; otherwise DataError naming the first column that differs and which parties have
+    what."""
     everyone = range(len(summaries))
+    labels = [theirs["label"] for theirs in summaries]
+    if len(set(labels)) > 1:
+        shown = " but ".join(f"{label!r} at {_parties([r for r in everyone if labels[r] == label])}"
+                             for label in dict.fromkeys(labels))
+        raise DataError(f"the label column is {shown}; give every party the same --label")
     seen = list(dict.fromkeys(name for theirs in summaries for name in theirs["columns"]))
     for name in seen:
         holders = [rank for rank in everyone if name in summaries[rank]["columns"]]
@@ -165,7 +172,7 @@ def _parse_summary(data: bytes, rank: int) -> dict[str, Any]:
     try:
         summary = json.loads(data.decode("utf-8"))
         columns, kinds, categories = summary["columns"], summary["kinds"], summary["categories"]
-        valid = (all(isinstance(name, str) for name in columns + summary["labels"])
+        valid = (all(isinstance(name, str) for name in [*columns, *summary["labels"], summary["label"]])
                  and all(kind in ("numeric", "categorical") for kind in kinds.values())
                  and set(categories) == {name for name, kind in kinds.items() if kind == "categorical"}
                  and all(isinstance(c, str) for values in categories.values() for c in values)

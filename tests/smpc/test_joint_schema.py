@@ -128,6 +128,23 @@ def test_different_columns_are_refused_naming_the_column(tmp_path: Path) -> None
                         "file needs the same columns"] * 3
 
 
+def _agree_with_label(session: smpc.Session, files: list[Path]) -> str:
+    label = "age_in_years" if session.rank == 2 else LABEL
+    try:
+        agree_joint_schema(session, load_table(files[session.rank]), label, None)
+    except DataError as error:
+        return str(error)
+    return "agreed"
+
+
+def test_different_labels_are_refused(tmp_path: Path) -> None:
+    files = _banks(tmp_path)
+    messages = run_parties(functools.partial(_agree_with_label, files=files), 3)
+    assert messages[0] == ("the label column is 'creditability' at parties 0 and 1 but 'age_in_years' at party 2; "
+                           "give every party the same --label")
+    assert messages == [messages[0]] * 3
+
+
 @pytest.mark.parametrize("parties", FAMILIES, ids=repr)
 def test_different_types_are_refused_naming_the_column(tmp_path: Path, parties: Parties) -> None:
     files = _banks(tmp_path)
