@@ -1,15 +1,17 @@
 """The joint schema: every bank agrees the public schema from its own rows at start-up, with no schema file.
 
-Each party summarises its rows (``summarise``): the column names, each column's type, each categorical
-column's categories, the label's values, and each numeric column's magnitude exponent e = ceil(log2 max|value|).
-The names, types, categories and label values are exchanged in the clear (``exchange_public``); the exponents
-stay secret: they are shared, their elementwise maximum over the parties is taken under MPC and only that
-maximum is revealed (``joint_exponents``).  The maximum over the banks of ceil(log2 max_b) is ceil(log2) of the
-joint maximum, so the result equals ``Schema.infer`` on all banks' rows put together.
+Each party summarises its rows (``summarise``): the column names, each column's type, the label column, each
+categorical column's categories, the label's values, and each numeric column's magnitude exponent
+e = ceil(log2 max|value|).  The names, types and the label column are exchanged in the clear
+(``exchange_public``).  The categories and label values go into ``secret_union``, which opens their union and
+not who holds what.  The exponents are shared, their elementwise maximum over the parties is taken under MPC
+and only that maximum is opened (``joint_exponents``).  The maximum over the banks of ceil(log2 max_b) is
+ceil(log2) of the joint maximum, so the result equals ``Schema.infer`` on all banks' rows put together.
 
-What every party learns: every other party's column names, column types, categorical category sets and label
-values (its own sets, not only their union), and each numeric column's joint power-of-two scale.  It learns
-nothing of any other party's magnitudes beyond that scale (the comparisons open only masked values).
+What every party learns: every other party's column names (and their order in its file), column types and
+label column; the union of each categorical column's categories and of the label values, and the longest
+category's length in bytes; each numeric column's joint power-of-two scale (or that all its values are 0).
+Nothing of which bank holds which category, nor of any bank's own magnitudes: every other opening is masked.
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ from smpc.loan.schema import (
     positive_label,
     scale_of,
 )
+from smpc.loan.secret_union import joint_maximum, secret_union
 from smpc.session import Session
-from smpc.tensor import stack
 
 #: Stands for "every value is 0" among the exponents: below ceil(log2 x) of any positive double (>= -1074).
 NO_MAGNITUDE = -1075
@@ -40,12 +42,13 @@ NO_MAGNITUDE = -1075
 
 @dataclass(frozen=True)
 class Summary:
-    """One party's summary of its rows: ``public`` is sent to the other parties, ``exponents`` never is."""
+    """One party's summary of its rows: ``public`` is sent to the other parties, the rest never is."""
 
-    public: dict[str, Any]  # {"columns": [...], "kinds": {column: kind}, "categories": {column: [...]},
-    #                          "label": column, "labels": [...]}; kinds "numeric" or "categorical", the label
-    #                          column left out
+    public: dict[str, Any]  # {"columns": [...], "kinds": {column: kind}, "label": column}; kinds "numeric" or
+    #                          "categorical", the label column left out
     exponents: dict[str, int | None]  # numeric column -> magnitude_exponent of this party's values
+    categories: dict[str, list[str]]  # categorical column -> this party's categories, sorted
+    labels: list[str]  # this party's label values, sorted
 
 
 def summarise(table: Table, label: str) -> Summary:
@@ -63,32 +66,34 @@ def summarise(table: Table, label: str) -> Summary:
             exponents[name] = magnitude_exponent(values)
         else:
             categories[name] = sorted(set(values))
-    public = {"columns": list(table.header), "kinds": kinds, "categories": categories, "label": label,
-              "labels": sorted({row[label] for row in table.rows})}
-    return Summary(public, exponents)
+    public = {"columns": list(table.header), "kinds": kinds, "label": label}
+    return Summary(public, exponents, categories, sorted({row[label] for row in table.rows}))
 
 
 def agree_joint_schema(session: Session, table: Table, label: str, positive: str | None) -> Schema:
     """The public schema of all parties' rows together, agreed by every party from its own ``table``.
 
-    Steps: 1. summarise this party's rows (``summarise``); 2. send the public summary to every other party and
-    receive theirs (``exchange_public``); 3. refuse unless all parties have the same columns of the same types
-    (DataError naming the column and the parties); 4. the label's positive value from the union of the label
-    values (``--positive``, else the larger of exactly two); 5. the numeric scales: 2 to the power of the
-    maximum exponent over the parties, under MPC (``joint_exponents``); 6. each categorical column's
-    categories: the sorted union of the parties' sets.  Columns follow party 0's file order.
-    Rounds: 1 (step 2) + those of ``joint_exponents``.  Bytes: each party sends its JSON summary (about the
-    size of its category names) to each other party.  Error: none (equal to ``Schema.infer`` on all rows).
+    Steps: 1. summarise this party's rows (``summarise``); 2. send the public summary (column names, types,
+    label column) to every other party and receive theirs (``exchange_public``); 3. refuse unless all parties
+    have the same label and the same columns of the same types (DataError naming the column and the parties);
+    4. the union of each categorical column's categories and of the label values (``secret_union``: opens the
+    union, not who holds what), sorted; 5. the label's positive value from that union (``--positive``, else the
+    larger of exactly two); 6. the numeric scales: 2 to the power of the maximum exponent over the parties,
+    under MPC (``joint_exponents``).  Columns follow party 0's file order.
+    Rounds: 1 (step 2) + those of ``secret_union`` and ``joint_exponents``.  Bytes: each party sends its JSON
+    summary (its column names) to each other party, plus those of the two MPC steps.  Error: none (the result
+    equals ``Schema.infer`` on all rows).
     """
     summary = summarise(table, label)
-    summaries = exchange_public(session, summary.public, "schema summary")
-    columns = agreed_columns(summaries)
-    positive = positive_label(label, (value for theirs in summaries for value in theirs["labels"]), positive)
+    columns = agreed_columns(exchange_public(session, summary.public, "schema summary"))
+    categorical = [name for name, kind in columns if kind == "categorical"]
+    union = secret_union(session, [summary.categories[name] for name in categorical] + [summary.labels],
+                         [*categorical, label])
+    positive = positive_label(label, union[-1], positive)
     numeric = [name for name, kind in columns if kind == "numeric"]
     exponents = joint_exponents(session, [summary.exponents[name] for name in numeric])
-    categorical = [(name, sorted({c for theirs in summaries for c in theirs["categories"][name]}))
-                   for name, kind in columns if kind == "categorical"]
-    return Schema.build(label, positive, [(name, scale_of(e)) for name, e in zip(numeric, exponents)], categorical)
+    return Schema.build(label, positive, [(name, scale_of(e)) for name, e in zip(numeric, exponents)],
+                        list(zip(categorical, union[:-1])))
 
 
 def agreed_columns(summaries: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
@@ -126,24 +131,16 @@ def _parties(ranks: Sequence[int]) -> str:
 
 
 def joint_exponents(session: Session, exponents: Sequence[int | None]) -> list[int | None]:
-    """The elementwise maximum over the parties of their exponent vectors (``None``: every value 0), revealed to
+    """The elementwise maximum over the parties of their exponent vectors (``None``: every value 0), opened to
     every party; nothing else about any party's exponents is opened.
 
-    Steps: 1. each party shares its vector, exponent e (NO_MAGNITUDE for None) as the ring integer e, i.e. the
-    fixed-point value e * 2^-frac_bits (exact, and inside the fixed-point range for any frac_bits >= 11, or
-    int_bits >= 7); 2. the maximum over the parties' axis (``SharedTensor.max``: a tournament of secure
-    comparisons, exact); 3. reveal the maximum and read each ring integer back.
+    Steps: 1. each party's vector, None as NO_MAGNITUDE (|e| <= 1075 < 2^16: ring words, see
+    ``secret_union``); 2. their elementwise maximum under MPC, opened (``joint_maximum``: exact).
     Rounds: n shares + 9 ceil(log2 n) (the tournament) + 1 (reveal).  Bytes: those of n shares of k words, of
     the tournament on n x k words (``protocols.additive.compare.maximum``) and of one reveal of k words.
     Error: none.
     """
-    if not exponents:
-        return []
-    unit = 2.0 ** -session.encoding.frac_bits
-    mine = torch.tensor([NO_MAGNITUDE if e is None else e for e in exponents], dtype=torch.float64) * unit
-    shared = stack([session.share(mine if session.rank == owner else None, owner=owner)
-                    for owner in range(session.world_size)])
-    opened = torch.round(shared.max(dim=0).reveal() / unit).to(torch.int64).tolist()
+    opened = joint_maximum(session, [NO_MAGNITUDE if e is None else e for e in exponents])
     return [None if value == NO_MAGNITUDE else int(value) for value in opened]
 
 
@@ -171,11 +168,9 @@ def _parse_summary(data: bytes, rank: int) -> dict[str, Any]:
     """A peer's summary, checked for shape: DataError if it is not one (another version of smpc, say)."""
     try:
         summary = json.loads(data.decode("utf-8"))
-        columns, kinds, categories = summary["columns"], summary["kinds"], summary["categories"]
-        valid = (all(isinstance(name, str) for name in [*columns, *summary["labels"], summary["label"]])
+        columns, kinds = summary["columns"], summary["kinds"]
+        valid = (all(isinstance(name, str) for name in [*columns, summary["label"]])
                  and all(kind in ("numeric", "categorical") for kind in kinds.values())
-                 and set(categories) == {name for name, kind in kinds.items() if kind == "categorical"}
-                 and all(isinstance(c, str) for values in categories.values() for c in values)
                  and set(kinds) <= set(columns))
     except (ValueError, KeyError, TypeError, AttributeError):
         valid = False

@@ -14,12 +14,14 @@ import pytest
 import torch
 
 import smpc
+import smpc.loan.secret_union as secret_union_module
 from protocols.observe import Observer
 from smpc.cli import main
 from smpc.loan.config import TrainConfig
 from smpc.loan.data import load_all, party_data
 from smpc.loan.joint_schema import agree_joint_schema, summarise
 from smpc.loan.schema import DataError, Schema, Table, embedded_schema, load_table
+from smpc.loan.secret_union import _buckets, _text, secret_union
 from tests.support.cli import finish, make_roster, start_smpc
 from tests.support.harness import REPLICATED, Parties, run_parties
 from tests.support.loan import embedded_rows, write_csv
@@ -92,21 +94,28 @@ def _agree_watched(session: smpc.Session, files: list[Path]) -> tuple[dict, list
 
 
 @pytest.mark.parametrize("parties", FAMILIES, ids=repr)
-def test_only_the_power_of_two_of_the_joint_maximum_is_opened(tmp_path: Path, parties: Parties) -> None:
-    """Each party's view: the others' public summaries, masked comparison openings, and one reveal holding
-    exactly the joint exponents (the ring integer e of each numeric column's scale 2^e)."""
+def test_only_the_union_and_the_powers_of_two_are_opened(tmp_path: Path, parties: Parties) -> None:
+    """Each party's view: the others' public summaries (names and types, no category), masked openings, and
+    five reveals, each a function of the union alone: the longest category's length, the union's buckets, the
+    union's strings, no collision, and the joint exponents (the ring integer e of each scale 2^e)."""
     files = _banks(tmp_path)
     outcomes = run_parties(functools.partial(_agree_watched, files=files), parties)
     expected = _concatenated(files)
+    sets = [list(categories) for _, categories in expected.categorical] + [["bad", "good"]]
     joint = [int(np.log2(scale)) for _, scale in expected.numeric]
     private = {e for exponents, _ in outcomes for e in exponents.values()}
-    for rank, (_, views) in enumerate(outcomes):
+    for _, views in outcomes:
         reveals = [value for op, value in views if op == "reveal"]
-        assert len(reveals) == 1 and reveals[0].tolist() == joint, rank
+        longest, occupied, strings, collided, exponents = reveals
+        assert longest.tolist() == [max(len(text.encode()) for column in sets for text in column)]
+        assert torch.equal(occupied, _buckets(sets, range(len(sets)), 0)[0].to(torch.int64))
+        assert sorted(_text(row) for row in strings.tolist()) == sorted(text for column in sets for text in column)
+        assert collided.tolist() == [0] * len(sets) and exponents.tolist() == joint
         summaries = [value for op, value in views if op == "schema summary"]
         assert len(summaries) == 2 and all(value.dtype == torch.uint8 for value in summaries)
-        masked = [value for op, value in views if op not in ("reveal", "schema summary")]
+        assert not any(b"vacation" in bytes(value.tolist()) or b"radio" in bytes(value.tolist()) for value in summaries)
         assert {op for op, _ in views} <= {"reveal", "schema summary", "compare", "and", "bit conversion", "mul"}
+        masked = [value for op, value in views if op not in ("reveal", "schema summary")]
         words = {word for value in masked if value.dtype == torch.int64 for word in value.reshape(-1).tolist()}
         assert not words & private  # no bank's own exponent is ever opened (masked words are uniform in 2^64)
 
@@ -279,3 +288,38 @@ def test_three_hosts_agree_the_schema_without_a_file(tmp_path: Path) -> None:
     for rank in range(3):
         with np.load(tmp_path / "model" / f"party{rank}.npz", allow_pickle=False) as archive:
             assert Schema.from_dict(json.loads(str(archive["meta"]))["schema"]) == _concatenated(files)
+
+
+#: Each party's sets of two columns: 'x' is held by all, the others by one or two parties.
+SETS = [[["x", "a"], ["1"]], [["x", "ä-only", "a longer category, with a comma"], ["1", "2"]], [["x"], ["3"]]]
+
+
+def _union(session: smpc.Session) -> list[list[str]] | str:
+    try:
+        return secret_union(session, SETS[session.rank], ["first", "second"])
+    except DataError as error:
+        return str(error)
+
+
+@pytest.mark.parametrize("parties", FAMILIES, ids=repr)
+def test_colliding_buckets_are_tried_again(monkeypatch: pytest.MonkeyPatch, parties: Parties) -> None:
+    """With 2 buckets at first the union's strings collide (attempt 0 in both columns, attempt 1, with 8, in the
+    first: the salted hashes are fixed, so this is deterministic); the retries still find the exact union, and
+    a column with more strings than buckets at the last attempt is refused naming it (declare the schema)."""
+    tried: list[tuple[int, tuple[int, ...]]] = []
+    attempt = secret_union_module._attempt
+
+    def counted(session: smpc.Session, sets: list, columns: list[int], longest: int, salt: int) -> tuple:
+        tried.append((salt, tuple(columns)))
+        return attempt(session, sets, columns, longest, salt)
+
+    monkeypatch.setattr(secret_union_module, "_attempt", counted)
+    monkeypatch.setattr(secret_union_module, "BUCKETS", 2)
+    union = [["a", "a longer category, with a comma", "x", "ä-only"], ["1", "2", "3"]]
+    assert run_parties(_union, parties) == [union] * 3
+    assert sorted(set(tried)) == [(0, (0, 1)), (1, (0, 1)), (2, (0,))] and len(tried) == 9
+    monkeypatch.setattr(secret_union_module, "BUCKETS", 3)
+    monkeypatch.setattr(secret_union_module, "ATTEMPTS", 1)
+    assert run_parties(_union, parties) == ["column 'first' has too many categories to agree them without "
+                                            "revealing each bank's own; declare the schema instead (smpc schema "
+                                            "--categories, then --schema FILE)"] * 3

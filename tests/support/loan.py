@@ -48,14 +48,19 @@ def audit_records(folder: Path, rank: int) -> list[dict]:
 
 def schema_phase(records: list[dict], numeric_columns: int = 7) -> list[dict]:
     """The records the joint schema's agreement left at the head of an audit log (a run without --schema),
-    checked: the other parties' public summaries (UTF-8 JSON), the masked openings of the comparisons that
-    take the maximum exponents, and one reveal of ``numeric_columns`` exponents, which ends the phase.  The
-    caller checks the rest as before."""
-    end = next(index for index, record in enumerate(records) if record["op"] == "reveal") + 1
+    checked: the other parties' public summaries (UTF-8 JSON), masked openings, and the reveals of
+    ``secret_union`` (the longest category's length; per attempt the union's buckets, its strings and the
+    collision flags, until no column collides) and of ``joint_exponents`` (``numeric_columns`` exponents),
+    which ends the phase.  The caller checks the rest as before."""
+    reveals = [index for index, record in enumerate(records) if record["op"] == "reveal"]
+    position = 1  # reveals[0]: the longest length
+    while audited_words(records[reveals[position + 2]]).any():  # a column collided: another attempt
+        position += 3
+    end = reveals[position + 3] + 1
     phase = records[:end]
     assert [r["dtype"] for r in phase if r["op"] == "schema summary"] == ["uint8", "uint8"], phase
     assert phase[-1]["count"] == numeric_columns and phase[-1]["dtype"] == "int64", phase[-1]
-    assert {r["op"] for r in phase[:-1]} <= {"schema summary", "compare", "and", "bit conversion", "mul"}, phase
+    assert {r["op"] for r in phase[:-1]} <= {"schema summary", "reveal", "compare", "and", "bit conversion", "mul"}
     return phase
 
 
