@@ -126,7 +126,8 @@ def _parser() -> argparse.ArgumentParser:
     schema.add_argument("--categories", action=TaggedAppend, const="categories", dest="overrides",
                         metavar="COLUMN=a,b,c", help="declare COLUMN categorical with exactly these categories, in "
                         "this order (\\, for a comma in one); repeatable.  Without --data the schema is these "
-                        "flags alone, in their order (give --positive); with --data they replace inferred entries")
+                        "flags alone, in their order (give --positive); with --data they replace inferred entries "
+                        "(columns keep the data's order)")
     schema.set_defaults(handler=cmd_schema)
 
     bench = commands.add_parser("bench", help="the benchmark suite: time, bytes and rounds per op for 2 and 3 "

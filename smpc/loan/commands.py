@@ -18,8 +18,8 @@ from smpc.loan.model_files import combine_shares
 from smpc.loan.plain import train_plain
 from smpc.loan.progress import print_progress
 from smpc.loan.results import PartyResult, report
-from smpc.loan.schema import Schema, embedded_dataset, load_table
-from smpc.loan.schema_flags import apply_overrides
+from smpc.loan.schema import embedded_dataset, load_table
+from smpc.loan.schema_flags import parse_overrides, schema_from_flags, schema_with_overrides
 from smpc.privacy import Ledger, dataset_id
 from smpc.runner import run_local
 from smpc.session import Session
@@ -177,10 +177,10 @@ def cmd_schema(args: argparse.Namespace) -> int:
     if args.data or not overrides:
         table = load_table(args.data or embedded_dataset())
         positive = args.positive if args.positive is not None or args.data else "bad"
-        inferred = Schema.infer(table.header, table.rows, args.label, positive, table.place)
-        schema = apply_overrides(inferred, overrides, args.label, positive, table.header)
+        declared = parse_overrides(overrides, args.label, table.header)
+        schema = schema_with_overrides(table, declared, args.label, positive)
     else:
-        schema = apply_overrides(None, overrides, args.label, args.positive)
+        schema = schema_from_flags(parse_overrides(overrides, args.label), args.label, args.positive)
     schema.save(args.out)
     print(f"wrote {args.out}: {len(schema.numeric)} numeric and {len(schema.categorical)} categorical columns, "
           f"{schema.n_features} features, label {schema.label!r} positive {schema.positive!r}")

@@ -9,7 +9,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from smpc.loan.schema import DataError, Schema
+from smpc.loan.schema import DataError, Schema, Table, check_label, positive_label
 
 #: One override as the command line gives it: ("scale" or "categories", "COLUMN=VALUE").
 Override = tuple[str, str]
@@ -59,34 +59,56 @@ def parse_categories(text: str) -> tuple[str, tuple[str, ...]]:
     return column, categories
 
 
-def apply_overrides(base: Schema | None, overrides: Sequence[Override], label: str,
-                    positive: str | None, columns: Sequence[str] | None = None) -> Schema:
-    """``base`` (inferred from data; None for none) with each override replacing or adding its column.
+#: A declared column: ("numeric", its scale) or ("categorical", its categories).
+Declared = tuple[str, float | tuple[str, ...]]
 
-    Without ``base`` the schema is the overrides alone, in their order, and needs ``positive``.  With it, an
-    override keeps the column's place when the kind is unchanged and moves it to the end of its new kind
-    otherwise; ``columns`` (the data's) must hold every overridden column.
-    """
-    numeric = dict(base.numeric) if base is not None else {}
-    categorical = dict(base.categorical) if base is not None else {}
-    seen: set[str] = set()
+
+def parse_overrides(overrides: Sequence[Override], label: str,
+                    columns: Sequence[str] | None = None) -> dict[str, Declared]:
+    """The declared columns, in flag order; each must be a feature (not ``label``), given once, and one of
+    ``columns`` (the data's) when given."""
+    declared: dict[str, Declared] = {}
     for kind, text in overrides:
-        if kind == "scale":
-            column, scale = parse_scale(text)
-            _check_column(column, kind, label, seen, columns)
-            categorical.pop(column, None)
-            numeric[column] = scale
-        else:
-            column, categories = parse_categories(text)
-            _check_column(column, kind, label, seen, columns)
-            numeric.pop(column, None)
-            categorical[column] = categories
-        seen.add(column)
-    if base is not None:
-        return Schema.build(base.label, base.positive, list(numeric.items()), list(categorical.items()))
+        column, entry = parse_scale(text) if kind == "scale" else parse_categories(text)
+        _check_column(column, kind, label, set(declared), columns)
+        declared[column] = ("numeric" if kind == "scale" else "categorical", entry)
+    return declared
+
+
+def schema_from_flags(declared: dict[str, Declared], label: str, positive: str | None) -> Schema:
+    """A schema of the declared columns alone, in their order (no data: ``positive`` is needed)."""
     if positive is None:
         raise DataError("without --data, give the label's positive value: --positive VALUE")
-    return Schema.build(label, positive, list(numeric.items()), list(categorical.items()))
+    return _build(label, positive, list(declared), declared, None)
+
+
+def schema_with_overrides(table: Table, declared: dict[str, Declared], label: str, positive: str | None) -> Schema:
+    """The schema of ``table``'s columns, in its order: the declared entries as given (their values are not
+    inferred, so a column mixing numbers and text can be declared categorical), the others inferred."""
+    check_label(label, table.header)
+    order = [name for name in table.header if name != label]
+    if all(name in declared for name in order):
+        return _build(label, positive_label(label, (row[label] for row in table.rows), positive), order, declared,
+                      None)
+    inferred = Schema.infer([name for name in table.header if name not in declared], table.rows, label, positive,
+                            table.place)
+    return _build(label, inferred.positive, order, declared, inferred)
+
+
+def _build(label: str, positive: str, order: Sequence[str], declared: dict[str, Declared],
+           inferred: Schema | None) -> Schema:
+    scales = dict(inferred.numeric) if inferred is not None else {}
+    categories = dict(inferred.categorical) if inferred is not None else {}
+    numeric: list[tuple[str, float]] = []
+    categorical: list[tuple[str, tuple[str, ...]]] = []
+    for name in order:
+        kind, entry = declared.get(name) or (("numeric", scales[name]) if name in scales
+                                            else ("categorical", categories[name]))
+        if kind == "numeric" and isinstance(entry, float):
+            numeric.append((name, entry))
+        elif isinstance(entry, tuple):
+            categorical.append((name, entry))
+    return Schema.build(label, positive, numeric, categorical)
 
 
 def _check_column(column: str, kind: str, label: str, seen: set[str], columns: Sequence[str] | None) -> None:

@@ -230,17 +230,23 @@ def test_schema_written_from_flags_alone(tmp_path: Path, capsys: pytest.CaptureF
 
 
 def test_flags_replace_inferred_entries(tmp_path: Path) -> None:
-    files = _banks(tmp_path)
+    """With --data, the columns keep the data's order; a flag replaces the inferred entry (its values are not
+    inferred, so a column mixing numbers and text can be declared categorical, as its error suggests)."""
+    files = _banks(tmp_path, {0: (3, "purpose", "12")})
     out = tmp_path / "schema.json"
+    assert main(["schema", "--data", str(files[0]), "--out", str(out)]) == 2  # '12' among purposes
     assert main(["schema", "--data", str(files[0]), "--scale", "duration_in_month=256", "--categories",
-                 "purpose=car (new),vacation", "--scale", "purpose=4", "--out", str(out)]) == 2
+                 "purpose=car (new),12", "--scale", "purpose=4", "--out", str(out)]) == 2  # given twice
     assert main(["schema", "--data", str(files[0]), "--scale", "duration_in_month=256", "--categories",
-                 "purpose=car (new),vacation", "--categories", "age_in_years=young,old", "--out", str(out)]) == 0
-    written, inferred = Schema.load(out), _concatenated([files[0]])
-    assert [name for name, _ in written.numeric] == [name for name, _ in inferred.numeric if name != "age_in_years"]
+                 "purpose=car (new),12", "--categories", "age_in_years=young,old", "--out", str(out)]) == 0
+    written, header = Schema.load(out), load_table(files[0]).header
     assert dict(written.numeric)["duration_in_month"] == 256.0
-    assert dict(written.categorical)["purpose"] == ("car (new)", "vacation")
-    assert written.categorical[-1] == ("age_in_years", ("young", "old"))  # moved to the categorical columns
+    assert dict(written.categorical)["purpose"] == ("car (new)", "12")
+    assert dict(written.categorical)["age_in_years"] == ("young", "old")
+    for entries in (written.numeric, written.categorical):  # each kind in the data's column order
+        names = [name for name, _ in entries]
+        assert names == sorted(names, key=header.index)
+    assert {name for name, _ in written.numeric + written.categorical} == set(header) - {LABEL}
 
 
 @pytest.mark.parametrize(("flags", "message"), [
