@@ -36,6 +36,7 @@ from smpc.loan.demo import demo_program, plain_reference
 from smpc.loan.predict_commands import add_party_arguments, add_predict_arguments, cmd_party_predict, cmd_predict
 from smpc.loan.results import party_report
 from smpc.loan.schema import DataError
+from smpc.loan.schema_flags import TaggedAppend
 from smpc.runner import PartyError, run_dealer, run_local
 from smpc.session import Session
 
@@ -137,6 +138,13 @@ def _parser() -> argparse.ArgumentParser:
     schema.add_argument("--label", default="creditability", help="label column")
     schema.add_argument("--positive", help="label value counted as positive")
     schema.add_argument("--out", required=True, help="schema JSON file to write")
+    schema.add_argument("--scale", action=TaggedAppend, const="scale", dest="overrides", metavar="COLUMN=VALUE",
+                        help="declare COLUMN numeric with this public scale (a power of two); repeatable")
+    schema.add_argument("--categories", action=TaggedAppend, const="categories", dest="overrides",
+                        metavar="COLUMN=a,b,c", help="declare COLUMN categorical with exactly these categories, in "
+                        "this order (\\, for a comma in one); repeatable.  Without --data the schema is these "
+                        "flags alone, in their order (give --positive); with --data they replace inferred entries "
+                        "(columns keep the data's order)")
     schema.set_defaults(handler=cmd_schema)
 
     bench = commands.add_parser("bench", help="the benchmark suite: time, bytes and rounds per op for 2 and 3 "

@@ -17,7 +17,8 @@ from smpc.loan.plain import train_plain
 from smpc.loan.predict_commands import write_model
 from smpc.loan.progress import print_progress
 from smpc.loan.results import PartyResult, report
-from smpc.loan.schema import Schema, embedded_dataset, load_csv
+from smpc.loan.schema import embedded_dataset, load_table
+from smpc.loan.schema_flags import parse_overrides, schema_from_flags, schema_with_overrides
 from smpc.privacy import Ledger, dataset_id
 from smpc.runner import run_local
 from smpc.session import Session
@@ -33,7 +34,8 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, own_file: bool) -> N
     parser.add_argument("--label", default="creditability", help="label column (default creditability)")
     parser.add_argument("--positive", help="label value counted as positive (default: 'bad' for the embedded "
                                            "data, else needed unless the label has exactly two values)")
-    parser.add_argument("--schema", help="public schema JSON (smpc schema); default: inferred from the data")
+    parser.add_argument("--schema", help="public schema JSON (smpc schema); default: agreed by the "
+                        "parties from all their rows at start-up (only scales and categories revealed)")
     parser.add_argument("--epochs", type=int, default=10, help="passes over the training rows")
     parser.add_argument("--lr", type=float, default=0.1, help="learning rate")
     parser.add_argument("--batch-size", type=int, default=32, help="rows per SGD step")
@@ -170,9 +172,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    header, rows = load_csv(args.data or embedded_dataset())
-    positive = args.positive if args.positive is not None or args.data else "bad"
-    schema = Schema.infer(header, rows, args.label, positive)
+    overrides = args.overrides or []
+    if args.data or not overrides:
+        table = load_table(args.data or embedded_dataset())
+        positive = args.positive if args.positive is not None or args.data else "bad"
+        declared = parse_overrides(overrides, args.label, table.header)
+        schema = schema_with_overrides(table, declared, args.label, positive)
+    else:
+        schema = schema_from_flags(parse_overrides(overrides, args.label), args.label, args.positive)
     schema.save(args.out)
     print(f"wrote {args.out}: {len(schema.numeric)} numeric and {len(schema.categorical)} categorical columns, "
           f"{schema.n_features} features, label {schema.label!r} positive {schema.positive!r}")

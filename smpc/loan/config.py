@@ -40,7 +40,7 @@ class TrainConfig:
     data: str | None = None  # CSV path; None = the embedded German Credit data
     label: str = "creditability"
     positive: str | None = "bad"
-    schema: str | None = None  # public schema file; None = inferred from the data
+    schema: str | None = None  # public schema file; None = agreed by the parties (joint_schema)
     epochs: int = 10
     lr: float = 0.1
     batch_size: int = 32

@@ -11,7 +11,20 @@ import numpy as np
 import torch
 
 from smpc.loan.config import TrainConfig
-from smpc.loan.schema import DataError, Schema, embedded_dataset, embedded_schema, load_csv
+from smpc.loan.joint_schema import agree_joint_schema
+from smpc.loan.schema import (
+    DataError,
+    Schema,
+    Table,
+    check_label,
+    column_kind,
+    embedded_dataset,
+    embedded_schema,
+    load_csv,
+    load_table,
+    positive_label,
+)
+from smpc.session import Session
 
 
 @dataclass(frozen=True)
@@ -68,31 +81,38 @@ class PartyData:
     test_labels: np.ndarray | None
 
 
-def load_schema(config: TrainConfig, header: list[str], rows: list[dict[str, str]]) -> Schema:
-    """The public schema: declared (a file), or inferred from the rows.  With differential privacy it must be
-    declared (the embedded data ships its own), since an inferred one is computed from the data."""
+def declared_schema(config: TrainConfig) -> Schema | None:
+    """The declared public schema (a file; under differential privacy the embedded data's own), or None when
+    the parties agree one from their rows.  With differential privacy it must be declared, since an agreed one
+    is computed from the data."""
     if config.schema:
         return Schema.load(config.schema)
     if config.dp_epsilon is not None:
         if config.data is not None:
             raise DataError("differential privacy needs a declared public schema, not one inferred from the rows")
         return Schema.load(embedded_schema())
-    return Schema.infer(header, rows, config.label, config.positive)
+    return None
 
 
-def encode_rows(config: TrainConfig, schema: Schema, rows: list[dict[str, str]]) -> tuple[np.ndarray, np.ndarray]:
-    """Features and labels of ``rows``.  Under differential privacy, values outside the declared schema are
-    clipped to it instead of refused (an error would tell the other banks something about the rows)."""
-    return schema.encode(rows, clip=config.dp_epsilon is not None)
+def encode_rows(config: TrainConfig, schema: Schema, table: Table) -> tuple[np.ndarray, np.ndarray]:
+    """Features and labels of ``table``'s rows (errors name its file and line).  Under differential privacy,
+    values outside the declared schema are clipped to it instead of refused (an error would tell the other
+    banks something about the rows)."""
+    return schema.encode(table.rows, clip=config.dp_epsilon is not None, place=table.place)
+
+
+def load_table_of(config: TrainConfig) -> Table:
+    """The configured CSV file (the embedded data by default), cut to ``max_rows``."""
+    return load_table(config.data or embedded_dataset()).head(config.max_rows)
 
 
 def load_all(config: TrainConfig) -> tuple[Schema, np.ndarray, np.ndarray]:
-    """The whole data set (the local simulation's view, and the plain reference's)."""
-    header, rows = load_csv(config.data or embedded_dataset())
-    if config.max_rows:
-        rows = rows[: config.max_rows]
-    schema = load_schema(config, header, rows)
-    features, labels = encode_rows(config, schema, rows)
+    """The whole data set (the plain reference's view), with the declared schema or the one inferred from all
+    rows (equal to the one the parties agree: ``joint_schema``)."""
+    table = load_table_of(config)
+    schema = declared_schema(config) or Schema.infer(table.header, table.rows, config.label, config.positive,
+                                                     table.place)
+    features, labels = encode_rows(config, schema, table)
     return schema, features, labels
 
 
@@ -108,23 +128,47 @@ def split_column(config: TrainConfig) -> list[str] | None:
     return [row[config.split_by] for row in rows]
 
 
-def party_data(config: TrainConfig, rank: int, n_parties: int) -> PartyData:
-    """What party ``rank`` holds.  Local runs deal the one file's rows out by the seeded split and each party
-    keeps only its share; multi-host runs read this party's own file, party 0 holding out its test rows."""
+def local_split(config: TrainConfig, table: Table, n_parties: int, declared: Schema | None) -> Split:
+    """The seeded split of a local run's one file.  Every party of a local run reads the whole file, so the
+    labels it stratifies by (and the file's column types, checked here so that a bad value is named by its
+    line, not as a disagreement between parties) are no secret there."""
+    label = declared.label if declared is not None else config.label
+    check_label(label, table.header)
+    if declared is None:
+        for name in table.header:
+            if name != label:
+                column_kind(name, [row[name] for row in table.rows], table.place)
+    positive = declared.positive if declared is not None else positive_label(
+        label, (row[label] for row in table.rows), config.positive)
+    labels = np.array([1.0 if row[label] == positive else 0.0 for row in table.rows])
+    return split_rows(labels, n_parties, config.test_fraction, config.seed, by=split_column(config))
+
+
+def party_data(config: TrainConfig, session: Session) -> PartyData:
+    """What this party holds.  Local runs deal the one file's rows out by the seeded split and each party
+    keeps only its share (party 0 also the test rows); multi-host runs read this party's own file, party 0
+    holding out its test rows.  Either way the schema is the declared one, or the one every party agrees
+    from the rows it holds (``agree_joint_schema``)."""
+    rank, declared = session.rank, declared_schema(config)
     if config.own_rows_only:
-        header, rows = load_csv(config.data or embedded_dataset())
-        schema = load_schema(config, header, rows)
-        features, labels = encode_rows(config, schema, rows)
+        table = load_table(config.data or embedded_dataset())
+        schema = declared or agree_joint_schema(session, table, config.label, config.positive)
+        features, labels = encode_rows(config, schema, table)
         if rank != 0:
             return PartyData(schema, features, labels, None, None)
         split = split_rows(labels, 1, config.test_fraction, config.seed)
         train = split.banks[0]
         return PartyData(schema, features[train], labels[train], features[split.test], labels[split.test])
-    schema, features, labels = load_all(config)
-    split = split_rows(labels, n_parties, config.test_fraction, config.seed, by=split_column(config))
-    mine = split.banks[rank]
-    test = (features[split.test], labels[split.test]) if rank == 0 else (None, None)
-    return PartyData(schema, features[mine], labels[mine], *test)
+    table = load_table_of(config)
+    split = local_split(config, table, session.world_size, declared)
+    mine = table.take(split.banks[rank])
+    test = table.take(split.test) if rank == 0 else None
+    held = mine if test is None else table.take(np.concatenate([split.banks[rank], split.test]))
+    schema = declared or agree_joint_schema(session, held, config.label, config.positive)
+    features, labels = encode_rows(config, schema, mine)
+    if test is None:
+        return PartyData(schema, features, labels, None, None)
+    return PartyData(schema, features, labels, *encode_rows(config, schema, test))
 
 
 def torch_model(n_features: int, config: TrainConfig) -> torch.nn.Module:

@@ -32,7 +32,7 @@ def train_party(session: Session, config: TrainConfig, progress: Callable[[str],
     if audit is not None:
         session.party.observers.append(audit)
     try:
-        data = party_data(config, session.rank, session.world_size)
+        data = party_data(config, session)
         agree_schema(session, data.schema.fingerprint())
         if config.mode == "fedavg":
             return train_fedavg(session, config, data, progress, start)

@@ -8,10 +8,11 @@ each bank encodes only its own rows with it.  Nothing here is secret and nothing
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -38,8 +39,31 @@ class DataError(ValueError):
     """A data file or schema a user must fix; the message says what and where."""
 
 
-def load_csv(path: str | Path) -> tuple[list[str], list[dict[str, str]]]:
-    """Columns and rows of a CSV file; refuses empty files, ragged rows and missing values, naming the cell."""
+@dataclass(frozen=True)
+class Table:
+    """The rows of one CSV file, each with the line the file counts it at (the header is line 1)."""
+
+    source: str  # the file's path as the user gave it
+    header: list[str]
+    rows: list[dict[str, str]]
+    lines: list[int]
+
+    def take(self, indices: Iterable[int]) -> Table:
+        """The rows at ``indices`` (in that order), still named by their file's lines."""
+        chosen = [int(index) for index in indices]
+        return Table(self.source, self.header, [self.rows[i] for i in chosen], [self.lines[i] for i in chosen])
+
+    def head(self, count: int | None) -> Table:
+        """The first ``count`` rows (all of them for None or 0)."""
+        return self.take(range(min(count, len(self.rows)) if count else len(self.rows)))
+
+    def place(self, index: int) -> str:
+        """Where row ``index`` is, as error messages say it: ``FILE, line N``."""
+        return f"{self.source}, line {self.lines[index]}"
+
+
+def load_table(path: str | Path) -> Table:
+    """The rows of a CSV file; refuses empty files, ragged rows and missing values, naming the cell."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
@@ -52,7 +76,7 @@ def load_csv(path: str | Path) -> tuple[list[str], list[dict[str, str]]]:
         header = [name.strip() for name in header]
         if len(set(header)) != len(header) or any(not name for name in header):
             raise DataError(f"{path}: column names must be unique and non-empty")
-        rows = []
+        rows, lines = [], []
         for line_number, values in enumerate(reader, start=2):
             if not values:
                 continue
@@ -64,16 +88,83 @@ def load_csv(path: str | Path) -> tuple[list[str], list[dict[str, str]]]:
                 raise DataError(f"{path}, line {line_number}: missing value in column {missing[0]!r}; "
                                 "fill or drop such rows first")
             rows.append(row)
+            lines.append(line_number)
     if not rows:
         raise DataError(f"{path}: no data rows")
-    return header, rows
+    return Table(str(path), header, rows, lines)
 
 
-def _is_number(text: str) -> bool:
+def load_csv(path: str | Path) -> tuple[list[str], list[dict[str, str]]]:
+    """Columns and rows of a CSV file (``load_table`` without the line numbers)."""
+    table = load_table(path)
+    return table.header, table.rows
+
+
+def row_place(index: int) -> str:
+    """Where row ``index`` is when no file names it: ``row N`` (from 1)."""
+    return f"row {index + 1}"
+
+
+def is_number(text: str) -> bool:
+    """Whether ``text`` parses as a finite number."""
     try:
         return math.isfinite(float(text))
     except ValueError:
         return False
+
+
+def column_kind(name: str, values: Sequence[str], place: Callable[[int], str] = row_place) -> str:
+    """"numeric" when every value parses as a finite number, "categorical" when none does; a mix is refused
+    (DataError naming the first value of the minority kind, where it is; a tie counts the text as the odd one)."""
+    numbers = [is_number(value) for value in values]
+    count = sum(numbers)
+    if count == len(values):
+        return "numeric"
+    if count == 0:
+        return "categorical"
+    odd_is_text = count * 2 >= len(values)
+    index = numbers.index(not odd_is_text)
+    if odd_is_text:
+        raise DataError(f"{place(index)}: {values[index]!r} in column {name!r} is not a number (the column's "
+                        "other values are numbers)")
+    raise DataError(f"{place(index)}: {values[index]!r} in column {name!r} is a number but the column's other "
+                    "values are not; fix the value, or declare the column categorical in a schema "
+                    "(smpc schema --categories)")
+
+
+def magnitude_exponent(values: Iterable[str]) -> int | None:
+    """ceil(log2(max |value|)) of numeric values, exactly (frexp, no rounding of a logarithm); None when every
+    value is 0 (such a column gets the scale 1)."""
+    largest = max(abs(float(value)) for value in values)
+    if largest == 0:
+        return None
+    mantissa, exponent = math.frexp(largest)  # largest = mantissa * 2^exponent, 0.5 <= mantissa < 1
+    return exponent - 1 if mantissa == 0.5 else exponent
+
+
+def scale_of(exponent: int | None) -> float:
+    """The public scale of a numeric column whose largest |value| has ``magnitude_exponent`` ``exponent``."""
+    return 1.0 if exponent is None else math.ldexp(1.0, exponent)
+
+
+def positive_label(label: str, values: Iterable[str], positive: str | None) -> str:
+    """The label's positive value: ``positive`` if it occurs among ``values``, else the larger of exactly two."""
+    labels = sorted(set(values))
+    if positive is None:
+        if len(labels) != 2:
+            shown = ", ".join(labels[:5]) + (", ..." if len(labels) > 5 else "")
+            raise DataError(f"label column {label!r} has {len(labels)} values ({shown}); the job needs a "
+                            "binary label: pass --positive VALUE")
+        return labels[1]
+    if positive not in labels:
+        raise DataError(f"positive value {positive!r} does not occur in column {label!r} "
+                        f"(values: {', '.join(labels[:10])})")
+    return positive
+
+
+def check_label(label: str, header: Sequence[str]) -> None:
+    if label not in header:
+        raise DataError(f"label column {label!r} not found; columns are: {', '.join(header)}")
 
 
 @dataclass(frozen=True)
@@ -96,33 +187,32 @@ class Schema:
         return names
 
     @staticmethod
-    def infer(header: Sequence[str], rows: Sequence[dict[str, str]], label: str, positive: str | None) -> Schema:
-        """Numeric columns are those whose every value parses as a finite number; the rest are categorical."""
-        if label not in header:
-            raise DataError(f"label column {label!r} not found; columns are: {', '.join(header)}")
-        labels = sorted({row[label] for row in rows})
-        if positive is None:
-            if len(labels) != 2:
-                shown = ", ".join(labels[:5]) + (", ..." if len(labels) > 5 else "")
-                raise DataError(f"label column {label!r} has {len(labels)} values ({shown}); the job needs a "
-                                "binary label: pass --positive VALUE")
-            positive = labels[1]
-        elif positive not in labels:
-            raise DataError(f"positive value {positive!r} does not occur in column {label!r} "
-                            f"(values: {', '.join(labels[:10])})")
+    def infer(header: Sequence[str], rows: Sequence[dict[str, str]], label: str, positive: str | None,
+              place: Callable[[int], str] = row_place) -> Schema:
+        """Numeric columns are those whose every value parses as a finite number, categorical those where none
+        does (a mix is refused, naming the odd value at ``place(row index)``); scales are the power-of-two
+        ceilings of each numeric column's largest |value|, categories sorted."""
+        check_label(label, header)
+        positive = positive_label(label, (row[label] for row in rows), positive)
         numeric, categorical = [], []
         for name in header:
             if name == label:
                 continue
             values = [row[name] for row in rows]
-            if all(_is_number(value) for value in values):
-                largest = max(abs(float(value)) for value in values)
-                numeric.append((name, float(2.0 ** math.ceil(math.log2(largest))) if largest > 0 else 1.0))
+            if column_kind(name, values, place) == "numeric":
+                numeric.append((name, scale_of(magnitude_exponent(values))))
             else:
                 categorical.append((name, tuple(sorted(set(values)))))
+        return Schema.build(label, positive, numeric, categorical)
+
+    @staticmethod
+    def build(label: str, positive: str, numeric: Sequence[tuple[str, float]],
+              categorical: Sequence[tuple[str, Sequence[str]]]) -> Schema:
+        """A schema from its parts; refuses one with no feature column."""
         if not numeric and not categorical:
             raise DataError("no feature columns besides the label")
-        return Schema(label, positive, tuple(numeric), tuple(categorical))
+        return Schema(label, positive, tuple((name, float(scale)) for name, scale in numeric),
+                      tuple((name, tuple(categories)) for name, categories in categorical))
 
     @property
     def max_square_norm(self) -> float:
@@ -130,52 +220,60 @@ class Schema:
         its scale) and each categorical column sets at most one 1."""
         return float(len(self.numeric) + len(self.categorical))
 
-    def encode(self, rows: Sequence[dict[str, str]], *, clip: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    def encode(self, rows: Sequence[dict[str, str]], *, clip: bool = False,
+               place: Callable[[int], str] = row_place) -> tuple[np.ndarray, np.ndarray]:
         """(features N x D float64, labels N float64 in {0, 1}); numeric columns divided by their public scale.
 
-        A numeric value beyond its scale, or a category the schema lacks, is refused (DataError naming the row),
-        or with ``clip`` clipped to [-scale, scale] (resp. encoded as no category), so that no error depends on
-        the data (differential privacy needs that: an abort would tell every bank something about the rows).
+        A value that is not a number in a numeric column is refused (DataError naming ``place(row index)``: the
+        file and line where the caller knows them).  A numeric value beyond its scale, or a category the schema
+        lacks, is refused too, or with ``clip`` clipped to [-scale, scale] (resp. encoded as no category), so
+        that no error depends on the data (differential privacy needs that: an abort would tell every bank
+        something about the rows).
         """
-        features, labels, _ = self._encode(rows, clip)
+        features, labels, _ = self._encode(rows, clip, place)
         return features, labels
 
     def count_clipped(self, rows: Sequence[dict[str, str]]) -> int:
         """How many values ``encode(rows, clip=True)`` clips (numeric beyond the scale, unknown categories)."""
-        return self._encode(rows, True)[2]
+        return self._encode(rows, True, row_place)[2]
 
-    def _encode(self, rows: Sequence[dict[str, str]], clip: bool) -> tuple[np.ndarray, np.ndarray, int]:
+    def _encode(self, rows: Sequence[dict[str, str]], clip: bool, place: Callable[[int], str]
+                ) -> tuple[np.ndarray, np.ndarray, int]:
         features = np.zeros((len(rows), self.n_features), dtype=np.float64)
         labels = np.zeros(len(rows), dtype=np.float64)
         clipped = 0
         for index, row in enumerate(rows):
             try:
-                column = 0
-                for name, scale in self.numeric:
-                    value = float(row[name])
-                    if abs(value) > scale:
-                        if not clip:
-                            raise DataError(f"row {index + 1}: {name}={value} exceeds the schema's scale {scale}")
-                        value, clipped = math.copysign(scale, value), clipped + 1
-                    features[index, column] = value / scale
-                    column += 1
-                for name, categories in self.categorical:
-                    category = row[name]
-                    if category in categories:
-                        features[index, column + categories.index(category)] = 1.0
-                    elif clip:
-                        clipped += 1
-                    else:
-                        raise DataError(f"row {index + 1}: {name}={category!r} is not a category of the schema")
-                    column += len(categories)
+                clipped += self._encode_row(row, features[index], clip, functools.partial(place, index))
                 labels[index] = 1.0 if row[self.label] == self.positive else 0.0
             except KeyError as error:
                 raise DataError(f"column {error.args[0]!r} of the schema is missing from the data") from None
-            except ValueError as error:
-                if isinstance(error, DataError):
-                    raise
-                raise DataError(f"row {index + 1}: {error}") from None
         return features, labels, clipped
+
+    def _encode_row(self, row: dict[str, str], out: np.ndarray, clip: bool, where: Callable[[], str]) -> int:
+        """Write one row's features into ``out``; returns how many of its values were clipped."""
+        column, clipped = 0, 0
+        for name, scale in self.numeric:
+            if not is_number(row[name]):
+                raise DataError(f"{where()}: {row[name]!r} in column {name!r} is not a number (the schema "
+                                "declares the column numeric)")
+            value = float(row[name])
+            if abs(value) > scale:
+                if not clip:
+                    raise DataError(f"{where()}: {name}={value} exceeds the schema's scale {scale}")
+                value, clipped = math.copysign(scale, value), clipped + 1
+            out[column] = value / scale
+            column += 1
+        for name, categories in self.categorical:
+            category = row[name]
+            if category in categories:
+                out[column + categories.index(category)] = 1.0
+            elif clip:
+                clipped += 1
+            else:
+                raise DataError(f"{where()}: {name}={category!r} is not a category of the schema")
+            column += len(categories)
+        return clipped
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.support.cli import finish, make_roster, run_smpc, start_smpc
-from tests.support.loan import audit_records, audited_words, bank_files, save_schema
+from tests.support.loan import audit_records, audited_words, bank_files, save_schema, schema_phase
 from tests.support.statistics import uniformity_failures
 
 #: Every opening a party of the replicated protocol learns during training: the helper sub-session's
@@ -70,6 +70,7 @@ def test_replicated_audit_dp_and_fedavg(tmp_path: Path) -> None:
     assert audited.returncode == 0, audited.stderr
     for rank in range(3):
         records = audit_records(tmp_path / "audit", rank)
+        records = records[len(schema_phase(records)):]  # the joint schema's agreement (no --schema)
         reveals = [r for r in records if r["op"] == "reveal"]
         masked = [r for r in records if r["op"] != "reveal"]
         assert {r["op"] for r in masked} <= MASKED_OPENINGS, {r["op"] for r in masked}

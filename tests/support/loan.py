@@ -46,6 +46,24 @@ def audit_records(folder: Path, rank: int) -> list[dict]:
     return [json.loads(line) for line in (folder / f"audit-party{rank}.jsonl").read_text().splitlines()]
 
 
+def schema_phase(records: list[dict], numeric_columns: int = 7) -> list[dict]:
+    """The records the joint schema's agreement left at the head of an audit log (a run without --schema),
+    checked: the other parties' public summaries (UTF-8 JSON), masked openings, and the reveals of
+    ``secret_union`` (the longest category's length; per attempt the union's buckets, its strings and the
+    collision flags, until no column collides) and of ``joint_exponents`` (``numeric_columns`` exponents),
+    which ends the phase.  The caller checks the rest as before."""
+    reveals = [index for index, record in enumerate(records) if record["op"] == "reveal"]
+    position = 1  # reveals[0]: the longest length
+    while audited_words(records[reveals[position + 2]]).any():  # a column collided: another attempt
+        position += 3
+    end = reveals[position + 3] + 1
+    phase = records[:end]
+    assert [r["dtype"] for r in phase if r["op"] == "schema summary"] == ["uint8", "uint8"], phase
+    assert phase[-1]["count"] == numeric_columns and phase[-1]["dtype"] == "int64", phase[-1]
+    assert {r["op"] for r in phase[:-1]} <= {"schema summary", "reveal", "compare", "and", "bit conversion", "mul"}
+    return phase
+
+
 def audited_words(record: dict) -> np.ndarray:
     """The int64 ring words an audit record of dtype int64 holds."""
     return np.frombuffer(base64.b64decode(record["values"]), dtype=np.int64)
