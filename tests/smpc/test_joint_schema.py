@@ -6,7 +6,6 @@ column; type inference per file (the 'twelve' error); ``smpc schema --scale/--ca
 from __future__ import annotations
 
 import functools
-import json
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,6 @@ from smpc.loan.data import load_all, party_data
 from smpc.loan.joint_schema import agree_joint_schema, summarise
 from smpc.loan.schema import DataError, Schema, Table, embedded_schema, load_table
 from smpc.loan.secret_union import _buckets, _text, secret_union
-from tests.support.cli import finish, make_roster, start_smpc
 from tests.support.harness import REPLICATED, Parties, run_parties
 from tests.support.loan import embedded_rows, write_csv
 
@@ -278,22 +276,6 @@ def test_tables_keep_their_lines_when_cut() -> None:
     table = Table("bank.csv", ["a"], [{"a": "1"}, {"a": "2"}, {"a": "3"}], [2, 3, 5])
     assert table.take([2, 0]).lines == [5, 2] and table.head(2).lines == [2, 3] and table.head(None) == table
     assert table.take([2]).place(0) == "bank.csv, line 5"
-
-
-@pytest.mark.processes
-def test_three_hosts_agree_the_schema_without_a_file(tmp_path: Path) -> None:
-    """`smpc party --data` as three processes on 127.0.0.1 (the replicated roster: no dealer) without --schema:
-    they agree the joint schema, train, and write it with their model shares."""
-    files = _banks(tmp_path)
-    roster = make_roster(tmp_path, dealer=False)
-    processes = [start_smpc("party", "--rank", str(rank), "--roster", roster.name, "--key", f"party{rank}.key",
-                            "--data", files[rank].name, "--epochs", "1", "--out", "model", cwd=tmp_path)
-                 for rank in range(3)]
-    outcomes = finish(processes, timeout=240)
-    assert all(code == 0 for code, _, _ in outcomes), outcomes
-    for rank in range(3):
-        with np.load(tmp_path / "model" / f"party{rank}.npz", allow_pickle=False) as archive:
-            assert Schema.from_dict(json.loads(str(archive["meta"]))["schema"]) == _concatenated(files)
 
 
 #: Each party's sets of two columns: 'x' is held by all, the others by one or two parties.

@@ -1,21 +1,22 @@
 """Results where they are needed, as separate `smpc` processes on 127.0.0.1 (three banks, replicated protocol):
-`smpc party --data --report` writes each party's report (the test figures on party 0 only), `smpc reveal-model
---out model.pt` and `smpc predict` score raw rows in plain torch as the revealed weights do by hand, and `smpc
-party --predict` scores one bank's rows on the shared model: only that bank receives the predictions, the
-others' audit logs hold only uniformly masked openings."""
+`smpc party --data --report` without a schema file (the parties agree it: what `Schema.infer` gives on all
+their rows) writes each party's report (the test figures on party 0 only), `smpc reveal-model --out model.pt`
+and `smpc predict` score raw rows in plain torch as the revealed weights do by hand, and `smpc party --predict`
+scores one bank's rows on the shared model: only that bank receives the predictions, the others' audit logs
+hold only uniformly masked openings."""
 
 from __future__ import annotations
 
 import csv
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from smpc.cli import main
-from smpc.loan.schema import Schema, embedded_schema, load_csv
+from smpc.loan.model_files import combine_shares
+from smpc.loan.schema import Schema, load_csv
 from tests.support.cli import finish, make_roster, start_smpc
 from tests.support.loan import audit_records, audited_words, bank_files
 from tests.support.models import by_hand
@@ -43,10 +44,10 @@ def _parties(tmp_path: Path, per_rank: dict[int, list[str]]) -> list[tuple[int, 
 
 def test_reports_revealed_model_and_private_inference(tmp_path: Path) -> None:
     make_roster(tmp_path, dealer=False)
-    shutil.copy(embedded_schema(), tmp_path / "schema.json")
     banks = bank_files(tmp_path)
-    _parties(tmp_path, {rank: ["--data", banks[rank].name, "--schema", "schema.json", "--epochs", "1", "--out",
-                               "model", "--report", f"report{rank}.json"] for rank in range(3)})
+    # No --schema: the parties agree it from their rows, and it is what infer gives on all their rows together.
+    _parties(tmp_path, {rank: ["--data", banks[rank].name, "--epochs", "1", "--out", "model", "--report",
+                               f"report{rank}.json"] for rank in range(3)})
     reports = [json.loads((tmp_path / f"report{rank}.json").read_text()) for rank in range(3)]
     assert 0.0 < reports[0]["secure"]["auc"] <= 1.0 and reports[0]["rows"]["test"] > 0
     for rank, report in enumerate(reports):
@@ -59,8 +60,11 @@ def test_reports_revealed_model_and_private_inference(tmp_path: Path) -> None:
     assert main(["reveal-model", *map(str, files), "--out", str(tmp_path / "model.pt")]) == 0
     assert main(["predict", "--model", str(tmp_path / "model.pt"), "--data", str(banks[1]), "--out",
                  str(tmp_path / "plain.csv")]) == 0
-    _, rows = load_csv(banks[1])
-    features, _ = Schema.load(embedded_schema()).encode(rows)
+    every = [load_csv(bank) for bank in banks]
+    schema = Schema.infer(every[0][0], [row for _, rows in every for row in rows], "creditability", "bad")
+    assert Schema.from_dict(combine_shares([str(path) for path in files])[0]["schema"]) == schema
+    rows = every[1][1]
+    features, _ = schema.encode(rows)
     plain = _probabilities(tmp_path / "plain.csv")
     assert np.abs(plain - by_hand(files, features)).max() < 1e-6
 
