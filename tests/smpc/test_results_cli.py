@@ -61,7 +61,7 @@ def test_reports_revealed_model_and_private_inference(tmp_path: Path) -> None:
     assert main(["predict", "--model", str(tmp_path / "model.pt"), "--data", str(banks[1]), "--out",
                  str(tmp_path / "plain.csv")]) == 0
     every = [load_csv(bank) for bank in banks]
-    schema = Schema.infer(every[0][0], [row for _, rows in every for row in rows], "creditability", "bad")
+    schema = Schema.infer(every[0][0], [row for _, rows in every for row in rows], "creditability", None)
     assert Schema.from_dict(combine_shares([str(path) for path in files])[0]["schema"]) == schema
     rows = every[1][1]
     features, _ = schema.encode(rows)
