@@ -83,8 +83,10 @@ def conv2d(x: SharedTensor, weight: SharedTensor | torch.Tensor, bias: SharedTen
       3. Reshape to (N, O, out_h, out_w) and add the bias (local).
     Rounds: shared weight 2 (dealer family: matmul 1 + truncation 1; replicated: reshare fused with the
     truncation, 2); public float weight: one truncation (1 dealer family, 2 replicated); integer weight 0.
-    Bytes per party (dealer family, shared weight): 8 (n-1) (N L C K + O C K) to open the masked operands
-    plus 8 (n-1) N L O for the truncation; replicated: only the N L O outputs are reshared and truncated.
+    Payload bytes per party (dealer family): shared weight 8 (n-1) (N L C K + O C K) to open the masked
+    operands plus 8 (n-1) N L O for the truncation; public float weight 8 (n-1) N L O.  Replicated family:
+    about 16 N L O per party either way (``fused_truncate``; the operands never travel).  Every message adds
+    a fixed frame header.
     Error: as one matmul with inner dimension C K: exact before the truncation, which adds less than u; with
     encoded inputs, each output is within sum_j (|x_j| e_w + |w_j| e_x + e_x e_w) + u (+ e for an encoded
     bias) of the real value, e_x, e_w the inputs' own errors (e for freshly encoded ones).
@@ -135,8 +137,8 @@ def avg_pool2d(x: SharedTensor, kernel_size: Pair, stride: Pair | None = None, p
       3. Divide by the public K: ``SharedTensor.__truediv__`` by an integer (one exact division by K with the
          dealer truncation; with the other truncation methods a product with the public float 1/K and one
          truncation).
-    Rounds: 1 in the dealer family, 2 in the replicated one (one truncation).  Bytes per party: one truncation
-    of N C L values (dealer family: 8 (n-1) N C L).
+    Rounds: 1 in the dealer family, 2 in the replicated one (one truncation).  Payload bytes per party: one
+    truncation of N C L values (dealer family: 8 (n-1) N C L).
     Error: dividing by K exactly adds less than u (the window sum is exact): within mean(e_x) + u of the
     real mean; through 1/K the encoding of 1/K adds e |sum| as well.
     """
@@ -166,8 +168,8 @@ class MaxPoolSelection:
              where([hi > lo], g, 0) (one bit product), to lo as g minus that; an odd element keeps its own.
           2. col2im: the (N C, L K) window gradients times a public 0/1 integer matrix (L K, H W + 1) that adds
              each window element into its input position (local, exact); the padding slot is dropped.
-        Rounds: ceil(log2 K) (one per level; 1 round each, no truncation).  Bytes per party (dealer family):
-        16 (n-1) per routed pair and level.  Error: none beyond the incoming gradient's own (exact routing).
+        Rounds: ceil(log2 K) (one per level; 1 round each, no truncation).  Payload bytes per party (dealer
+        family): 16 (n-1) per routed pair and level.  Error: none beyond the incoming gradient's own (exact routing).
         """
         n, channels, height, width = self.input_shape
         window = self.index.shape[1]
@@ -209,7 +211,8 @@ def max_pool2d_with_selection(x: SharedTensor, kernel_size: Pair, stride: Pair |
     Rounds: 9 ceil(log2 K) in the dealer family (comparison 8 + bit product 1 per level), 10 ceil(log2 K) in
     the replicated one (its comparison runs in the helper sub-session and converts back, 9); 2x2 windows: 2
     levels.
-    Bytes per party per compared pair (dealer family): (32.5 + 16) (n-1) (a comparison and a bit product).
+    Payload bytes per party (dealer family): per level with P pairs, (ltz_bytes(P) + 16 P) (n-1) (one
+    comparison, ``protocols.additive.compare.ltz_bytes``: about 32.5 bytes per pair; one bit product).
     Error: none (comparisons and selections are exact): each output is exactly one of its window's inputs.
     """
     index, out_h, out_w = _pool_geometry(x, kernel_size, stride, padding, "max_pool2d")

@@ -18,8 +18,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import smpc
+from network.local import FRAME_OVERHEAD_BYTES
+from protocols.additive.compare import ltz_bytes
 from smpc.nn import functional as SF
-from tests.support.checks import PARTIES, check_all, run_and_collect
+from tests.support.checks import DEALER_PARTIES, PARTIES, check_all, run_and_collect
 from tests.support.harness import REPLICATED, run_parties, share_from
 from tests.support.nn_bounds import Approx, E, U
 from tests.support.strategies import float_arrays
@@ -197,6 +199,45 @@ def test_rounds_as_documented(n_parties: int) -> None:
                 "flatten": 0, "route 3x3": 4}
     for rank, rounds in enumerate(run_parties(program, n_parties)):
         assert rounds == expected, rank
+
+
+@DEALER_PARTIES
+def test_payload_bytes_as_documented(n_parties: int) -> None:
+    """Dealer family, per other party, from the counters less 114 header bytes per message: conv2d with a
+    shared weight 8 (N L C K + O C K + N L O), with a public weight 8 N L O; avg_pool2d 8 N C L; max_pool2d
+    over 2x2 windows ltz_bytes(P) + 16 P per level of P pairs; routing 16 per pair and level."""
+    n, c, side, o = 2, 3, 6, 4
+    x = torch.linspace(-3.0, 3.0, n * c * side * side, dtype=torch.float64).reshape(n, c, side, side)
+    weight = torch.linspace(-1.0, 1.0, o * c * 9, dtype=torch.float64).reshape(o, c, 3, 3)
+
+    def program(session: smpc.Session) -> dict[str, tuple[int, int]]:
+        sx, sw = share_from(session, [x, weight])
+        grad = session.public(torch.ones(n, c, 3, 3))
+        selection: list[SF.MaxPoolSelection] = []
+        calls = {
+            "conv": lambda: SF.conv2d(sx, sw, None, padding=1),
+            "conv public": lambda: SF.conv2d(sx, weight, None, padding=1),
+            "avg": lambda: SF.avg_pool2d(sx, 2),
+            "max": lambda: selection.append(SF.max_pool2d_with_selection(sx, 2)[1]),
+            "route": lambda: selection[0].route(grad),
+        }
+        measured = {}
+        for name, call in calls.items():
+            session.stats.reset()
+            call()
+            stats = session.stats.as_dict()
+            measured[name] = (stats["bytes_sent"] - FRAME_OVERHEAD_BYTES * stats["messages"], stats["messages"])
+        return measured
+
+    outputs, columns, pooled = n * side * side, c * 9, n * c * 9
+    pairs = [2 * pooled, pooled]  # 4 candidates per window: 2 pairs, then 1
+    expected = {
+        "conv": 8 * (outputs * columns + o * columns + outputs * o), "conv public": 8 * outputs * o,
+        "avg": 8 * pooled, "max": sum(ltz_bytes(p) + 16 * p for p in pairs), "route": 16 * sum(pairs),
+    }
+    for rank, measured in enumerate(run_parties(program, n_parties)):
+        payloads = {name: payload for name, (payload, _) in measured.items()}
+        assert payloads == {name: value * (n_parties - 1) for name, value in expected.items()}, rank
 
 
 def test_wrong_shapes_and_windows_are_refused_in_one_line() -> None:
