@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 import smpc
 from network.local import FRAME_OVERHEAD_BYTES
 from protocols.additive.compare import ltz_bytes
+from smpc.digits import load_digits
 from smpc.nn import functional as SF
 from tests.support.checks import DEALER_PARTIES, PARTIES, check_all, run_and_collect
 from tests.support.harness import REPLICATED, run_parties, share_from
@@ -163,6 +164,37 @@ def test_max_pool2d_and_its_routing_are_exact(n_parties: int, data: st.DataObjec
     assert plain.grad is not None
     expected = {"max": (pooled.detach(), 0.0), "plain max": (pooled.detach(), 0.0), "route": (plain.grad, 0.0)}
     check_all(run_and_collect(program, n_parties), expected)
+
+
+# -- the digit CNN's forward pass -----------------------------------------------------------------------
+@PARTIES
+def test_the_digit_cnn_forward_on_shares_matches_torch(n_parties: int) -> None:
+    """Conv2d(1, 8, 3, padding 1), ReLU, MaxPool2d(2), Flatten, Linear(128, 10) on embedded digit images shared
+    by party 0, with the weights shared by party 1 (private inference): the logits lie within the bound that
+    ``Approx`` carries through each step (max pooling passes on the largest bound of its window, as it outputs
+    exactly one of the window's values), and the predicted digits agree."""
+    images = torch.from_numpy(load_digits().images[:6]).to(torch.float64)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        conv, linear = torch.nn.Conv2d(1, 8, 3, padding=1).double(), torch.nn.Linear(128, 10).double()
+    weights = [conv.weight.detach(), conv.bias.detach(), linear.weight.detach(), linear.bias.detach()]
+
+    def program(session: smpc.Session) -> dict[str, torch.Tensor]:
+        (sx,) = share_from(session, [images])
+        cw, cb, lw, lb = (session.share(w if session.rank == 1 else None, owner=1) for w in weights)
+        hidden = SF.max_pool2d(SF.conv2d(sx, cw, cb, padding=1).relu(), 2)
+        return {"logits": (SF.flatten(hidden) @ lw.t() + lb).reveal()}
+
+    with torch.no_grad():
+        convolved = conv(images)
+        first = Approx(convolved, conv_bound(images, conv.weight.detach(), (3, 3), (1, 1), (1, 1),
+                                             convolved.shape, True)).relu()
+        pooled = Approx(F.max_pool2d(first.value, 2), F.max_pool2d(first.bound, 2))
+        flat = Approx(pooled.value.flatten(1), pooled.bound.flatten(1))
+        logits = flat @ Approx.encoded(linear.weight).T + Approx.encoded(linear.bias)
+    got = run_and_collect(program, n_parties)
+    check_all(got, {"logits": (logits.value, logits.bound)})
+    assert torch.equal(got["logits"].argmax(1), logits.value.argmax(1))
 
 
 # -- costs and refusals ----------------------------------------------------------------------------------
