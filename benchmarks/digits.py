@@ -1,7 +1,7 @@
 """The article's digit experiment on the embedded UCI digits: one small CNN trained on the same seeded stratified
 70/30 split, centrally and by federated averaging among three data owners, and (later) on shares.
 
-    python -m benchmarks.digits [--seed 0] [--split-by digit|random] [--quick] [--out digits.json]
+    python -m benchmarks.digits [--seed 0] [--split-by digit|random] [--quick] [--inference] [--out digits.json]
 
 Model: Conv2d(1, 8, 3, padding=1), ReLU, MaxPool2d(2), Flatten, Linear(128, 10), LogSoftmax; loss NLLLoss; plain
 SGD with momentum 0.9, batch 32, seeded initialisation and batch order.
@@ -13,6 +13,8 @@ SGD with momentum 0.9, batch 32, seeded initialisation and batch order.
     and only the sum is revealed -- the secure aggregation of ``smpc.federated.fedavg`` (the loan job's), with
     NLL instead of BCE as the local loss.  Its bytes are measured at the transport (mean over the owners).
   * MPC training on shares: needs autograd on SharedTensors (issue 16); ``mpc_row`` says "not yet" until then.
+  * with ``--inference``: the central model's forward pass on shares (images from one party, weights from
+    another, logits to the first), to show the shared conv/pool operations reach the same accuracy.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import copy
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,6 +35,7 @@ import torch
 import smpc
 from smpc.digits import Digits, load_digits, split_by_digit, split_evenly, stratified_split
 from smpc.federated import flat_parameters, load_flat, public_row_counts
+from smpc.nn import functional as SF
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,18 @@ class Row:
     seconds: float | None
     bytes_per_party: int | None
     note: str = ""
+
+
+@contextmanager
+def single_threaded() -> Iterator[None]:
+    """torch on one thread inside the block (a model this small trains about 3x faster on one thread than on two
+    busy cores); the previous setting comes back after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def make_model() -> torch.nn.Sequential:
@@ -96,13 +112,13 @@ def accuracy(model: torch.nn.Module, data: Digits) -> float:
     return float((predicted == data.labels).mean())
 
 
-def central_row(train: Digits, test: Digits, settings: Settings) -> Row:
-    """Plain torch on all training rows."""
+def central_row(train: Digits, test: Digits, settings: Settings) -> tuple[Row, torch.nn.Sequential]:
+    """Plain torch on all training rows; the row and the trained model."""
     start = time.perf_counter()
     model = seeded_model(settings.seed)
     train_epochs(model, train, epochs=settings.epochs, lr=settings.lr, batch_size=settings.batch_size,
                  order_seed=[settings.seed])
-    return Row("central plain torch", accuracy(model, test), time.perf_counter() - start, 0)
+    return Row("central plain torch", accuracy(model, test), time.perf_counter() - start, 0), model
 
 
 def owners_rows(train: Digits, settings: Settings) -> list[np.ndarray]:
@@ -165,11 +181,39 @@ def mpc_row(train: Digits, test: Digits, settings: Settings) -> Row:
     return Row("MPC training on shares", None, None, None, "not yet: needs autograd on SharedTensors")
 
 
-def run(settings: Settings) -> list[Row]:
+def inference_row(model: torch.nn.Sequential, test: Digits) -> Row:
+    """The central model's test accuracy when it runs on shares (``smpc.nn.functional``): party 0 shares the
+    test images, party 1 the weights, the logits are revealed to party 0 only (private inference; 3 parties,
+    replicated family, in-process).  Bytes sent per party (mean) as measured."""
+    conv, linear = model[0], model[4]
+    assert isinstance(conv, torch.nn.Conv2d) and isinstance(linear, torch.nn.Linear)
+    weights = [p.detach().double() for p in (*conv.parameters(), *linear.parameters())]  # weight, bias each
+    images = torch.from_numpy(test.images).double()
+
+    def program(session: smpc.Session) -> tuple[float | None, int]:
+        x = session.share(images if session.rank == 0 else None, owner=0)
+        cw, cb, lw, lb = (session.share(w if session.rank == 1 else None, owner=1) for w in weights)
+        hidden = SF.max_pool2d(SF.conv2d(x, cw, cb, padding=1).relu(), 2)
+        logits = (SF.flatten(hidden) @ lw.t() + lb).reveal(to=0)
+        correct = None if logits is None else float((logits.argmax(1).numpy() == test.labels).mean())
+        return correct, session.stats.bytes_sent
+
+    start = time.perf_counter()
+    results = smpc.run_local(program, parties=3, transport="inproc", protocol="replicated")
+    sent = round(sum(result[1] for result in results) / len(results))
+    return Row("central model, inference on shares", results[0][0], time.perf_counter() - start, sent,
+               "forward pass only (smpc.nn.functional)")
+
+
+def run(settings: Settings, *, inference: bool = False) -> list[Row]:
+    """The table's rows: central, fedavg, MPC training (and with ``inference`` the central model's accuracy
+    when it runs on shares)."""
     data = load_digits()
     train_rows, test_rows = stratified_split(data.labels, 0.3, settings.seed)
     train, test = data.subset(train_rows), data.subset(test_rows)
-    return [central_row(train, test, settings), fedavg_row(train, test, settings), mpc_row(train, test, settings)]
+    central, model = central_row(train, test, settings)
+    rows = [central, fedavg_row(train, test, settings), mpc_row(train, test, settings)]
+    return rows + [inference_row(model, test)] if inference else rows
 
 
 def _cell(value: float | int | None, form: str) -> str:
@@ -185,7 +229,7 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def parse_settings(argv: list[str] | None) -> tuple[Settings, str | None]:
+def parse_settings(argv: list[str] | None) -> tuple[Settings, argparse.Namespace]:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.digits", description=__doc__.splitlines()[0])
     defaults = Settings()
     parser.add_argument("--seed", type=int, default=defaults.seed)
@@ -196,6 +240,8 @@ def parse_settings(argv: list[str] | None) -> tuple[Settings, str | None]:
     parser.add_argument("--split-by", choices=["digit", "random"], default=defaults.split_by,
                         help="how the training rows are split among the three owners (default: digit)")
     parser.add_argument("--quick", action="store_true", help=f"fewer epochs and rounds ({QUICK})")
+    parser.add_argument("--inference", action="store_true",
+                        help="add a row: the central model's accuracy when its forward pass runs on shares")
     parser.add_argument("--out", help="also write the rows as JSON")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else {"epochs": defaults.epochs, "rounds": defaults.rounds}
@@ -203,20 +249,16 @@ def parse_settings(argv: list[str] | None) -> tuple[Settings, str | None]:
     rounds = args.rounds if args.rounds is not None else sizes["rounds"]
     if min(epochs, rounds, args.local_epochs) < 1 or not (args.lr > 0 and math.isfinite(args.lr)):
         parser.error("epochs, rounds and local epochs must be positive, and the learning rate a positive number")
-    return Settings(args.seed, epochs, rounds, args.local_epochs, args.lr, defaults.batch_size, args.split_by), args.out
+    return Settings(args.seed, epochs, rounds, args.local_epochs, args.lr, defaults.batch_size, args.split_by), args
 
 
 def main(argv: list[str] | None = None) -> int:
-    settings, out = parse_settings(argv)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a model this small trains 3x faster on one thread than on two busy cores
-    try:
-        rows = run(settings)
-    finally:
-        torch.set_num_threads(threads)
+    settings, args = parse_settings(argv)
+    with single_threaded():
+        rows = run(settings, inference=args.inference)
     print(table(rows))
-    if out:
-        Path(out).write_text(json.dumps([asdict(row) for row in rows], indent=2))
+    if args.out:
+        Path(args.out).write_text(json.dumps([asdict(row) for row in rows], indent=2))
     return 0
 
 

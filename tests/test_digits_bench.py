@@ -34,3 +34,17 @@ def test_bad_settings_are_refused_in_one_line(capsys: pytest.CaptureFixture[str]
         digits.main(["--rounds", "0"])
     assert exited.value.code == 2
     assert "must be positive" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_the_central_model_on_shares_predicts_as_in_plain() -> None:
+    """--inference's row: the trained CNN's forward pass on shares (smpc.nn.functional) reaches the plain
+    accuracy on the test rows, give or take a few near-tied images (fixed-point error), and sends bytes."""
+    data = digits.load_digits()
+    train_rows, test_rows = digits.stratified_split(data.labels, 0.3, 0)
+    with digits.single_threaded():
+        central, model = digits.central_row(data.subset(train_rows), data.subset(test_rows),
+                                            digits.Settings(epochs=digits.QUICK["epochs"]))
+        secure = digits.inference_row(model, data.subset(test_rows))
+    assert central.accuracy is not None and secure.accuracy is not None
+    assert abs(secure.accuracy - central.accuracy) <= 0.01
+    assert secure.bytes_per_party is not None and secure.bytes_per_party > 0
