@@ -31,3 +31,19 @@ def test_every_package_installs_and_benchmarks_does_not() -> None:
     source_packages = {".".join(p.parent.relative_to(ROOT).parts) for p in ROOT.glob("[a-z]*/**/__init__.py")
                        if p.parts[len(ROOT.parts)] in ("smpc", "fixedpoint", "protocols", "network")}
     assert source_packages <= installed
+
+
+def test_every_embedded_data_file_ships_with_its_attribution() -> None:
+    """Every file in smpc/data (the digits included) matches setup.cfg's package_data, and every CSV has its
+    attribution section in smpc/data/README.md."""
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    patterns = [p.strip() for p in config["options.package_data"]["smpc"].split(",")]
+    files = [path.relative_to(ROOT / "smpc").as_posix() for path in (ROOT / "smpc" / "data").iterdir()]
+    assert "data/digits.csv" in files
+    for name in files:
+        assert any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns), name
+    readme = (ROOT / "smpc" / "data" / "README.md").read_text()
+    for name in files:
+        if name.endswith(".csv"):
+            assert f"## {name.split('/')[-1]}" in readme and "CC BY 4.0" in readme, name
