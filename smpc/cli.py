@@ -133,7 +133,8 @@ def _parser() -> argparse.ArgumentParser:
     add_party_arguments(party)
     party.set_defaults(handler=_cmd_party)
 
-    schema = commands.add_parser("schema", help="write the public schema of a CSV (share it with every bank)")
+    schema = commands.add_parser("schema", help="write a declared public schema (from --scale/--categories, or a "
+                                                "CSV); without one the banks agree it at start-up")
     schema.add_argument("--data", help="CSV file (default: the embedded German Credit data)")
     schema.add_argument("--label", default="creditability", help="label column")
     schema.add_argument("--positive", help="label value counted as positive")
