@@ -1,0 +1,370 @@
+"""Autograd on SharedTensor (``smpc.autograd``) against torch autograd, for both protocol families.
+
+Gradient check: every differentiable operation runs on shared inputs that require grad, ``backward`` is called
+with a public upstream gradient g (|g| <= 2), and each input's ``.grad`` (revealed) must equal torch's gradient
+of the same function on the same float64 inputs within the op's bound.  Bounds are derived, not tuned
+(e = 2^-17: encoding of an input or of g; u = 2^-16: one truncation; ``tests.support.nn_bounds.Approx``
+propagates a bound through the products of each backward formula):
+
+  * linear ops (add, sub, neg, sum, reshape, indexing, cat, stack, transpose, permute, expand) and selections
+    (relu, abs, max/min, where; inputs drawn away from 0 and from ties, so the shared comparison agrees with
+    torch's): the gradient is g times +-1 summed over the positions that used the input, so the bound is that
+    sum of e: torch's gradient of the same function with upstream e everywhere, in absolute value (exactly 0
+    where the input was not selected);
+  * products g * y, g @ y^T (mul, matmul, by shared or public values): |dg| |y| + |g| |dy| + |dg| |dy| + u per
+    product, summed as torch's backward sums them;
+  * g / n, mean: g times the public 1/n: a product with e on 1/n;
+  * exp: g * e^x with e^x's stated relative error 8.4e-4 (on [-3.5, 10.4));
+  * sigmoid, tanh: g * s (1 - s), g * (1 - t^2) with the stated absolute errors 3.2e-4 (s) and 6.1e-4 (t);
+  * reciprocal, log: r = 1/x with error R/|x| + A (R = 3.5e-4, A = 2 u) plus the encoding's e/x^2;
+  * rsqrt, sqrt: r = x^-1/2 with error R/sqrt(x) + A (R = 1.2e-4, A = 1.5 u) plus the encoding's e/(2 x^1.5);
+  * softmax: s with (m + 1) 5.6e-4 + 4e-4 (+ 2e for the inputs' encoding); log_softmax: its output with
+    1e-4 + m 5.6e-4 (+ 2e), and exp of it (<= 0) with 8.4e-4 + 1.01 times that.
+Several operations share one session run (starting parties costs more than the operations).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import smpc
+from tests.support.checks import FLOAT_SLACK
+from tests.support.harness import run_parties
+from tests.support.nn_bounds import Approx, E, U
+from tests.support.strategies import BROADCAST_PAIRS, float_arrays, matmul_shapes
+
+FAMILIES = pytest.mark.parametrize("protocol", ["dealer", "replicated"])
+#: Largest |g| of the upstream gradients drawn.
+SEED_LIMIT = 2.0
+
+
+# -- cases -----------------------------------------------------------------------------------------------
+Bound = Callable[[list[torch.Tensor], torch.Tensor], list[torch.Tensor]]
+
+
+@dataclass
+class Case:
+    """One gradient check: ``forward`` on shared inputs (all require grad), ``reference`` on torch tensors
+    (``forward`` itself unless the spellings differ), the upstream gradient ``seed``, and the bound per input
+    (by default: torch's gradient for upstream e everywhere, in absolute value)."""
+
+    name: str
+    inputs: list[torch.Tensor]
+    forward: Callable[..., Any]
+    bound: Bound | None = None
+    reference: Callable[..., torch.Tensor] | None = None
+    seed: torch.Tensor = field(default_factory=lambda: torch.zeros(()))
+
+    @property
+    def plain(self) -> Callable[..., torch.Tensor]:
+        return self.reference or self.forward
+
+    def bounds(self) -> list[torch.Tensor]:
+        if self.bound is not None:
+            return self.bound(self.inputs, self.seed)
+        grads = torch_grads(self.plain, self.inputs, torch.full_like(self.seed, E))
+        return [grad.abs() for grad in grads]
+
+
+def torch_grads(function: Callable[..., torch.Tensor], inputs: list[torch.Tensor], seed: torch.Tensor
+                ) -> list[torch.Tensor]:
+    """torch autograd's gradients of ``function`` at ``inputs`` for upstream ``seed`` (zeros where unused)."""
+    leaves = [x.detach().clone().requires_grad_(True) for x in inputs]
+    grads = torch.autograd.grad(function(*leaves), leaves, seed, allow_unused=True)
+    return [torch.zeros_like(x) if g is None else g.detach() for x, g in zip(inputs, grads)]
+
+
+def bilinear_bound(product: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], inner_left: int,
+                   inner_right: int) -> Callable[[list[torch.Tensor], torch.Tensor], list[torch.Tensor]]:
+    """x * y or x @ y: each gradient is a product of g with the other operand, one truncation per entry of it
+    before the broadcast sum.  ``inner_*``: how many terms each entry of the left (right) gradient's product
+    sums over before that truncation (1 for elementwise; p, m for matmul)."""
+
+    def grads(x: torch.Tensor, y: torch.Tensor, seed: torch.Tensor) -> list[torch.Tensor]:
+        return torch_grads(product, [x, y], seed)
+
+    def bound(xs: list[torch.Tensor], g: torch.Tensor) -> list[torch.Tensor]:
+        x, y = xs
+        e_x, e_y, e_g = torch.full_like(x, E), torch.full_like(y, E), torch.full_like(g, E)
+        ones = grads(torch.ones_like(x), torch.ones_like(y), torch.ones_like(g))
+        left = (grads(x, y.abs(), e_g)[0] + grads(x, e_y, g.abs())[0] + grads(x, e_y, e_g)[0]
+                + U * ones[0] / inner_left)
+        right = (grads(x.abs(), y, e_g)[1] + grads(e_x, y, g.abs())[1] + grads(e_x, y, e_g)[1]
+                 + U * ones[1] / inner_right)
+        return [left, right]
+
+    return bound
+
+
+def public_product_bound(public: torch.Tensor, product: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                         inner: int, *, public_left: bool = False
+                         ) -> Callable[[list[torch.Tensor], torch.Tensor], list[torch.Tensor]]:
+    """x * p, x @ p or p @ x with a public float p (encoded, so with e as well)."""
+    if public_left:
+        pair = bilinear_bound(product, inner, inner)
+        return lambda xs, g: [pair([public, xs[0]], g)[1]]
+    pair = bilinear_bound(product, inner, inner)
+    return lambda xs, g: [pair([xs[0], public], g)[0]]
+
+
+def approx_bound(backward: Callable[[torch.Tensor, Approx], Approx]
+                 ) -> Callable[[list[torch.Tensor], torch.Tensor], list[torch.Tensor]]:
+    """A unary op's bound: ``backward(x, g)`` rebuilds the shared backward formula in ``Approx``."""
+    return lambda xs, g: [backward(xs[0], Approx(g, E)).bound]
+
+
+# -- the backward formulas of the approximations, with their factors' stated errors --------------------------
+RECIPROCAL_R, RECIPROCAL_A = 3.5e-4, 2 * U
+RSQRT_R, RSQRT_A = 1.2e-4, 1.5 * U
+EXP_RELATIVE, EXP_ABSOLUTE_NONPOSITIVE = 8.4e-4, 5.6e-4
+SIGMOID_ERROR, TANH_ERROR = 3.2e-4, 6.1e-4
+
+
+def reciprocal_of(x: torch.Tensor) -> Approx:
+    return Approx(1 / x, RECIPROCAL_R / x.abs() + RECIPROCAL_A + 1.01 * E / x**2)
+
+
+def rsqrt_of(x: torch.Tensor) -> Approx:
+    return Approx(x.rsqrt(), RSQRT_R / x.sqrt() + RSQRT_A + 0.51 * E * x**-1.5)
+
+
+def exp_backward(x: torch.Tensor, g: Approx) -> Approx:
+    return g * Approx(x.exp(), (EXP_RELATIVE + 1.01 * E) * x.exp())
+
+
+def sigmoid_backward(x: torch.Tensor, g: Approx) -> Approx:
+    s = Approx(x.sigmoid(), SIGMOID_ERROR)
+    return g * (s * s.one_minus())
+
+
+def tanh_backward(x: torch.Tensor, g: Approx) -> Approx:
+    t = Approx(x.tanh(), TANH_ERROR)
+    return g * (t * t).one_minus()
+
+
+def reciprocal_backward(x: torch.Tensor, g: Approx) -> Approx:
+    r = reciprocal_of(x)
+    return g * (r * r)
+
+
+def rsqrt_backward(x: torch.Tensor, g: Approx) -> Approx:
+    r = rsqrt_of(x)
+    return (g * (r * r * r)).times_public(-0.5)
+
+
+def sqrt_backward(x: torch.Tensor, g: Approx) -> Approx:
+    return (g * rsqrt_of(x)).times_public(0.5)
+
+
+def log_backward(x: torch.Tensor, g: Approx) -> Approx:
+    return g * reciprocal_of(x)
+
+
+def _row_sum(a: Approx) -> Approx:
+    return Approx(a.value.sum(-1, keepdim=True), a.bound.sum(-1, keepdim=True))
+
+
+def softmax_backward(x: torch.Tensor, g: Approx) -> Approx:
+    m = x.shape[-1]
+    s = Approx(x.softmax(-1), (m + 1) * EXP_ABSOLUTE_NONPOSITIVE + 4e-4 + 2 * E)
+    return s * (g - _row_sum(g * s))
+
+
+def log_softmax_backward(x: torch.Tensor, g: Approx) -> Approx:
+    m = x.shape[-1]
+    output_error = 1e-4 + m * EXP_ABSOLUTE_NONPOSITIVE + 2 * E
+    p = Approx(x.softmax(-1), EXP_RELATIVE + 1.01 * output_error)
+    return g - p * _row_sum(g)
+
+
+def mean_bound(count: int) -> Callable[[list[torch.Tensor], torch.Tensor], list[torch.Tensor]]:
+    """g times the public 1/count (a truncation; the dealer family's exact division is within it)."""
+    return lambda xs, g: [(Approx(g, E) * Approx(torch.tensor(1.0 / count), E)).bound.expand_as(xs[0])]
+
+
+# -- drawing the cases -----------------------------------------------------------------------------------
+def spaced(data: st.DataObject, shape: tuple[int, ...], low: int, high: int, step: float, label: str,
+           ) -> torch.Tensor:
+    """Distinct multiples of ``step`` in [low step, high step]: no ties for max, no values near 0 for relu."""
+    values = hnp.arrays("int64", shape, elements=st.integers(low, high).filter(lambda v: v != 0), unique=True)
+    return torch.from_numpy(data.draw(values, label=label)).to(torch.float64) * step
+
+
+def linear_cases(data: st.DataObject) -> list[Case]:
+    """add, sub, neg, with public operands, sum, reshape, indexing, cat, stack, transpose, permute, expand."""
+    pair = data.draw(BROADCAST_PAIRS, label="broadcast shapes")
+    a = data.draw(float_arrays(pair.input_shapes[0], 8.0), label="a")
+    b = data.draw(float_arrays(pair.input_shapes[1], 8.0), label="b")
+    shape = tuple(data.draw(st.lists(st.integers(2, 4), min_size=3, max_size=3), label="shape"))
+    x = data.draw(float_arrays(shape, 8.0), label="x")
+    y = data.draw(float_arrays(shape, 8.0), label="y")
+    public = data.draw(float_arrays(shape[1:], 8.0), label="public")
+    rows = torch.tensor(data.draw(st.lists(st.integers(0, shape[0] - 1), min_size=1, max_size=5), label="rows"))
+    row = data.draw(float_arrays((1, shape[2]), 8.0), label="row")
+    cases = [
+        Case("add", [a, b], lambda p, q: p + q),
+        Case("sub", [a, b], lambda p, q: p - q),
+        Case("neg", [x], lambda p: -p),
+        Case("add public", [x], lambda p: p + public),
+        Case("public - x", [x], lambda p: 2.5 - p),
+        Case("sum", [x], lambda p: p.sum()),
+        Case("sum dim", [x], lambda p: p.sum(1)),
+        Case("sum dims keepdim", [x], lambda p: p.sum((0, 2), keepdim=True)),
+        Case("reshape", [x], lambda p: p.reshape(shape[0], -1)),
+        Case("view flatten unsqueeze squeeze", [x], lambda p: p.view(-1).unsqueeze(0).flatten(1).squeeze(0),
+             ),
+        Case("slice", [x], lambda p: p[1:, ..., ::2]),
+        Case("integer index", [x], lambda p: p[rows, :, 1]),
+        Case("cat", [x, y], lambda p, q: torch.cat([p, q, p], dim=-1)),
+        Case("stack", [x, y], lambda p, q: torch.stack([q, p], dim=1)),
+        Case("transpose", [x], lambda p: p.transpose(0, 2)),
+        Case("T", [x[0]], lambda p: p.T),
+        Case("permute", [x], lambda p: p.permute(1, 2, 0)),
+        Case("expand", [row], lambda p: p.expand(3, shape[2])),
+    ]
+    return cases
+
+
+def product_cases(data: st.DataObject) -> list[Case]:
+    """Shared x shared and shared x public products, matrix products, division by a public integer, mean."""
+    pair = data.draw(BROADCAST_PAIRS, label="broadcast shapes")
+    a = data.draw(float_arrays(pair.input_shapes[0], 8.0), label="a")
+    b = data.draw(float_arrays(pair.input_shapes[1], 8.0), label="b")
+    (left_shape, right_shape) = data.draw(matmul_shapes(), label="matmul shapes")
+    left = data.draw(float_arrays(left_shape, 4.0), label="left")
+    right = data.draw(float_arrays(right_shape, 4.0), label="right")
+    x = data.draw(float_arrays((3, 4), 8.0), label="x")
+    factor = data.draw(float_arrays((4,), 4.0), label="factor")
+    matrix = data.draw(float_arrays((4, 2), 4.0), label="matrix")
+    p_inner = 1 if right.dim() == 1 else right.shape[-1]
+    m_inner = 1 if left.dim() == 1 else left.shape[-2]
+    elementwise = bilinear_bound(torch.mul, 1, 1)
+    return [
+        Case("mul", [a, b], lambda p, q: p * q, elementwise),
+        Case("square", [x], lambda p: p * p,
+             lambda xs, g: [2 * elementwise([xs[0], xs[0]], g)[0]]),
+        Case("matmul", [left, right], lambda p, q: p @ q, bilinear_bound(torch.matmul, p_inner, m_inner)),
+        Case("mul public float", [x], lambda p: p * factor, public_product_bound(factor, torch.mul, 1)),
+        Case("mul public int", [x], lambda p: p * 3,
+             lambda xs, g: [torch.full_like(xs[0], 3 * E)]),
+        Case("matmul public right", [x], lambda p: p @ matrix, public_product_bound(matrix, torch.matmul, 2)),
+        Case("matmul public left", [x.T.contiguous()], lambda p: matrix.T @ p,
+             public_product_bound(matrix.T, torch.matmul, 2, public_left=True)),
+        Case("divide by 4", [x], lambda p: p / 4, mean_bound(4)),
+        Case("mean", [x], lambda p: p.mean(), mean_bound(12)),
+        Case("mean dim", [x], lambda p: p.mean(0), mean_bound(3)),
+    ]
+
+
+def nonlinear_cases(data: st.DataObject) -> list[Case]:
+    """The approximations (their derivative from the forward output where possible) and the selections."""
+    shape = tuple(data.draw(st.lists(st.integers(1, 4), min_size=2, max_size=2), label="shape"))
+    signed = spaced(data, shape, -64, 64, 1 / 16, "signed")         # distinct, |v| in [1/16, 4]
+    other = spaced(data, shape, -64, 64, 1 / 16, "other") + 1 / 32  # never equal to signed
+    positive = spaced(data, shape, 8, 128, 1 / 16, "positive")      # [0.5, 8]
+    wide = data.draw(float_arrays(shape, 6.0), label="wide")
+    mask = torch.from_numpy(data.draw(hnp.arrays(bool, shape), label="mask"))
+    reciprocal_in = positive * torch.where(signed > 0, 1.0, -1.0)
+    cases = [
+        Case("exp", [signed * 0.75], lambda p: p.exp(), approx_bound(exp_backward)),
+        Case("sigmoid", [wide], lambda p: p.sigmoid(), approx_bound(sigmoid_backward)),
+        Case("tanh", [wide * 0.5], lambda p: p.tanh(), approx_bound(tanh_backward)),
+        Case("reciprocal", [reciprocal_in], lambda p: p.reciprocal(), approx_bound(reciprocal_backward)),
+        Case("rsqrt", [positive], lambda p: p.rsqrt(), approx_bound(rsqrt_backward)),
+        Case("sqrt", [positive], lambda p: p.sqrt(), approx_bound(sqrt_backward)),
+        Case("log", [positive], lambda p: p.log(), approx_bound(log_backward)),
+        Case("softmax", [signed], lambda p: p.softmax(-1), approx_bound(softmax_backward)),
+        Case("log_softmax", [signed], lambda p: p.log_softmax(-1), approx_bound(log_softmax_backward)),
+        Case("relu", [signed], lambda p: p.relu()),
+        Case("abs", [signed], lambda p: p.abs()),
+        Case("max dim", [signed], lambda p: p.max(-1),
+             reference=lambda p: p.amax(-1)),
+        Case("min dim keepdim", [signed], lambda p: p.min(0, keepdim=True),
+             reference=lambda p: p.amin(0, keepdim=True)),
+        Case("max", [signed], lambda p: p.max()),
+        Case("where shared condition", [signed, other], lambda p, q: torch.where(p > q, p, q),
+             ),
+        Case("where public condition", [signed, other[:1]], lambda p, q: torch.where(mask, p, q),
+             ),
+    ]
+    return cases
+
+
+# -- running them ----------------------------------------------------------------------------------------
+def upstream(shape: tuple[int, ...]) -> st.SearchStrategy[torch.Tensor]:
+    """Upstream gradients with 0.5 <= |g| <= 2: never 0, so that every input's gradient is exercised."""
+    magnitudes = hnp.arrays(np.float64, shape, elements=st.floats(0.5, SEED_LIMIT))
+    signs = hnp.arrays(np.bool_, shape)
+    return st.builds(lambda m, s: torch.from_numpy(np.where(s, -m, m)), magnitudes, signs)
+
+
+def with_seeds(data: st.DataObject, cases: list[Case]) -> list[Case]:
+    for case in cases:
+        shape = tuple(case.plain(*case.inputs).shape)
+        case.seed = data.draw(upstream(shape), label=f"g of {case.name}")
+    return cases
+
+
+def shared_gradients(session: smpc.Session, cases: list[Case]) -> list[list[torch.Tensor]]:
+    """Every case's input gradients, opened in one reveal."""
+    grads: list[smpc.SharedTensor] = []
+    for case in cases:
+        leaves = [session.share(x if session.rank == i % session.world_size else None, owner=i % session.world_size)
+                  .requires_grad_() for i, x in enumerate(case.inputs)]
+        case.forward(*leaves).backward(case.seed)
+        for leaf in leaves:
+            assert leaf.grad is not None, f"{case.name}: no gradient"
+            grads.append(leaf.grad)
+    opened = smpc.cat([grad.reshape(-1) for grad in grads]).reveal()
+    result, offset, index = [], 0, 0
+    for case in cases:
+        per_case = []
+        for x in case.inputs:
+            per_case.append(opened[offset:offset + x.numel()].reshape(x.shape))
+            offset += x.numel()
+            index += 1
+        result.append(per_case)
+    return result
+
+
+def check_gradients(cases: list[Case], protocol: str) -> None:
+    opened = run_parties(lambda session: shared_gradients(session, cases), 3, protocol=protocol)
+    assert all(all(torch.equal(a, b) for a, b in zip(sum(o, []), sum(opened[0], []))) for o in opened[1:])
+    misses = []
+    for case, got in zip(cases, opened[0]):
+        want = torch_grads(case.plain, case.inputs, case.seed)
+        for index, (value, reference, bound) in enumerate(zip(got, want, case.bounds())):
+            error = (value - reference).abs()
+            excess = error - (bound + FLOAT_SLACK)
+            if bool((excess > 0).any()):
+                worst = int(excess.reshape(-1).argmax())
+                misses.append(f"{case.name} input {index}: error {float(error.reshape(-1)[worst]):.3g} over its "
+                              f"bound {float(bound.reshape(-1)[worst]):.3g}")
+    assert not misses, "; ".join(misses)
+
+
+@FAMILIES
+@given(data=st.data())
+def test_gradients_of_linear_operations(protocol: str, data: st.DataObject) -> None:
+    check_gradients(with_seeds(data, linear_cases(data)), protocol)
+
+
+@FAMILIES
+@given(data=st.data())
+def test_gradients_of_products(protocol: str, data: st.DataObject) -> None:
+    check_gradients(with_seeds(data, product_cases(data)), protocol)
+
+
+@FAMILIES
+@given(data=st.data())
+def test_gradients_of_nonlinear_operations(protocol: str, data: st.DataObject) -> None:
+    check_gradients(with_seeds(data, nonlinear_cases(data)), protocol)
