@@ -25,6 +25,7 @@ Several operations share one session run (starting parties costs more than the o
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -368,3 +369,148 @@ def test_gradients_of_products(protocol: str, data: st.DataObject) -> None:
 @given(data=st.data())
 def test_gradients_of_nonlinear_operations(protocol: str, data: st.DataObject) -> None:
     check_gradients(with_seeds(data, nonlinear_cases(data)), protocol)
+
+
+# -- conventions -----------------------------------------------------------------------------------------
+def _conventions(session: smpc.Session) -> dict[str, Any]:
+    """torch's autograd conventions on SharedTensors; returns what the test checks."""
+    x = session.share(torch.tensor([1.0, -2.0, 0.5]) if session.rank == 0 else None, owner=0).requires_grad_()
+    plain = session.share(torch.tensor([3.0, 1.0, 2.0]) if session.rank == 1 else None, owner=1)
+    seen: dict[str, Any] = {}
+    y = x * 2 + plain
+    seen["flags"] = (x.is_leaf, x.requires_grad, y.is_leaf, y.requires_grad, y.grad_fn is not None)
+    untracked = plain * plain + 1
+    seen["untracked"] = (untracked.requires_grad, untracked.grad_fn is None)
+    with smpc.no_grad():
+        inside = x * 2
+        with smpc.enable_grad():
+            nested = x * 2
+    seen["no_grad"] = (inside.requires_grad, nested.requires_grad, smpc.autograd.is_grad_enabled())
+    detached = y.detach()
+    seen["detach"] = (detached.requires_grad, detached.grad_fn is None)
+    (x * x + x).sum().backward()                            # d/dx = 2x + 1
+    first = x.grad
+    y.sum().backward(retain_graph=True)                     # accumulates 2
+    y.sum().backward()                                      # retained: 2 more, then freed
+    seen["errors"] = [_error_of(lambda: y.sum().backward()), _error_of(lambda: y.backward()),
+                      _error_of(lambda: plain.sum().backward()), _error_of(lambda: y.requires_grad_(False)),
+                      _error_of(lambda: setattr(x, "grad", plain.sum()))]
+    assert first is not None and x.grad is not None
+    opened = smpc.cat([first, x.grad, detached]).reveal()
+    seen["first"], seen["accumulated"], seen["detached"] = opened[:3], opened[3:6], opened[6:]
+    x.grad = None
+    seen["cleared"] = x.grad is None
+    return seen
+
+
+def _error_of(action: Callable[[], Any]) -> str:
+    try:
+        action()
+    except (RuntimeError, ValueError) as error:
+        return type(error).__name__
+    return "no error"
+
+
+@FAMILIES
+def test_torch_conventions(protocol: str) -> None:
+    """requires_grad_, is_leaf, grad_fn, no_grad/enable_grad, detach, accumulation into .grad across backward
+    calls, retain_graph, and torch's refusals (second backward through a freed graph, an implicit gradient for
+    a non-scalar, backward without grad, turning requires_grad off on a non-leaf, a .grad of another shape)."""
+    x = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    for seen in run_parties(_conventions, 3, protocol=protocol):
+        assert seen["flags"] == (True, True, False, True, True)
+        assert seen["untracked"] == (False, True)
+        assert seen["no_grad"] == (False, True, True)
+        assert seen["detach"] == (False, True)
+        assert seen["errors"] == ["RuntimeError", "RuntimeError", "RuntimeError", "RuntimeError", "ValueError"]
+        # 2x + 1 (one product, one truncation) and then + 2 + 2 (exact public integers).
+        assert torch.allclose(seen["first"], 2 * x + 1, atol=2 * E + U)
+        assert torch.allclose(seen["accumulated"], 2 * x + 5, atol=2 * E + U)
+        assert torch.allclose(seen["detached"], 2 * x + torch.tensor([3.0, 1.0, 2.0]), atol=3 * E)
+        assert seen["cleared"]
+
+
+def test_grad_mode_is_per_thread() -> None:
+    """no_grad in one thread (one party of run_local) leaves grad mode on in another."""
+    inside, release = threading.Event(), threading.Event()
+    observed: list[bool] = []
+
+    def party_in_no_grad() -> None:
+        with smpc.no_grad():
+            observed.append(smpc.autograd.is_grad_enabled())
+            inside.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=party_in_no_grad)
+    thread.start()
+    assert inside.wait(10)
+    observed.append(smpc.autograd.is_grad_enabled())
+    release.set()
+    thread.join(10)
+    assert observed == [False, True]
+
+
+# -- costs -----------------------------------------------------------------------------------------------
+def _forward_costs(session: smpc.Session, track: bool) -> tuple[int, int, bool]:
+    """Rounds and bytes of a small forward pass with and without inputs that require grad."""
+    x = session.share(torch.linspace(-2, 2, 12).reshape(3, 4) if session.rank == 0 else None, owner=0)
+    w = session.share(torch.linspace(-1, 1, 8).reshape(4, 2) if session.rank == 1 else None, owner=1)
+    if track:
+        w.requires_grad_()
+    session.stats.reset()
+    hidden = (x @ w).relu()
+    out = torch.cat([hidden.sigmoid(), hidden.tanh(), (hidden - 1).abs(), hidden.max(1, keepdim=True)], dim=1)
+    result = (out.sum(0) / 4).mean()
+    return session.stats.rounds, session.stats.bytes_sent, result.grad_fn is None
+
+
+@FAMILIES
+def test_recording_costs_no_communication(protocol: str) -> None:
+    """Recording a gradient costs no extra communication: the same forward pass takes as many rounds and no
+    more bytes with an input that requires grad (relu, abs and max then keep their comparison bit instead of
+    calling the fused protocols), and records nothing when no input requires grad."""
+    plain = run_parties(lambda session: _forward_costs(session, False), 3, protocol=protocol)
+    tracked = run_parties(lambda session: _forward_costs(session, True), 3, protocol=protocol)
+    for untracked_costs, tracked_costs in zip(plain, tracked):
+        assert tracked_costs[0] == untracked_costs[0]
+        # Replicated: the comparison + bit product sends slightly fewer bytes than the fused relu/absolute.
+        assert tracked_costs[1] <= untracked_costs[1]
+        assert untracked_costs[2] and not tracked_costs[2]
+
+
+# -- extension point -------------------------------------------------------------------------------------
+def _custom_selection(session: smpc.Session) -> dict[str, Any]:
+    """A max-pooling-like op defined outside SharedTensor: forward under no_grad, backward through record."""
+    x = session.share(torch.tensor([[1.0, 4.0], [3.0, -2.0]]) if session.rank == 0 else None, owner=0)
+    x.requires_grad_()
+
+    def pooled(t: smpc.SharedTensor) -> smpc.SharedTensor:
+        with smpc.no_grad():
+            onehot = t.argmax(dim=1)
+            values = (t * onehot).sum(1)
+        return smpc.autograd.record(values, [t], lambda g, needs: (g.unsqueeze(1).where(onehot, 0.0),),
+                                    name="Pool")
+
+    out = pooled(x)
+    seen: dict[str, Any] = {"node": repr(out.grad_fn)}
+    (out * torch.tensor([10.0, 100.0])).sum().backward()
+    untracked = pooled(x.detach())
+    seen["untracked"] = untracked.grad_fn is None
+    seen["same result"] = _error_of(lambda: smpc.autograd.record(x, [x], lambda g, needs: (g,)))
+    bad = smpc.autograd.record(x * 1, [x], lambda g, needs: (g, g))
+    seen["wrong count"] = _error_of(lambda: bad.sum().backward())
+    assert x.grad is not None
+    seen["grad"] = x.grad.reveal()
+    return seen
+
+
+def test_record_extension_point() -> None:
+    """``smpc.autograd.record``: a custom op's backward runs with shared arithmetic and its gradient reaches
+    the leaf; nothing is recorded for an input that needs no gradient; misuse is refused."""
+    for seen in run_parties(_custom_selection, 3):
+        assert seen["node"] == "<PoolBackward>"
+        assert seen["untracked"]
+        assert seen["same result"] == "ValueError"
+        assert seen["wrong count"] == "RuntimeError"
+        assert torch.allclose(seen["grad"], torch.tensor([[0.0, 10.0], [100.0, 0.0]], dtype=torch.float64),
+                              atol=U)
