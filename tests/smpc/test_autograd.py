@@ -38,6 +38,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import smpc
+from smpc import nn as snn
 from tests.support.checks import FLOAT_SLACK
 from tests.support.harness import run_parties
 from tests.support.nn_bounds import Approx, E, U
@@ -514,3 +515,73 @@ def test_record_extension_point() -> None:
         assert seen["wrong count"] == "RuntimeError"
         assert torch.allclose(seen["grad"], torch.tensor([[0.0, 10.0], [100.0, 0.0]], dtype=torch.float64),
                               atol=U)
+
+
+# -- the fused BCE + Sigmoid shortcut against the generic graph ------------------------------------------
+def _bce_both_ways(session: smpc.Session, model: torch.nn.Sequential, x: torch.Tensor, y: torch.Tensor
+                   ) -> list[torch.Tensor]:
+    """Weight and bias gradients of BCE(sigmoid(x W^T + b), y): smpc.nn's shortcut (p - y) / N, then the
+    generic autograd graph of the same model written with log, products and a mean."""
+    owner, data_owner = 0, session.world_size - 1
+    shared_x = session.share(x if session.rank == data_owner else None, owner=data_owner)
+    shortcut_model = snn.from_torch(model, session, owner=owner)
+    snn.BCELoss()(shortcut_model(shared_x), y).backward()
+    shortcut = [parameter.grad for parameter in shortcut_model.parameters()]
+    linear = model[0]
+    w, b = (session.share(p.detach().double() if session.rank == owner else None, owner=owner).requires_grad_()
+            for p in (linear.weight, linear.bias))
+    p = (shared_x @ w.T + b).sigmoid()
+    loss = -(y * p.log() + (1 - y) * (1 - p).log()).mean()
+    loss.backward()
+    grads = [*shortcut, w.grad, b.grad]
+    assert all(grad is not None for grad in grads)
+    opened = smpc.cat([grad.reshape(-1) for grad in grads if grad is not None]).reveal()
+    sizes = [linear.weight.numel(), linear.bias.numel()] * 2
+    return list(opened.split(sizes))
+
+
+def _logit_grad_bounds(x: torch.Tensor, y: torch.Tensor, p: torch.Tensor) -> tuple[Approx, Approx]:
+    """d loss / dz per sample with bounds: the shortcut (p - y) / N, and the generic graph's
+    -(y/N) (1/p) + ((1-y)/N) (1/(1-p)), times s (1 - s), each 1/q from a reciprocal of the shared q."""
+    n = y.numel()
+    probability = Approx(p, SIGMOID_ERROR)
+    shortcut = (probability - Approx(y, 0.0)).times_public(1.0 / n)
+    upstream = Approx(torch.full_like(p, -1.0), 0.0).times_public(1.0 / n)     # d(-mean)/d term
+
+    def reciprocal_near(q: torch.Tensor) -> Approx:
+        # 1/q of the shared q (off by SIGMOID_ERROR): the reciprocal's error plus how far 1/q moves.
+        return Approx(1 / q, RECIPROCAL_R / q + RECIPROCAL_A + SIGMOID_ERROR / (q * (q - SIGMOID_ERROR)))
+
+    through_p = (upstream * Approx(y, 0.0)) * reciprocal_near(p)
+    through_q = (upstream * Approx(1 - y, 0.0)) * reciprocal_near(1 - p)
+    gradient_p = through_p - through_q
+    generic = gradient_p * (probability * probability.one_minus())
+    return shortcut, generic
+
+
+@FAMILIES
+def test_bce_shortcut_matches_generic_autograd(protocol: str) -> None:
+    """smpc.nn's fused BCE-after-Sigmoid gradient (no log, no division) equals autograd's gradient of the same
+    logistic model written with log (which pays two reciprocals and a sigmoid derivative) within the sum of
+    their propagated bounds, for the weights (x^T dz) and the bias (sum dz)."""
+    torch.manual_seed(7)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 1), torch.nn.Sigmoid()).double()
+    x = torch.randn(8, 3, dtype=torch.float64) * 0.5
+    y = (torch.rand(8, 1, dtype=torch.float64) > 0.5).to(torch.float64)
+    with torch.no_grad():
+        p = model(x)
+    assert bool(((p > 0.05) & (p < 0.95)).all())       # the reciprocals' bounds are stated for this range
+    shortcut, generic = _logit_grad_bounds(x, y, p)
+    assert torch.allclose(shortcut.value, generic.value, atol=1e-12)
+    encoded_x = Approx(x, E)
+    bounds = [(shortcut.T @ encoded_x).bound.reshape(-1), shortcut.bound.sum(0),
+              (generic.T @ encoded_x).bound.reshape(-1), generic.bound.sum(0)]
+    for opened in run_parties(lambda session: _bce_both_ways(session, model, x, y), 3, protocol=protocol):
+        weight_shortcut, bias_shortcut, weight_generic, bias_generic = opened
+        assert (weight_shortcut - weight_generic).abs().le(bounds[0] + bounds[2] + FLOAT_SLACK).all()
+        assert (bias_shortcut - bias_generic).abs().le(bounds[1] + bounds[3] + FLOAT_SLACK).all()
+        # Both against torch, so that agreeing with each other is not agreeing on something else.
+        reference = torch_grads(lambda w, b: torch.nn.functional.binary_cross_entropy(
+            torch.sigmoid(x @ w.T + b), y), [model[0].weight.detach(), model[0].bias.detach()], torch.tensor(1.0))
+        assert (weight_generic - reference[0].reshape(-1)).abs().le(bounds[2] + FLOAT_SLACK).all()
+        assert (bias_shortcut - reference[1]).abs().le(bounds[1] + FLOAT_SLACK).all()
