@@ -45,12 +45,15 @@ x @ public                   1 (g p^T, truncated)
 exp                          2 (g e^x, from the output)
 sigmoid                      4 (s (1 - s), then g times it)
 tanh                         4 (1 - t^2, then g times it)
-relu, where, max/min (dim)   1 (a product with the forward's comparison bit, no truncation)
+relu, max/min (dim),         1 (a product with the forward's comparison bit, no truncation)
+where (comparison)
+where (public condition)     0 (exact products with the public 0/1)
+where (other shared 0/1)     2 (a product with truncation)
 abs                          1 (as relu: the sign bit of the forward)
 reciprocal                   4 (r^2, then -g r^2)
-sqrt                         R_rsqrt + 2 (0.5 g / sqrt(x) = 0.5 g rsqrt(x))
-rsqrt                        6 (-0.5 g r^3)
-log                          R_reciprocal + 2 (g / x)
+sqrt                         R_rsqrt + 3 (0.5 g / sqrt(x) = (g rsqrt(x)) times 0.5)
+rsqrt                        7 (r^2, r^3, g r^3, then times -0.5)
+log                          R_reciprocal + 2 (g / x; the reciprocal of a positive x, half its comparisons)
 softmax                      4 (g s, then s (g - sum(g s)))
 log_softmax                  R_exp + 2 (g - exp(out) sum(g))
 ==========================  =====================================================================
@@ -138,8 +141,12 @@ class Node:
 
 def tracking(inputs: Iterable[SharedTensor]) -> bool:
     """Whether an operation on ``inputs`` must record a node: some input requires a gradient and grad mode is
-    on in this thread.  The cheap check every differentiable operation makes."""
-    return any(t.requires_grad for t in inputs) and is_grad_enabled()
+    on in this thread.  The cheap check every differentiable operation makes (a loop over its inputs' flags;
+    the thread-local mode is read only when some input requires grad)."""
+    for tensor in inputs:
+        if tensor.requires_grad:
+            return is_grad_enabled()
+    return False
 
 
 def record(result: SharedTensor, inputs: Sequence[SharedTensor], backward_fn: BackwardFn, *saved: Any,
@@ -154,9 +161,9 @@ def record(result: SharedTensor, inputs: Sequence[SharedTensor], backward_fn: Ba
     ``result`` itself under ``no_grad()`` when it is made of SharedTensor operations, so that they record
     nothing of their own.
     """
-    inputs = tuple(inputs)
     if not tracking(inputs):
         return result
+    inputs = tuple(inputs)
     if any(result is t for t in inputs):
         raise ValueError("record needs a new result tensor, not one of the inputs")
     function_name = name if name is not None else getattr(backward_fn, "__name__", "Function")
