@@ -585,3 +585,62 @@ def test_bce_shortcut_matches_generic_autograd(protocol: str) -> None:
             torch.sigmoid(x @ w.T + b), y), [model[0].weight.detach(), model[0].bias.detach()], torch.tensor(1.0))
         assert (weight_generic - reference[0].reshape(-1)).abs().le(bounds[2] + FLOAT_SLACK).all()
         assert (bias_shortcut - reference[1]).abs().le(bounds[1] + FLOAT_SLACK).all()
+
+
+# -- a small classifier: the ops composed, with nll through indexing -------------------------------------
+def _classifier_grads(session: smpc.Session, x: torch.Tensor, weights: list[torch.Tensor], targets: torch.Tensor
+                      ) -> list[torch.Tensor]:
+    """Gradients of nll(log_softmax(relu(x W1^T + b1) W2^T), targets) for W1, b1, W2 (one reveal)."""
+    data_owner = session.world_size - 1
+    shared_x = session.share(x if session.rank == data_owner else None, owner=data_owner)
+    w1, b1, w2 = (session.share(w if session.rank == 0 else None, owner=0).requires_grad_() for w in weights)
+    logits = (shared_x @ w1.T + b1).relu() @ w2.T
+    loss = -logits.log_softmax(1)[torch.arange(len(targets)), targets].mean()
+    loss.backward()
+    grads = [w1.grad, b1.grad, w2.grad]
+    assert all(grad is not None for grad in grads)
+    opened = smpc.cat([grad.reshape(-1) for grad in grads if grad is not None]).reveal()
+    return [part.reshape(w.shape) for part, w in zip(opened.split([w.numel() for w in weights]), weights)]
+
+
+def _classifier_bounds(x: torch.Tensor, weights: list[torch.Tensor], targets: torch.Tensor) -> list[Approx]:
+    """The same backward pass in ``Approx``: log_softmax's output off by its stated error plus twice the
+    logits' largest error in the row (its Lipschitz constant), softmax = exp(output) off by exp's error."""
+    w1, b1, w2 = (Approx(w, E) for w in weights)
+    pre = Approx(x, E) @ w1.T + b1
+    hidden = pre.relu()
+    logits = hidden @ w2.T
+    classes = logits.value.shape[1]
+    output_error = 1e-4 + classes * EXP_ABSOLUTE_NONPOSITIVE + 2 * logits.bound.amax(1, keepdim=True)
+    probabilities = Approx(logits.value.softmax(1), EXP_RELATIVE + 1.01 * output_error)
+    count = len(targets)
+    picked = Approx(torch.tensor(-1.0), 0.0).times_public(1.0 / count)    # d loss / d each picked entry
+    onehot = torch.nn.functional.one_hot(targets, classes).to(torch.float64)
+    upstream = Approx(picked.value * onehot, picked.bound * onehot)
+    grad_logits = upstream - probabilities * _row_sum(upstream)
+    grad_hidden = grad_logits @ w2
+    grad_pre = pre.relu_backward(grad_hidden)
+    return [grad_pre.T @ Approx(x, E), grad_pre.sum0(), grad_logits.T @ hidden]
+
+
+@FAMILIES
+def test_small_classifier_gradients(protocol: str) -> None:
+    """Linear, relu, Linear, log_softmax and nll through integer indexing and mean, composed: every parameter's
+    gradient against torch's within the bound propagated through the same backward pass."""
+    generator = torch.Generator().manual_seed(16)
+    x = torch.rand(6, 4, dtype=torch.float64, generator=generator) * 2 - 1
+    weights = [torch.rand(*shape, dtype=torch.float64, generator=generator) - 0.5 for shape in ((5, 4), (5,), (3, 5))]
+    targets = torch.tensor([0, 2, 1, 1, 0, 2])
+
+    def plain_loss(w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
+        logits = torch.relu(x @ w1.T + b1) @ w2.T
+        return torch.nn.functional.nll_loss(torch.log_softmax(logits, 1), targets)
+
+    reference = torch_grads(plain_loss, weights, torch.tensor(1.0))
+    bounds = _classifier_bounds(x, weights, targets)
+    for want, approx in zip(reference, bounds):
+        assert torch.allclose(approx.value, want, atol=1e-12)   # the propagation models the same computation
+    for opened in run_parties(lambda session: _classifier_grads(session, x, weights, targets), 3, protocol=protocol):
+        for name, got, want, approx in zip(("W1", "b1", "W2"), opened, reference, bounds):
+            error = (got - want).abs()
+            assert bool((error <= approx.bound + FLOAT_SLACK).all()), f"{name}: {float(error.max()):.3g}"
