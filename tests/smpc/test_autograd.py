@@ -188,6 +188,13 @@ def log_softmax_backward(x: torch.Tensor, g: Approx) -> Approx:
     return g - p * _row_sum(g)
 
 
+def divide_bound(xs: list[torch.Tensor], g: torch.Tensor) -> list[torch.Tensor]:
+    """x / y = x * reciprocal(y): (g r, -(g x) r^2) with r off by the reciprocal's error."""
+    x, y = xs
+    r, upstream = reciprocal_of(y), Approx(g, E)
+    return [(upstream * r).bound, ((upstream * Approx(x, E)) * (r * r)).bound]
+
+
 def mean_bound(count: int) -> Callable[[list[torch.Tensor], torch.Tensor], list[torch.Tensor]]:
     """g times the public 1/count (a truncation; the dealer family's exact division is within it)."""
     return lambda xs, g: [(Approx(g, E) * Approx(torch.tensor(1.0 / count), E)).bound.expand_as(xs[0])]
@@ -222,8 +229,7 @@ def linear_cases(data: st.DataObject) -> list[Case]:
         Case("sum dim", [x], lambda p: p.sum(1)),
         Case("sum dims keepdim", [x], lambda p: p.sum((0, 2), keepdim=True)),
         Case("reshape", [x], lambda p: p.reshape(shape[0], -1)),
-        Case("view flatten unsqueeze squeeze", [x], lambda p: p.view(-1).unsqueeze(0).flatten(1).squeeze(0),
-             ),
+        Case("view flatten unsqueeze squeeze", [x], lambda p: p.view(-1).unsqueeze(0).flatten(1).squeeze(0)),
         Case("slice", [x], lambda p: p[1:, ..., ::2]),
         Case("integer index", [x], lambda p: p[rows, :, 1]),
         Case("cat", [x, y], lambda p, q: torch.cat([p, q, p], dim=-1)),
@@ -293,10 +299,11 @@ def nonlinear_cases(data: st.DataObject) -> list[Case]:
         Case("min dim keepdim", [signed], lambda p: p.min(0, keepdim=True),
              reference=lambda p: p.amin(0, keepdim=True)),
         Case("max", [signed], lambda p: p.max()),
-        Case("where shared condition", [signed, other], lambda p, q: torch.where(p > q, p, q),
-             ),
-        Case("where public condition", [signed, other[:1]], lambda p, q: torch.where(mask, p, q),
-             ),
+        Case("where shared condition", [signed, other], lambda p, q: torch.where(p > q, p, q)),
+        Case("where public condition", [signed, other[:1]], lambda p, q: torch.where(mask, p, q)),
+        # Composites: their gradients come from the recorded pieces (relu in clamp, mul and reciprocal in /).
+        Case("clamp", [signed], lambda p: p.clamp(-1 / 32, 33 / 32)),
+        Case("divide shared", [signed, reciprocal_in], lambda p, q: p / q, divide_bound),
     ]
     return cases
 
