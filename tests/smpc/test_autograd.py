@@ -217,7 +217,8 @@ def linear_cases(data: st.DataObject) -> list[Case]:
     x = data.draw(float_arrays(shape, 8.0), label="x")
     y = data.draw(float_arrays(shape, 8.0), label="y")
     public = data.draw(float_arrays(shape[1:], 8.0), label="public")
-    rows = torch.tensor(data.draw(st.lists(st.integers(0, shape[0] - 1), min_size=1, max_size=5), label="rows"))
+    drawn_rows = data.draw(st.lists(st.integers(0, shape[0] - 1), min_size=1, max_size=5), label="rows")
+    rows = torch.tensor(drawn_rows + drawn_rows[:1])  # a repeated row: its gradients must add up
     row = data.draw(float_arrays((1, shape[2]), 8.0), label="row")
     cases = [
         Case("add", [a, b], lambda p, q: p + q),
@@ -238,6 +239,7 @@ def linear_cases(data: st.DataObject) -> list[Case]:
         Case("T", [x[0]], lambda p: p.T),
         Case("permute", [x], lambda p: p.permute(1, 2, 0)),
         Case("expand", [row], lambda p: p.expand(3, shape[2])),
+        Case("reused intermediate", [x], lambda p: (lambda h: torch.cat([h, h[1:]]))(p + 1)),
     ]
     return cases
 
