@@ -2,7 +2,9 @@
 
 It wraps this party's int64 shares and its session; it is not a torch.Tensor subclass.  Arithmetic with
 another SharedTensor, a Python number or a public tensor broadcasts as torch does.  Torch functions we
-support dispatch through ``__torch_function__``; any other raises torch's TypeError.
+support dispatch through ``__torch_function__``; any other raises torch's TypeError.  With
+``requires_grad_()`` its differentiable operations record a graph for ``backward()`` (``smpc.autograd``; the
+backward formulas are in ``smpc.gradients``); without, they record nothing.
 """
 
 from __future__ import annotations
