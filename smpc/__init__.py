@@ -23,7 +23,8 @@ from network import (
     ReceiveTimeout,
 )
 from protocols import TruncationBudgetError
-from smpc import nn, optim
+from smpc import autograd, nn, optim
+from smpc.autograd import enable_grad, no_grad
 from smpc.options import SessionOptions
 from smpc.range_check import RangeError
 from smpc.runner import PartyError, run_local
@@ -47,8 +48,11 @@ __all__ = [
     "SessionStats",
     "SharedTensor",
     "TruncationBudgetError",
+    "autograd",
     "cat",
+    "enable_grad",
     "nn",
+    "no_grad",
     "optim",
     "run_local",
     "stack",

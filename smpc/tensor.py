@@ -2,7 +2,9 @@
 
 It wraps this party's int64 shares and its session; it is not a torch.Tensor subclass.  Arithmetic with
 another SharedTensor, a Python number or a public tensor broadcasts as torch does.  Torch functions we
-support dispatch through ``__torch_function__``; any other raises torch's TypeError.
+support dispatch through ``__torch_function__``; any other raises torch's TypeError.  With
+``requires_grad_()`` its differentiable operations record a graph for ``backward()`` (``smpc.autograd``; the
+backward formulas are in ``smpc.gradients``); without, they record nothing.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from protocols.approx import sigmoid as approx_sigmoid
 from protocols.approx import softmax as approx_softmax
 from protocols.approx import sqrt as approx_sqrt
 from protocols.family import Family, Shares, join_parts, map_parts, zip_parts
+from smpc import autograd, gradients
 from smpc.operands import check_multiplier, public_operand, public_tensor
 from smpc.range_check import check_opened, check_shared, rescale_checked
 
@@ -39,7 +42,7 @@ class SharedTensor:
     two in the replicated one); structure applies to each part, the rest goes through the session's family.
     """
 
-    __slots__ = ("_session", "_parts", "_bit")
+    __slots__ = ("_session", "_parts", "_bit", "_requires_grad", "_grad_fn", "_grad")
 
     def __init__(self, session: Session, share: torch.Tensor | Shares, *, bit: Shares | None = None) -> None:
         parts = session.family.from_local(share) if isinstance(share, torch.Tensor) else tuple(share)
@@ -50,6 +53,10 @@ class SharedTensor:
         # Comparisons also keep their result as unscaled 0/1 shares, so that where() needs one product
         # without truncation; every other operation drops them.
         self._bit = bit
+        # Autograd (smpc.autograd): set by requires_grad_() on a leaf, or with a node by a recorded operation.
+        self._requires_grad = False
+        self._grad_fn: autograd.Node | None = None
+        self._grad: SharedTensor | None = None
 
     # -- metadata (public) ----------------------------------------------------------------------------
     @property
@@ -95,6 +102,69 @@ class SharedTensor:
 
     def __array__(self, *args: Any, **kwargs: Any) -> np.ndarray:
         raise TypeError("a SharedTensor cannot be converted to an array; call reveal() first")
+
+    # -- autograd (smpc.autograd) ---------------------------------------------------------------------
+    @property
+    def requires_grad(self) -> bool:
+        return self._requires_grad
+
+    def requires_grad_(self, requires_grad: bool = True) -> SharedTensor:
+        """Mark this leaf as needing a gradient (in place, returns self), as torch."""
+        if self._grad_fn is not None and not requires_grad:
+            raise RuntimeError("requires_grad can only be turned off on a leaf; use detach()")
+        self._requires_grad = bool(requires_grad) or self._grad_fn is not None
+        return self
+
+    @property
+    def grad_fn(self) -> autograd.Node | None:
+        """The recorded operation that made this tensor, or None for a leaf."""
+        return self._grad_fn
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._grad_fn is None
+
+    @property
+    def grad(self) -> SharedTensor | None:
+        """d loss / d self accumulated by ``backward`` on a leaf that requires grad (a SharedTensor), or None."""
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: SharedTensor | None) -> None:
+        if value is not None and (not isinstance(value, SharedTensor) or value.shape != self.shape):
+            raise ValueError(f"grad must be None or a SharedTensor of shape {tuple(self.shape)}")
+        self._grad = value
+
+    def detach(self) -> SharedTensor:
+        """The same shared value, cut from the graph (no gradient flows through it)."""
+        return SharedTensor(self._session, self._parts, bit=self._bit)
+
+    def backward(self, gradient: Any = None, retain_graph: bool = False) -> None:
+        """Accumulate d self / d leaf into the ``.grad`` of every leaf that requires grad (``smpc.autograd``:
+        rounds there).  ``gradient``: d loss / d self (SharedTensor or public), needed unless self has one
+        element."""
+        autograd.backward(self, gradient, retain_graph=retain_graph)
+
+    def _attach(self, node: autograd.Node) -> None:
+        self._grad_fn = node
+        self._requires_grad = True
+
+    def _accumulate(self, grad: SharedTensor) -> None:
+        self._grad = grad if self._grad is None else self._grad + grad
+
+    def scatter_back(self, key: Index, shape: Sequence[int]) -> SharedTensor:
+        """Zeros of ``shape`` with this tensor summed into the positions ``zeros[key]`` selects (repeated
+        positions add up): the adjoint of indexing.  Local and exact."""
+        size = int(np.prod(shape))
+        positions = torch.arange(size).reshape(tuple(shape))[key].reshape(-1)
+        if positions.numel() != self.numel():
+            raise ValueError(f"index selects {positions.numel()} positions for {self.numel()} values")
+
+        def scatter(part: torch.Tensor) -> torch.Tensor:
+            zeros = torch.zeros(size, dtype=torch.int64, device=part.device)
+            return zeros.index_add_(0, positions.to(part.device), part.reshape(-1)).reshape(tuple(shape))
+
+        return self._map(scatter)
 
     # -- data out -------------------------------------------------------------------------------------
     @overload
@@ -180,21 +250,24 @@ class SharedTensor:
     def __add__(self, other: Any) -> SharedTensor:
         if isinstance(other, SharedTensor):
             self._same_session(other)
-            return self._new(zip_parts(self._parts, other._parts, torch.add))
+            result = self._new(zip_parts(self._parts, other._parts, torch.add))
+            return autograd.record(result, (self, other), gradients.add)
         encoded = self._session.encoding.encode(public_tensor(other))
-        return self._new(self._family.add_public(self._parts, encoded))
+        result = self._new(self._family.add_public(self._parts, encoded))
+        return autograd.record(result, (self,), gradients.passthrough)
 
     __radd__ = __add__
 
     def __neg__(self) -> SharedTensor:
-        return self._map(torch.neg)
+        return autograd.record(self._map(torch.neg), (self,), gradients.neg)
 
     neg = __neg__
 
     def __sub__(self, other: Any) -> SharedTensor:
         if isinstance(other, SharedTensor):
             self._same_session(other)
-            return self._new(zip_parts(self._parts, other._parts, torch.sub))
+            result = self._new(zip_parts(self._parts, other._parts, torch.sub))
+            return autograd.record(result, (self, other), gradients.sub)
         return self + (-public_tensor(other))
 
     def __rsub__(self, other: Any) -> SharedTensor:
@@ -207,13 +280,16 @@ class SharedTensor:
         communication; ValueError for multipliers that could wrap the ring, ``operands.check_multiplier``).
         With the session's ``check_range``, every product is range-tested (``smpc.range_check``)."""
         if isinstance(other, SharedTensor):
-            return self._shared_product(other, self._family.mul, "mul")
+            result = self._shared_product(other, self._family.mul, "mul")
+            return autograd.record(result, (self, other), gradients.mul, self, other)
         public, is_integer = public_operand(other)
         if is_integer:
             check_multiplier(public, self._session.encoding)
-            return self._exact(map_parts(self._parts, lambda part: part * public.to(part.device)), "mul")
-        encoded = self._session.encoding.encode(public)
-        return self._truncated(map_parts(self._parts, lambda part: part * encoded.to(part.device)), "mul")
+            result = self._exact(map_parts(self._parts, lambda part: part * public.to(part.device)), "mul")
+        else:
+            encoded = self._session.encoding.encode(public)
+            result = self._truncated(map_parts(self._parts, lambda part: part * encoded.to(part.device)), "mul")
+        return autograd.record(result, (self,), gradients.mul_public, public)
 
     __rmul__ = __mul__
 
@@ -221,7 +297,8 @@ class SharedTensor:
         """Matrix product (vectors, matrices, batched): shared @ shared is the family's ``matmul``.  With the
         session's ``check_range``, range-tested as ``*`` is."""
         if isinstance(other, SharedTensor):
-            return self._shared_product(other, self._family.matmul, "matmul")
+            result = self._shared_product(other, self._family.matmul, "matmul")
+            return autograd.record(result, (self, other), gradients.matmul, self, other)
         return self._matmul_public(other, left=False)
 
     def __rmatmul__(self, other: Any) -> SharedTensor:
@@ -232,15 +309,16 @@ class SharedTensor:
         public, is_integer = public_operand(other)
         if is_integer and public.dim():
             check_multiplier(public, self._session.encoding, public.shape[-1 if left else max(-2, -public.dim())])
-        elif not is_integer:
-            public = self._session.encoding.encode(public)
+        ring_public = public if is_integer else self._session.encoding.encode(public)
 
         def product(part: torch.Tensor) -> torch.Tensor:
-            matrix = public.to(part.device)
+            matrix = ring_public.to(part.device)
             return ring_matmul(matrix, part) if left else ring_matmul(part, matrix)
 
         products = map_parts(self._parts, product)
-        return self._exact(products, "matmul") if is_integer else self._truncated(products, "matmul")
+        result = self._exact(products, "matmul") if is_integer else self._truncated(products, "matmul")
+        rule = gradients.matmul_public_left if left else gradients.matmul_public_right
+        return autograd.record(result, (self,), rule, public, self.dim())
 
     mul, matmul = __mul__, __matmul__
 
@@ -299,17 +377,29 @@ class SharedTensor:
         return self._call(protocols.sign)._map(lambda part: part * scale)
 
     def abs(self) -> SharedTensor:
-        """|x| (``protocols.additive.compare.absolute``)."""
-        return self._call(protocols.absolute)
+        """|x| (``protocols.additive.compare.absolute``).  When a gradient is recorded: x - 2 x [x < 0], keeping
+        the comparison bit for the backward (same rounds)."""
+        if not autograd.tracking((self,)):
+            return self._call(protocols.absolute)
+        with autograd.no_grad():
+            negative = self < 0
+            result = self - where(negative, self, 0.0) * 2
+        return autograd.record(result, (self,), gradients.absolute, negative)
 
     def __abs__(self) -> SharedTensor:
         return self.abs()
 
     def relu(self) -> SharedTensor:
-        """max(x, 0) (``protocols.additive.compare.relu``)."""
-        return self._call(protocols.relu)
+        """max(x, 0) (``protocols.additive.compare.relu``).  When a gradient is recorded: where([x > 0], x, 0),
+        keeping the comparison bit for the backward (same 9 rounds)."""
+        if not autograd.tracking((self,)):
+            return self._call(protocols.relu)
+        with autograd.no_grad():
+            positive = self > 0
+            result = where(positive, self, 0.0)
+        return autograd.record(result, (self,), gradients.select, positive)
 
-    def where(self, condition: SharedTensor, other: Any) -> SharedTensor:
+    def where(self, condition: Any, other: Any) -> SharedTensor:
         """torch.Tensor.where: self where condition, else other."""
         return where(condition, self, other)
 
@@ -335,8 +425,13 @@ class SharedTensor:
 
     def max(self, dim: int | None = None, keepdim: bool = False) -> SharedTensor:
         """Maximum over all elements, or along ``dim`` (``protocols.additive.compare.maximum``)."""
-        values, _ = self._tournament(dim)
-        return values.unsqueeze(dim) if keepdim and dim is not None else values
+        if not autograd.tracking((self,)):
+            values, _ = self._tournament(dim)
+            return values.unsqueeze(dim) if keepdim and dim is not None else values
+        with autograd.no_grad():
+            values, onehot = self._tournament(dim)
+            result = values.unsqueeze(dim) if keepdim and dim is not None else values
+        return autograd.record(result, (self,), gradients.max_along, onehot, dim, keepdim)
 
     def min(self, dim: int | None = None, keepdim: bool = False) -> SharedTensor:
         """Minimum: the maximum of -x, negated."""
@@ -360,42 +455,51 @@ class SharedTensor:
     # -- approximations (documented domain, error and cost in protocols/approx) -----------------------
     def exp(self, method: str = "piecewise") -> SharedTensor:
         """e^x (``protocols.approx.exp.exp``: domain, error and cost there)."""
-        return self._call(approx_exp.exp, method=method)
+        result = self._call(approx_exp.exp, method=method)
+        return autograd.record(result, (self,), gradients.exp, result)
 
     def sigmoid(self, method: str = "piecewise") -> SharedTensor:
         """1 / (1 + e^-x) (``protocols.approx.sigmoid.sigmoid``: error and cost there)."""
-        return self._call(approx_sigmoid.sigmoid, method=method)
+        result = self._call(approx_sigmoid.sigmoid, method=method)
+        return autograd.record(result, (self,), gradients.sigmoid, result)
 
     def tanh(self, method: str = "piecewise") -> SharedTensor:
         """tanh(x) (``protocols.approx.sigmoid.tanh``: error and cost there)."""
-        return self._call(approx_sigmoid.tanh, method=method)
+        result = self._call(approx_sigmoid.tanh, method=method)
+        return autograd.record(result, (self,), gradients.tanh, result)
 
     def reciprocal(self, method: str = "poly4", positive: bool = False) -> SharedTensor:
         """1/x (``protocols.approx.reciprocal.reciprocal``: domain, error and cost there).  ``positive=True``
         skips the sign (half the comparisons) and returns 0 for x < 0."""
-        return self._call(approx_reciprocal.reciprocal, method=method, signed=not positive)
+        result = self._call(approx_reciprocal.reciprocal, method=method, signed=not positive)
+        return autograd.record(result, (self,), gradients.reciprocal, result)
 
     def sqrt(self, method: str = "poly4") -> SharedTensor:
         """sqrt(x); 0 for x <= 0 (``protocols.approx.sqrt.sqrt``: domain, error and cost there)."""
-        return self._call(approx_sqrt.sqrt, method=method)
+        result = self._call(approx_sqrt.sqrt, method=method)
+        return autograd.record(result, (self,), gradients.sqrt, self, method)
 
     def rsqrt(self, method: str = "poly4") -> SharedTensor:
         """1/sqrt(x); 0 for x <= 0 (``protocols.approx.sqrt.inv_sqrt``: domain, error and cost there)."""
-        return self._call(approx_sqrt.inv_sqrt, method=method)
+        result = self._call(approx_sqrt.inv_sqrt, method=method)
+        return autograd.record(result, (self,), gradients.rsqrt, result)
 
     inv_sqrt = rsqrt
 
     def log(self, method: str = "poly4") -> SharedTensor:
         """ln(x); 0 for x <= 0 (``protocols.approx.log.log``: domain, error and cost there)."""
-        return self._call(approx_log.log, method=method)
+        result = self._call(approx_log.log, method=method)
+        return autograd.record(result, (self,), gradients.log, self)
 
     def softmax(self, dim: int) -> SharedTensor:
         """softmax along ``dim`` (``protocols.approx.softmax.softmax``)."""
-        return self._call(approx_softmax.softmax, dim=dim)
+        result = self._call(approx_softmax.softmax, dim=dim)
+        return autograd.record(result, (self,), gradients.softmax, result, dim)
 
     def log_softmax(self, dim: int) -> SharedTensor:
         """log_softmax along ``dim`` (``protocols.approx.softmax.log_softmax``)."""
-        return self._call(approx_softmax.log_softmax, dim=dim)
+        result = self._call(approx_softmax.log_softmax, dim=dim)
+        return autograd.record(result, (self,), gradients.log_softmax, result, dim)
 
     def __truediv__(self, other: Any) -> SharedTensor:
         """x / y.  Shared y: x * reciprocal(y) (y's sign handled; see ``reciprocal`` for the error).  Public
@@ -405,7 +509,8 @@ class SharedTensor:
             return self * other.reciprocal()
         public, is_integer = public_operand(other)
         if is_integer and public.dim() == 0 and int(public) > 0 and self._party.truncation == "dealer":
-            return self._new(self._family.truncate(self._parts, int(public)))
+            result = self._new(self._family.truncate(self._parts, int(public)))
+            return autograd.record(result, (self,), gradients.divide, int(public))
         if bool((public == 0).any()):
             raise ZeroDivisionError("division of a SharedTensor by a public zero")
         return self * (1.0 / public.to(torch.float64))
@@ -418,6 +523,9 @@ class SharedTensor:
     # -- reductions -----------------------------------------------------------------------------------
     def sum(self, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> SharedTensor:
         """Sum (local, exact).  The sum of values must itself stay inside the fixed-point range."""
+        return autograd.record(self._sum(dim, keepdim), (self,), gradients.sum, self.shape, dim, keepdim)
+
+    def _sum(self, dim: int | Sequence[int] | None, keepdim: bool) -> SharedTensor:
         if dim is None:
             return self._map(torch.sum)
         dims = dim if isinstance(dim, int) else tuple(dim)
@@ -425,52 +533,62 @@ class SharedTensor:
 
     def mean(self, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> SharedTensor:
         """Mean: the exact sum divided by the public count with a truncation (error below one unit)."""
-        total = self.sum(dim, keepdim)
+        total = self._sum(dim, keepdim)
         count = self.numel() // max(total.numel(), 1) if self.numel() else 0
         if count == 0:
             raise ValueError("mean of an empty SharedTensor")
         if self._party.truncation == "dealer":
-            return self._new(self._family.truncate(total._parts, count))
-        return total * (1.0 / count)
+            result = self._new(self._family.truncate(total._parts, count))
+        else:
+            result = total * (1.0 / count)  # total is untracked: this records nothing
+        return autograd.record(result, (self,), gradients.mean, self.shape, dim, keepdim, count)
 
     # -- shape operations (local) ---------------------------------------------------------------------
     @property
     def T(self) -> SharedTensor:
         if self.dim() > 2:
             raise ValueError(".T is defined for tensors of at most 2 dimensions; use transpose(dim0, dim1)")
-        return self._map(torch.t)
+        return autograd.record(self._map(torch.t), (self,), gradients.transpose, 0, -1)
 
     def t(self) -> SharedTensor:
         return self.T
 
     def transpose(self, dim0: int, dim1: int) -> SharedTensor:
-        return self._map(lambda part: part.transpose(dim0, dim1))
+        result = self._map(lambda part: part.transpose(dim0, dim1))
+        return autograd.record(result, (self,), gradients.transpose, dim0, dim1)
 
-    def permute(self, *dims: int) -> SharedTensor:
-        return self._map(lambda part: part.permute(*dims))
+    def permute(self, *dims: Any) -> SharedTensor:
+        order = tuple(dims[0]) if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims
+        return autograd.record(self._map(lambda part: part.permute(*order)), (self,), gradients.permute, order)
 
     def reshape(self, *shape: Any) -> SharedTensor:
-        return self._map(lambda part: part.reshape(*shape))
+        return self._reshaped(lambda part: part.reshape(*shape))
+
+    def _reshaped(self, function: Callable[[torch.Tensor], torch.Tensor]) -> SharedTensor:
+        """A local operation that only changes the shape (its backward reshapes the gradient back)."""
+        return autograd.record(self._map(function), (self,), gradients.reshape, self.shape)
 
     def view(self, *shape: Any) -> SharedTensor:
         return self.reshape(*shape)
 
     def flatten(self, start_dim: int = 0, end_dim: int = -1) -> SharedTensor:
-        return self._map(lambda part: part.flatten(start_dim, end_dim))
+        return self._reshaped(lambda part: part.flatten(start_dim, end_dim))
 
     def unsqueeze(self, dim: int) -> SharedTensor:
-        return self._map(lambda part: part.unsqueeze(dim))
+        return self._reshaped(lambda part: part.unsqueeze(dim))
 
     def squeeze(self, dim: int | None = None) -> SharedTensor:
-        return self._map(lambda part: part.squeeze() if dim is None else part.squeeze(dim))
+        return self._reshaped(lambda part: part.squeeze() if dim is None else part.squeeze(dim))
 
     def expand(self, *sizes: Any) -> SharedTensor:
-        return self._map(lambda part: part.expand(*sizes))
+        return autograd.record(self._map(lambda part: part.expand(*sizes)), (self,), gradients.passthrough)
 
     def __getitem__(self, index: Index) -> SharedTensor:
+        """Basic and advanced indexing with public indices (local); its backward sums the gradient back into
+        the selected positions."""
         if _contains_shared(index):
             raise TypeError("indexing with a SharedTensor would reveal the index; use a public index")
-        return self._map(lambda part: part[index])
+        return autograd.record(self._map(lambda part: part[index]), (self,), gradients.index, self.shape, index)
 
     # -- torch functions ------------------------------------------------------------------------------
     @classmethod
@@ -494,20 +612,44 @@ def bit_tensor(session: Session, bits: Shares) -> SharedTensor:
     return SharedTensor(session, map_parts(bits, lambda part: part * scale), bit=bits)
 
 
-def where(condition: SharedTensor, if_true: Any, if_false: Any) -> SharedTensor:
-    """``if_true`` where the shared 0/1 ``condition`` is 1, else ``if_false`` (shared or public, broadcasting).
+def where(condition: Any, if_true: Any, if_false: Any) -> SharedTensor:
+    """``if_true`` where ``condition`` is 1, else ``if_false`` (shared or public, broadcasting).
 
-    A condition straight from a comparison costs one product (1 round); any other 0/1 SharedTensor costs a
-    product and a truncation (2 rounds), exact either way for 0/1 conditions.
+    A shared 0/1 condition straight from a comparison costs one product (1 round); any other 0/1 SharedTensor
+    costs a product and a truncation (2 rounds), exact either way for 0/1 conditions.  A public bool tensor
+    costs nothing (exact integer products), but then ``if_true`` or ``if_false`` must be shared.
+    Differentiable in ``if_true`` and ``if_false`` (not in the condition, as torch).
     """
-    if not isinstance(condition, SharedTensor):
-        raise TypeError("where() needs a SharedTensor condition (a public one would not need MPC)")
-    session = condition.session
+    session = _where_session(condition, if_true, if_false)
     true_part = if_true if isinstance(if_true, SharedTensor) else session.public(public_tensor(if_true))
     false_part = if_false if isinstance(if_false, SharedTensor) else session.public(public_tensor(if_false))
+    selector = condition if isinstance(condition, SharedTensor) else condition.to(torch.int64)
+    if not autograd.tracking((true_part, false_part)):
+        return _select(selector, true_part, false_part)
+    with autograd.no_grad():
+        result = _select(selector, true_part, false_part)
+    return autograd.record(result, (true_part, false_part), gradients.where, selector)
+
+
+def _where_session(condition: Any, if_true: Any, if_false: Any) -> Session:
+    if isinstance(condition, SharedTensor):
+        return condition.session
+    if not isinstance(condition, torch.Tensor) or condition.dtype != torch.bool:
+        raise TypeError("where() needs a SharedTensor condition or a public bool tensor")
+    for operand in (if_true, if_false):
+        if isinstance(operand, SharedTensor):
+            return operand.session
+    raise TypeError("where() with a public condition needs a SharedTensor operand (else it would not need MPC)")
+
+
+def _select(condition: SharedTensor | torch.Tensor, true_part: SharedTensor, false_part: SharedTensor
+            ) -> SharedTensor:
+    """false + condition (true - false): a bit product, a product with truncation, or exact public products."""
     delta = true_part - false_part
+    if isinstance(condition, torch.Tensor):
+        return false_part + delta * condition
     if condition._bit is not None:
-        product = session.family.mul(condition._bit, delta._parts, rescale=False)
+        product = condition.session.family.mul(condition._bit, delta._parts, rescale=False)
         return false_part + condition._new(product)
     return false_part + condition * delta
 
@@ -532,7 +674,9 @@ def cat(tensors: Sequence[SharedTensor], dim: int = 0, *, out: Any = None) -> Sh
     if out is not None:
         raise TypeError("torch.cat(out=...) is not supported for SharedTensors")
     items = _shared_list(tensors, "cat")
-    return items[0]._new(join_parts([t._parts for t in items], lambda parts: torch.cat(parts, dim=dim)))
+    result = items[0]._new(join_parts([t._parts for t in items], lambda parts: torch.cat(parts, dim=dim)))
+    sizes = [t.shape[dim] if t.dim() else 0 for t in items]
+    return autograd.record(result, items, gradients.cat, dim, sizes)
 
 
 def stack(tensors: Sequence[SharedTensor], dim: int = 0, *, out: Any = None) -> SharedTensor:
@@ -540,7 +684,8 @@ def stack(tensors: Sequence[SharedTensor], dim: int = 0, *, out: Any = None) -> 
     if out is not None:
         raise TypeError("torch.stack(out=...) is not supported for SharedTensors")
     items = _shared_list(tensors, "stack")
-    return items[0]._new(join_parts([t._parts for t in items], lambda parts: torch.stack(parts, dim=dim)))
+    result = items[0]._new(join_parts([t._parts for t in items], lambda parts: torch.stack(parts, dim=dim)))
+    return autograd.record(result, items, gradients.stack, dim, len(items))
 
 
 def _binary(name: str, forward: Callable[[SharedTensor, Any], SharedTensor],

@@ -17,6 +17,9 @@ intermediate; the closed forms below need fewer products (a sigmoid's derivative
 not the adjoint of its polynomial approximation), and the BCE + Sigmoid pair collapses to (p - y) / N with no
 log and no division.  Each layer's ``forward`` caches exactly what its ``backward`` needs; ``backward``
 consumes the cache (a second backward without a new forward raises, as torch does without retain_graph).
+Models outside these layers can use ``smpc.autograd`` (``requires_grad_()`` and ``backward()`` on
+SharedTensors), whose backward rules reuse forward results the same way; the BCE shortcut's gradient is checked
+against that generic graph in tests/smpc/test_autograd.py.
 
 Online rounds (R_sigmoid, R_tanh: those of ``SharedTensor.sigmoid`` and ``.tanh``, 13 each at the time of
 writing; products with truncation cost 2 rounds):

@@ -87,11 +87,13 @@ def _both_orders(session: smpc.Session, public: list[float], secret: list[float]
             refusals[function.__name__] = "accepted"
         except TypeError as error:
             refusals[function.__name__] = str(error)
+    # A public bool condition selects locally (exact integer products); some operand must still be shared.
+    opened["where public condition"] = torch.where(plain > 2.0, shared, plain).reveal()
     try:
-        torch.where(plain > 2.0, shared, plain)
-        refusals["where (public condition)"] = "accepted"
+        smpc.where(plain > 2.0, plain, plain)
+        refusals["where (nothing shared)"] = "accepted"
     except TypeError as error:
-        refusals["where (public condition)"] = str(error)
+        refusals["where (nothing shared)"] = str(error)
     opened["refusals"] = refusals
     return opened
 
@@ -121,6 +123,7 @@ def test_public_operand_first_and_second(public: list[float], secret: list[float
                     misses.append(f"{name} {order}: {got.tolist()} != {want.tolist()}")
     assert torch.allclose(opened["where"], torch.where(b > 2.0, a, b), atol=LINEAR_BOUND)
     assert torch.allclose(opened["where reversed"], torch.where(b > 2.0, b, a), atol=LINEAR_BOUND)
+    assert torch.allclose(opened["where public condition"], torch.where(a > 2.0, b, a), atol=LINEAR_BOUND)
     for name, outcome in opened["refusals"].items():
         if outcome == "accepted" or name.split(" ")[0] not in outcome:
             misses.append(f"{name}: {outcome}")
