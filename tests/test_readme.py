@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.support.cli import REPO_ROOT, repo_env
 
@@ -30,3 +31,22 @@ def test_embedding_example_runs(tmp_path: Path) -> None:
         # x @ w + 0.25 = [-1.25, -2.25]; row sums of x*x = [5, 25]; parties 1 and 2 get None.
         assert re.match(r"\[tensor\(\[ ?-1\.2500, -2\.2500,  ?5\.0000, 25\.0000\]", line), line
         assert line.endswith("None, None]"), line
+
+
+def test_autograd_example_matches_torch(tmp_path: Path) -> None:
+    """The README's autograd example (threads) ends where the same three steps in plain torch end."""
+    script = tmp_path / "autograd.py"
+    script.write_text(_python_blocks()[1])
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=repo_env(), capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    shared = [float(v) for v in re.findall(r"-?\d+\.\d+", done.stdout)]
+    x, y = torch.tensor([[0.5, -1.0], [2.0, 0.25]]), torch.tensor([[1.0], [0.0]])
+    w = torch.tensor([[0.3], [-0.2]], requires_grad=True)
+    for _ in range(3):
+        p = (x @ w).sigmoid()
+        loss = -(y * p.log() + (1 - y) * (1 - p).log()).mean()
+        loss.backward()
+        with torch.no_grad():
+            w = (w - 0.5 * w.grad).requires_grad_()
+    assert len(shared) == 2 and max(abs(a - b) for a, b in zip(shared, w.detach().reshape(-1).tolist())) < 1e-3
