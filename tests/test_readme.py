@@ -17,16 +17,22 @@ def _python_blocks() -> list[str]:
     return re.findall(r"```python\n(.*?)```", (REPO_ROOT / "README.md").read_text(), flags=re.S)
 
 
+def _run_block(index: int, folder: Path) -> str:
+    """The README's ``index``-th python block run as a script in ``folder``; its standard output."""
+    script = folder / f"block{index}.py"
+    script.write_text(_python_blocks()[index])
+    done = subprocess.run([sys.executable, str(script)], cwd=folder, env=repo_env(), capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 @pytest.mark.processes
 def test_embedding_example_runs(tmp_path: Path) -> None:
     """Both run_local calls of the example (processes over CurveZMQ, then threads) give party 0 the result."""
-    script = tmp_path / "embed.py"
-    script.write_text(_python_blocks()[0])
-    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=repo_env(), capture_output=True,
-                          text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    results = [line for line in done.stdout.splitlines() if line.startswith("[tensor(")]
-    assert len(results) == 2, done.stdout
+    output = _run_block(0, tmp_path)
+    results = [line for line in output.splitlines() if line.startswith("[tensor(")]
+    assert len(results) == 2, output
     for line in results:
         # x @ w + 0.25 = [-1.25, -2.25]; row sums of x*x = [5, 25]; parties 1 and 2 get None.
         assert re.match(r"\[tensor\(\[ ?-1\.2500, -2\.2500,  ?5\.0000, 25\.0000\]", line), line
@@ -35,12 +41,7 @@ def test_embedding_example_runs(tmp_path: Path) -> None:
 
 def test_autograd_example_matches_torch(tmp_path: Path) -> None:
     """The README's autograd example (threads) ends where the same three steps in plain torch end."""
-    script = tmp_path / "autograd.py"
-    script.write_text(_python_blocks()[1])
-    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=repo_env(), capture_output=True,
-                          text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    shared = [float(v) for v in re.findall(r"-?\d+\.\d+", done.stdout)]
+    shared = [float(v) for v in re.findall(r"-?\d+\.\d+", _run_block(1, tmp_path))]
     x, y = torch.tensor([[0.5, -1.0], [2.0, 0.25]]), torch.tensor([[1.0], [0.0]])
     w = torch.tensor([[0.3], [-0.2]], requires_grad=True)
     for _ in range(3):
