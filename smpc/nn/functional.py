@@ -10,6 +10,12 @@ slot, so padding costs nothing either.  What remains is one ring matmul (convolu
 Cost notation: N batch, C input channels, O output channels, L = out_h * out_w output positions, K = kh * kw
 window elements, n parties.  Error bounds are per output element, for encoded inputs (e = 2^-17 encoding
 error, u = 2^-16 one truncation).  Only SharedTensor's public API is used.
+
+Autograd (``smpc.autograd``): conv2d, conv1d, avg_pool2d and flatten are differentiable through the SharedTensor
+operations they are made of (the gather is integer indexing and cat, whose backward adds each window
+element's gradient back into its input position; then matmul, reshape, permute, sum, division); max_pool2d
+records one node of its own whose backward is ``MaxPoolSelection.route``.  tests/smpc/test_nn_autograd.py
+checks conv2d and max_pool2d against torch autograd.
 """
 
 from __future__ import annotations
