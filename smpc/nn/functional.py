@@ -15,7 +15,7 @@ Autograd (``smpc.autograd``): conv2d, conv1d, avg_pool2d and flatten are differe
 operations they are made of (the gather is integer indexing and cat, whose backward adds each window
 element's gradient back into its input position; then matmul, reshape, permute, sum, division); max_pool2d
 records one node of its own whose backward is ``MaxPoolSelection.route``.  tests/smpc/test_nn_autograd.py
-checks conv2d and max_pool2d against torch autograd.
+checks conv2d, avg_pool2d and max_pool2d against torch autograd.
 """
 
 from __future__ import annotations

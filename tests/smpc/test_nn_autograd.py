@@ -1,4 +1,4 @@
-"""Gradients of smpc.nn.functional's conv2d and max_pool2d under smpc.autograd, against torch autograd, for
+"""Gradients of smpc.nn.functional's conv2d, avg_pool2d and max_pool2d under smpc.autograd, against torch autograd, for
 both protocol families (small sizes; ``tests.support.grad_check`` runs the cases on shares).
 
 Bounds (e = 2^-17 encoding of an input or of g, u = 2^-16 one truncation):
@@ -6,6 +6,7 @@ Bounds (e = 2^-17 encoding of an input or of g, u = 2^-16 one truncation):
     after a sum over N L terms (+ u); d/dx = g w, one truncation per window position, then summed into each
     input position over the windows that read it (+ u per window, ``bilinear_bound`` with inner O); the
     encoding errors of g, x, w through the same sums; d/db = sum of g over N L: exact, its e's only.
+  * avg_pool2d: g / K per window (u for the division, e |g| more through an encoded 1/K), summed per input.
   * max_pool2d: the routing is exact, so each input's gradient is the upstream g of the window it won (e), or
     0; inputs are distinct so that no tie makes the shared tournament and torch pick differently.
 """
@@ -44,6 +45,21 @@ def conv_bound(padding: int, out_channels: int) -> Bound:
     return bound
 
 
+def avg_bound(kernel: int) -> Bound:
+    """avg_pool2d: g / K, one division by the public K per output (exact division plus u, or the encoded 1/K:
+    e |g| more), summed into each input over the windows that read it."""
+
+    def avg(p: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(p, kernel)
+
+    def bound(xs: list[torch.Tensor], g: torch.Tensor) -> list[torch.Tensor]:
+        windows = torch_grads(avg, xs, torch.ones_like(g))[0] * kernel * kernel  # windows reading each input
+        per_window = E / kernel**2 + E * float(g.abs().max()) + U
+        return [windows * per_window]
+
+    return bound
+
+
 def distinct(data: st.DataObject, shape: tuple[int, ...], label: str) -> torch.Tensor:
     """Distinct multiples of 1/16 in [-4, 4] (no ties inside a pooling window)."""
     values = hnp.arrays("int64", shape, elements=st.integers(-64, 64), unique=True)
@@ -61,6 +77,8 @@ def cases(data: st.DataObject) -> list[Case]:
         Case("conv2d", [x, w, b], lambda p, q, r: SF.conv2d(p, q, r, padding=padding),
              conv_bound(padding, out_channels),
              reference=lambda p, q, r: F.conv2d(p, q, r, padding=padding)),
+        Case("avg_pool2d 2x2", [pooled], lambda p: SF.avg_pool2d(p, 2), avg_bound(2),
+             reference=lambda p: F.avg_pool2d(p, 2)),
         Case("max_pool2d 2x2", [pooled], lambda p: SF.max_pool2d(p, 2), reference=lambda p: F.max_pool2d(p, 2)),
         Case("max_pool2d 3x3 stride 1 padding 1", [pooled],
              lambda p: SF.max_pool2d(p, 3, stride=1, padding=1),
@@ -71,5 +89,5 @@ def cases(data: st.DataObject) -> list[Case]:
 @FAMILIES
 @settings(max_examples=5, deadline=None)
 @given(data=st.data())
-def test_gradients_of_conv2d_and_max_pool2d(protocol: str, data: st.DataObject) -> None:
+def test_gradients_of_conv2d_and_pooling(protocol: str, data: st.DataObject) -> None:
     check_gradients(with_seeds(data, cases(data)), protocol)
