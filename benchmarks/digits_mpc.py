@@ -66,8 +66,10 @@ def batches(count: int, batch_size: int, seed: list[int]) -> Iterator[torch.Tens
 
 class MomentumSGD:
     """torch.optim.SGD(momentum=0.9) on shared parameters: b = 0.9 b + g (b = g first), p = p - lr b.
-    Per step 2 truncations per parameter tensor (0.9 b, lr b), done in parallel tensors: 2 truncation rounds
-    each (1 in the dealer family).  Error per step: 2 u on each parameter (u = 2^-16) plus the gradients'."""
+    Per step, per parameter tensor one after another: 0.9 b (one truncation; skipped on the first step) and
+    lr b (one truncation); a truncation is 2 rounds in the replicated family, 1 in the dealer one.  Error per
+    step: at most 2 u on each parameter (u = 2^-16, plus the encoded 0.9 and lr's e |b|) beyond the
+    gradients' own."""
 
     def __init__(self, lr: float, momentum: float = 0.9) -> None:
         self.lr, self.momentum = lr, momentum
