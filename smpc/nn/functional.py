@@ -10,6 +10,12 @@ slot, so padding costs nothing either.  What remains is one ring matmul (convolu
 Cost notation: N batch, C input channels, O output channels, L = out_h * out_w output positions, K = kh * kw
 window elements, n parties.  Error bounds are per output element, for encoded inputs (e = 2^-17 encoding
 error, u = 2^-16 one truncation).  Only SharedTensor's public API is used.
+
+Autograd (``smpc.autograd``): conv2d, conv1d, avg_pool2d and flatten are differentiable through the SharedTensor
+operations they are made of (the gather is integer indexing and cat, whose backward adds each window
+element's gradient back into its input position; then matmul, reshape, permute, sum, division); max_pool2d
+records one node of its own whose backward is ``MaxPoolSelection.route``.  tests/smpc/test_nn_autograd.py
+checks conv2d, avg_pool2d and max_pool2d against torch autograd.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from typing import Any
 
 import torch
 
+from smpc import autograd
 from smpc.tensor import SharedTensor, cat, where
 
 Pair = int | tuple[int, int]
@@ -214,8 +221,25 @@ def max_pool2d_with_selection(x: SharedTensor, kernel_size: Pair, stride: Pair |
     Payload bytes per party (dealer family): per level with P pairs, (ltz_bytes(P) + 16 P) (n-1) (one
     comparison, ``protocols.additive.compare.ltz_bytes``: about 32.5 bytes per pair; one bit product).
     Error: none (comparisons and selections are exact): each output is exactly one of its window's inputs.
+    Autograd: when x requires a gradient, the result records a node whose backward is ``selection.route``
+    (ceil(log2 K) rounds, exact), so ``max_pool2d`` is differentiable as torch's; the tournament itself runs
+    under ``no_grad`` and records nothing.
     """
     index, out_h, out_w = _pool_geometry(x, kernel_size, stride, padding, "max_pool2d")
+    with autograd.no_grad():
+        values, selection = _tournament(x, index)
+    pooled = values.reshape(x.shape[0], x.shape[1], out_h, out_w)
+    return autograd.record(pooled, [x], _route_backward, selection, name="MaxPool2d"), selection
+
+
+def _route_backward(grad: SharedTensor, needs: tuple[bool, ...], selection: MaxPoolSelection
+                    ) -> tuple[SharedTensor]:
+    """max_pool2d's backward for ``smpc.autograd``: ``MaxPoolSelection.route`` of the output's gradient."""
+    return (selection.route(grad),)
+
+
+def _tournament(x: SharedTensor, index: torch.Tensor) -> tuple[SharedTensor, MaxPoolSelection]:
+    """The windows' maxima (N C, L) and the comparison bits (steps 1-2 of ``max_pool2d_with_selection``)."""
     n, channels, height, width = x.shape
     lowest = -(2.0 ** x.session.encoding.int_bits - 1.0)
     values = _gather_windows(x.reshape(n * channels, height * width), index, lowest).permute(2, 0, 1)
@@ -227,8 +251,7 @@ def max_pool2d_with_selection(x: SharedTensor, kernel_size: Pair, stride: Pair |
         levels.append(hi_wins)
         winners = where(hi_wins, hi, lo)
         values = cat([winners, values[-1:]]) if values.shape[0] % 2 else winners
-    selection = MaxPoolSelection(index, (n, channels, height, width), tuple(levels))
-    return values[0].reshape(n, channels, out_h, out_w), selection
+    return values[0], MaxPoolSelection(index, (n, channels, height, width), tuple(levels))
 
 
 def max_pool2d(x: SharedTensor, kernel_size: Pair, stride: Pair | None = None, padding: Pair = 0) -> SharedTensor:
