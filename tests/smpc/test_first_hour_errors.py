@@ -78,6 +78,13 @@ def _roster_here(folder: Path, addresses: list[str]) -> Path:
     return path
 
 
+def _as_from_a_terminal() -> None:
+    """SIGINT handled as in a command started from a terminal.  A test run that is itself a background job of a
+    non-interactive shell (`bash .ci/run &`) inherits SIGINT ignored, and so would the command, which then rightly
+    runs to its end: Python keeps an inherited ignore rather than raising KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.processes
 @pytest.mark.parametrize(("args", "start_line"), [
     (["train", "--epochs", "1", "--max-rows", "90"], "training rows split among"),
@@ -91,7 +98,8 @@ def test_ctrl_c_during_start_up_prints_one_line_and_leaves_no_process(tmp_path: 
     child, no process of the group left."""
     _roster_here(tmp_path, [f"tcp://127.0.0.1:{port}" for port in free_ports(3)])
     process = subprocess.Popen(smpc_command(*args), cwd=tmp_path, env=repo_env(), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+                               stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               preexec_fn=_as_from_a_terminal)
     try:
         _wait_for(_lines(process.stdout), start_line)
         time.sleep(1.0)  # the children are starting: importing torch takes seconds
