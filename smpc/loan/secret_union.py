@@ -8,6 +8,12 @@ and opened.  Two strings of the union in one bucket would lose one of them: ever
 strings against what was opened, the OR of those checks is opened per column (again a function of the union
 alone), and a column that collided is tried again with another salt and more buckets.
 
+Known leak, to be closed: in a bucket where two different strings collide, the string opened is that of the
+bucket's lowest-ranked holder, before the collision is detected; the others so learn which of the two that party
+holds.  With 2^8 buckets a column of ten categories collides at the first attempt with probability about 0.16.
+The fix is to detect a collision under MPC before any string is opened (compare a second hash of each holder's
+string with the selected one's, open only one bit per column) and to open only the columns without one.
+
 Values travel as ring integers: an integer v is shared as the fixed-point value v * 2^-frac_bits, whose ring
 word is v; products of such 0/1 words with each other or with small integers use ``mul_unscaled`` and stay
 exact.  Strings are cut into 2-byte chunks (each below 2^16, inside the fixed-point range for any
