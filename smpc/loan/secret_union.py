@@ -1,18 +1,16 @@
 """The union of the parties' sets of strings, opened without saying who holds what (``secret_union``).
 
 Each string is hashed into one of ``bucket_count(attempt)`` buckets of its column (a public hash, salted by the
-attempt).
-Every party shares its 0/1 bucket indicators; the OR of the parties' indicators is opened, which is a function
-of the union alone.  For each occupied bucket the string of its first holder (by rank) is selected under MPC
-and opened.  Two strings of the union in one bucket would lose one of them: every party then checks its own
-strings against what was opened, the OR of those checks is opened per column (again a function of the union
-alone), and a column that collided is tried again with another salt and more buckets.
-
-Known leak, to be closed: in a bucket where two different strings collide, the string opened is that of the
-bucket's lowest-ranked holder, before the collision is detected; the others so learn which of the two that party
-holds.  With 2^8 buckets a column of ten categories collides at the first attempt with probability about 0.16.
-The fix is to detect a collision under MPC before any string is opened (compare a second hash of each holder's
-string with the selected one's, open only one bit per column) and to open only the columns without one.
+attempt).  Every party shares its 0/1 bucket indicators; the OR of the parties' indicators is opened, which is a
+function of the union alone.  Before any string is opened, collisions are found under MPC: for each occupied
+bucket the tag (a second salted hash) of its first holder's string (by rank) is selected, every holder's tag is
+compared with it, and one bit per column is opened: whether two different strings of the union share a bucket
+of that column (again a function of the union alone; a party holding two strings in one bucket adds its own
+flag).  Only the columns without a collision have their strings opened, the first holder's string of each
+occupied bucket, which is then the bucket's only string; a column that collided is tried again with another
+salt and more buckets, and nothing of its strings has been opened.  Two different strings with equal tags in
+one bucket (probability 2^-TAG_BITS per such pair) would go unseen: the party whose string is missing from
+the opened union then stops with a DataError (declare the schema) rather than train on a wrong one.
 
 Values travel as ring integers: an integer v is shared as the fixed-point value v * 2^-frac_bits, whose ring
 word is v; products of such 0/1 words with each other or with small integers use ``mul_unscaled`` and stay
@@ -37,6 +35,9 @@ from smpc.tensor import SharedTensor, stack
 #: columns have a few categories, and the bytes grow with the buckets), larger only where needed.
 BUCKETS = 2**8
 GROWTH = 4
+#: Bits of the tags that detect collisions: tag differences stay below 2^TAG_BITS, their squares summed over
+#: three parties below 2^(2 TAG_BITS + 2), far inside the ring (the comparison reads the whole ring word).
+TAG_BITS = 14
 #: Attempts before giving up on a column (2^18 buckets at the last: a few hundred categories at most; more
 #: need a declared schema).
 ATTEMPTS = 6
@@ -86,12 +87,13 @@ def secret_union(session: Session, sets: Sequence[Sequence[str]], names: Sequenc
     Steps: 1. the longest string's UTF-8 length over all parties (``joint_maximum``); 2. an attempt
     (``_attempt``) on the columns still open; 3. columns whose attempt collided are tried again with the next
     salt and GROWTH times the buckets, at most ``ATTEMPTS`` times, then refused (DataError).
-    Opened: the longest length, and per attempt each column's occupied buckets, the union's strings and one
-    collided-or-not bit: all functions of the union (and the public salts).  Rounds: n shares + 9 ceil(log2 n)
-    + 1 for the length; per attempt n shares, n - 1 products and 1 reveal (buckets), n shares, 2n - 1 products
-    and 1 reveal (strings), n shares, n - 1 products and 1 reveal (the check).  Bytes: dominated by sharing and
-    multiplying the columns x buckets words of each attempt (2 KB per column and party at the first).
-    Error: none.
+    Opened: the longest length, and per attempt each column's occupied buckets, one collided-or-not bit per
+    column, and the strings of the columns without a collision: all functions of the union (and the public
+    salts).  Rounds: n shares + 9 ceil(log2 n) + 1 for the length; per attempt n shares, n - 1 products and 1
+    reveal (buckets), n - 1 products (first holders), n shares and 3 products (tags), n shares and two
+    comparisons (9 rounds each) and 1 reveal (collisions), n shares, 1 product and 1 reveal (strings).  Bytes:
+    dominated by sharing and multiplying the columns x buckets words of each attempt (2 KB per column and party
+    at the first).  Error: none, but for tags equal by chance (see the module docstring).
     """
     longest = joint_maximum(session, [max(len(s.encode("utf-8")) for column in sets for s in column)])[0]
     union: list[list[str]] = [[] for _ in sets]
@@ -109,28 +111,65 @@ def secret_union(session: Session, sets: Sequence[Sequence[str]], names: Sequenc
 
 def _attempt(session: Session, sets: Sequence[Sequence[str]], columns: Sequence[int], longest: int,
              attempt: int) -> tuple[list[list[str]], list[bool]]:
-    """One salted try on ``columns``: (the strings found per column, sorted; whether the column collided)."""
+    """One salted try on ``columns``: (the strings found per column, sorted; whether the column collided, in
+    which case none of its strings was opened)."""
     n, width = session.world_size, 1 + math.ceil(longest / 2)
-    indicator, held = _buckets(sets, columns, attempt)
+    indicator, held, doubled = _buckets(sets, columns, attempt)
     bits = [ring_share(session, indicator, owner) for owner in range(n)]
     occupied = ring_reveal(ring_or(session, bits)).nonzero(as_tuple=True)
-    total: SharedTensor | None = None
-    prefix: SharedTensor | None = None  # 1 where no lower rank holds the bucket
-    for owner, shared in enumerate(bits):
-        here = shared[occupied]
-        first = here if prefix is None else here.mul_unscaled(prefix)
-        one = session.public(torch.full(tuple(here.shape), 2.0 ** -session.encoding.frac_bits))
-        prefix = (one - here) if prefix is None else prefix.mul_unscaled(one - here)
-        chunks = ring_share(session, _chunks(held, occupied, width), owner)
-        term = first.unsqueeze(1).expand(-1, width).mul_unscaled(chunks)
-        total = term if total is None else total + term
     found: list[list[str]] = [[] for _ in columns]
-    if total is not None and occupied[0].numel():
-        for column, row in zip(occupied[0].tolist(), ring_reveal(total).tolist()):
+    if not occupied[0].numel():
+        return found, [False] * len(columns)
+    here = [shared[occupied] for shared in bits]
+    firsts = _first_holders(session, here)
+    collided = _collisions(session, here, firsts, _tags(held, occupied, attempt), doubled, occupied[0], len(columns))
+    clean = torch.tensor([not collided[column] for column in occupied[0].tolist()]).nonzero().reshape(-1)
+    if clean.numel():
+        kept = (occupied[0][clean], occupied[1][clean])
+        total: SharedTensor | None = None
+        for owner in range(n):
+            chunks = ring_share(session, _chunks(held, kept, width), owner)
+            term = firsts[owner][clean].unsqueeze(1).expand(-1, width).mul_unscaled(chunks)
+            total = term if total is None else total + term
+        assert total is not None
+        for column, row in zip(kept[0].tolist(), ring_reveal(total).tolist()):
             found[column].append(_text(row))
-    lost = torch.tensor([float(any(s not in found[c] for s in own)) for c, own in enumerate(sets)])
-    collided = ring_reveal(ring_or(session, [ring_share(session, lost, owner) for owner in range(n)]))
-    return [sorted(strings) for strings in found], [bool(flag) for flag in collided.tolist()]
+    for column, own in enumerate(sets):
+        if not collided[column] and any(text not in found[column] for text in own):
+            raise DataError(f"two categories of column number {columns[column]} met by chance in the agreement; "
+                            "declare the schema instead (smpc schema --categories, then --schema FILE)")
+    return [sorted(strings) for strings in found], collided
+
+
+def _first_holders(session: Session, here: Sequence[SharedTensor]) -> list[SharedTensor]:
+    """For each party, 1 (a ring word) on the occupied buckets it holds and no lower rank holds."""
+    one = session.public(torch.full(tuple(here[0].shape), 2.0 ** -session.encoding.frac_bits))
+    firsts: list[SharedTensor] = []
+    prefix: SharedTensor | None = None  # 1 where no lower rank holds the bucket
+    for held in here:
+        firsts.append(held if prefix is None else held.mul_unscaled(prefix))
+        prefix = (one - held) if prefix is None else prefix.mul_unscaled(one - held)
+    return firsts
+
+
+def _collisions(session: Session, here: Sequence[SharedTensor], firsts: Sequence[SharedTensor],
+                tags: torch.Tensor, doubled: torch.Tensor, column_of: torch.Tensor, n_columns: int) -> list[bool]:
+    """Per column, opened: whether two different strings of the union share one of its buckets.  Steps: 1. each
+    party shares its tag per occupied bucket (0 where it holds none); 2. the first holder's tag t = sum first_i
+    tag_i; 3. per bucket s = sum here_i (tag_i - t)^2, zero exactly when every holder's tag is t; 4. [s > 0],
+    summed per column by a public 0/1 matrix, plus every party's own flag (two of its strings in one bucket);
+    5. [sum > 0.5] per column, opened."""
+    n = session.world_size
+    shared_tags = [ring_share(session, tags, owner) for owner in range(n)]
+    chosen = sum((first.mul_unscaled(tag) for first, tag in zip(firsts[1:], shared_tags[1:])),
+                 firsts[0].mul_unscaled(shared_tags[0]))
+    spread = sum((held.mul_unscaled((tag - chosen).mul_unscaled(tag - chosen)) for held, tag in zip(here, shared_tags)),
+                 session.public(torch.zeros(tuple(tags.shape))))
+    by_column = torch.nn.functional.one_hot(column_of, n_columns).to(torch.int64)
+    counts = (spread > 0) @ by_column
+    for owner in range(n):
+        counts = counts + session.share(doubled if session.rank == owner else None, owner=owner)
+    return [bool(flag) for flag in (counts > 0.5).reveal().tolist()]
 
 
 def _bucket(column: int, attempt: int, text: str) -> int:
@@ -139,17 +178,31 @@ def _bucket(column: int, attempt: int, text: str) -> int:
 
 
 def _buckets(sets: Sequence[Sequence[str]], columns: Sequence[int], attempt: int
-             ) -> tuple[torch.Tensor, dict[tuple[int, int], str]]:
-    """This party's 0/1 indicators (len(sets) x bucket_count(attempt)) and the string it holds in each of its
-    buckets (the first, in sorted order, of any that share one: the others are lost, which the check catches)."""
+             ) -> tuple[torch.Tensor, dict[tuple[int, int], str], torch.Tensor]:
+    """This party's 0/1 indicators (len(sets) x bucket_count(attempt)), the string it holds in each of its
+    buckets (the first, in sorted order, of any that share one), and per column 1.0 where two of its own strings
+    share a bucket (a collision of the union, which its tag alone would not show)."""
     indicator = torch.zeros(len(sets), bucket_count(attempt), dtype=torch.float64)
+    doubled = torch.zeros(len(sets), dtype=torch.float64)
     held: dict[tuple[int, int], str] = {}
     for index, (column, strings) in enumerate(zip(columns, sets)):
         for text in sorted(strings):
             bucket = _bucket(column, attempt, text)
             indicator[index, bucket] = 1.0
-            held.setdefault((index, bucket), text)
-    return indicator, held
+            if held.setdefault((index, bucket), text) != text:
+                doubled[index] = 1.0
+    return indicator, held, doubled
+
+
+def _tags(held: dict[tuple[int, int], str], occupied: tuple[torch.Tensor, ...], attempt: int) -> torch.Tensor:
+    """This party's tag (in 1..2^TAG_BITS - 1) of its string in each occupied bucket, 0 where it holds none."""
+    tags = torch.zeros(occupied[0].numel(), dtype=torch.float64)
+    for row, key in enumerate(zip(occupied[0].tolist(), occupied[1].tolist())):
+        text = held.get(key)
+        if text is not None:
+            digest = hashlib.sha256(f"tag\0{attempt}\0{key[0]}\0{text}".encode()).digest()
+            tags[row] = 1 + int.from_bytes(digest[:8], "big") % ((1 << TAG_BITS) - 1)
+    return tags
 
 
 def _chunks(held: dict[tuple[int, int], str], occupied: tuple[torch.Tensor, ...], width: int) -> torch.Tensor:

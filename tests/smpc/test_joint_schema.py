@@ -94,8 +94,9 @@ def _agree_watched(session: smpc.Session, files: list[Path]) -> tuple[dict, list
 @pytest.mark.parametrize("parties", FAMILIES, ids=repr)
 def test_only_the_union_and_the_powers_of_two_are_opened(tmp_path: Path, parties: Parties) -> None:
     """Each party's view: the others' public summaries (names and types, no category), masked openings, and
-    five reveals, each a function of the union alone: the longest category's length, the union's buckets, the
-    union's strings, no collision, and the joint exponents (the ring integer e of each scale 2^e)."""
+    five reveals, each a function of the union alone: the longest category's length, the union's buckets, no
+    collision (found before any string is opened), the union's strings, and the joint exponents (the ring
+    integer e of each scale 2^e)."""
     files = _banks(tmp_path)
     outcomes = run_parties(functools.partial(_agree_watched, files=files), parties)
     expected = _concatenated(files)
@@ -104,11 +105,11 @@ def test_only_the_union_and_the_powers_of_two_are_opened(tmp_path: Path, parties
     private = {e for exponents, _ in outcomes for e in exponents.values()}
     for _, views in outcomes:
         reveals = [value for op, value in views if op == "reveal"]
-        longest, occupied, strings, collided, exponents = reveals
+        longest, occupied, collided, strings, exponents = reveals
         assert longest.tolist() == [max(len(text.encode()) for column in sets for text in column)]
         assert torch.equal(occupied, _buckets(sets, range(len(sets)), 0)[0].to(torch.int64))
         assert sorted(_text(row) for row in strings.tolist()) == sorted(text for column in sets for text in column)
-        assert collided.tolist() == [0] * len(sets) and exponents.tolist() == joint
+        assert collided.tolist() == [0.0] * len(sets) and exponents.tolist() == joint
         summaries = [value for op, value in views if op == "schema summary"]
         assert len(summaries) == 2 and all(value.dtype == torch.uint8 for value in summaries)
         assert not any(b"vacation" in bytes(value.tolist()) or b"radio" in bytes(value.tolist()) for value in summaries)
@@ -311,3 +312,26 @@ def test_colliding_buckets_are_tried_again(monkeypatch: pytest.MonkeyPatch, part
     assert run_parties(_union, parties) == ["column 'first' has too many categories to agree them without "
                                             "revealing each bank's own; declare the schema instead (smpc schema "
                                             "--categories, then --schema FILE)"] * 3
+
+
+def _union_watched(session: smpc.Session) -> list[tuple[str, torch.Tensor]]:
+    views = _Views()
+    session.party.observers.append(views)
+    secret_union(session, SETS[session.rank], ["first", "second"])
+    session.party.observers.remove(views)
+    return views.learned_values
+
+
+@pytest.mark.parametrize("parties", FAMILIES, ids=repr)
+def test_a_collision_opens_no_string_of_its_column(monkeypatch: pytest.MonkeyPatch, parties: Parties) -> None:
+    """With 2 buckets the columns collide (attempts 0 and 1, as above); the collision is found under MPC before
+    any string is opened, so every opening of strings holds whole columns of the union, each string once: never
+    the one string of a bucket's first holder that would tell which party holds it."""
+    monkeypatch.setattr(secret_union_module, "BUCKETS", 2)
+    union = [["a", "a longer category, with a comma", "x", "ä-only"], ["1", "2", "3"]]
+    for views in run_parties(_union_watched, parties):
+        reveals = [value for op, value in views if op == "reveal"]
+        width = 1 + -(-max(len(text.encode()) for column in union for text in column) // 2)  # a string's words
+        opened = [sorted(_text(row) for row in value.tolist()) for value in reveals
+                  if value.dim() == 2 and value.shape[1] == width]
+        assert sorted(opened) == sorted([union[0]] + [union[1]]) or sorted(opened) == [sorted(union[0] + union[1])]

@@ -49,13 +49,15 @@ def audit_records(folder: Path, rank: int) -> list[dict]:
 def schema_phase(records: list[dict], numeric_columns: int = 7) -> list[dict]:
     """The records the joint schema's agreement left at the head of an audit log (a run without --schema),
     checked: the other parties' public summaries (UTF-8 JSON), masked openings, and the reveals of
-    ``secret_union`` (the longest category's length; per attempt the union's buckets, its strings and the
-    collision flags, until no column collides) and of ``joint_exponents`` (``numeric_columns`` exponents),
-    which ends the phase.  The caller checks the rest as before."""
+    ``secret_union`` (the longest category's length; per attempt the union's buckets, the collision flags and
+    the strings of the columns without one, until no column collides) and of ``joint_exponents``
+    (``numeric_columns`` exponents), which ends the phase.  The caller checks the rest as before."""
     reveals = [index for index, record in enumerate(records) if record["op"] == "reveal"]
-    position = 1  # reveals[0]: the longest length
-    while audited_words(records[reveals[position + 2]]).any():  # a column collided: another attempt
-        position += 3
+    position = 1  # reveals[0]: the longest length; then per attempt the buckets, the collision flags and,
+    collided = audited_words(records[reveals[position + 1]])  # unless every column collided, the strings
+    while collided.any():  # a column collided: another attempt
+        position += 2 if collided.all() else 3
+        collided = audited_words(records[reveals[position + 1]])
     end = reveals[position + 3] + 1
     phase = records[:end]
     assert [r["dtype"] for r in phase if r["op"] == "schema summary"] == ["uint8", "uint8"], phase
