@@ -17,7 +17,7 @@ from smpc.nn.conv import AvgPool2d, Conv1d, Conv2d, Flatten, LogSoftmax, MaxPool
 from smpc.nn.init import InitDraws
 from smpc.nn.layers import Linear, ReLU, Sigmoid, Tanh
 from smpc.nn.module import Module, Sequential
-from smpc.nn.traced import Traced, check_traceable
+from smpc.nn.traced import Traced, attribute, check_traceable
 from smpc.tensor import SharedTensor
 
 if TYPE_CHECKING:
@@ -45,21 +45,63 @@ def from_torch(module: torch.nn.Module, session: Session, owner: int | None = No
     draws = None
     if owner is None:
         draws = seed if isinstance(seed, InitDraws) else InitDraws(seed)
+    check_convertible(module, joint=owner is None)
     converted = convert_module(module, session, owner, draws)
     converted.train(module.training)
     return converted
 
 
+def check_convertible(module: torch.nn.Module, *, joint: bool = False) -> None:
+    """Refuse (TypeError naming it) the first layer, setting, function or method without a shared counterpart,
+    and with ``joint`` (no owner) a free parameter of a user's module, before anything is shared."""
+    if type(module) is torch.nn.Sequential:
+        for child in module:
+            check_convertible(child, joint=joint)
+    elif type(module) in _LAYERS:
+        problem = _refusal(module)
+        if problem:
+            raise TypeError(f"cannot convert {type(module).__name__} with {problem}")
+    elif type(module).__module__.startswith("torch.nn"):
+        raise TypeError(f"cannot convert {type(module).__name__}: smpc.nn supports torch.nn "
+                        f"{', '.join(sorted(cls.__name__ for cls in _LAYERS))} and Sequential")
+    else:
+        graph = check_traceable(module, tuple(_LAYERS))
+        for node in graph.nodes:
+            if node.op == "call_module":
+                check_convertible(module.get_submodule(str(node.target)), joint=joint)
+            elif node.op == "get_attr" and joint and isinstance(attribute(module, str(node.target)),
+                                                                 torch.nn.Parameter):
+                raise TypeError(f"cannot convert {type(module).__name__} without an owner: its parameter "
+                                f"{node.target} lies outside torch.nn layers, so it has no joint initialisation "
+                                "(pass owner=)")
+
+
+def _refusal(module: torch.nn.Module) -> str | None:
+    """What a supported layer type is set to that smpc does not support, or None."""
+    if isinstance(module, (torch.nn.Conv1d, torch.nn.Conv2d)):
+        if isinstance(module.padding, str) or module.padding_mode != "zeros":
+            return f"padding={module.padding!r}, padding_mode={module.padding_mode!r} (smpc pads with zeros by number)"
+        if any(d != 1 for d in module.dilation) or module.groups != 1:
+            return f"dilation {module.dilation}, groups {module.groups} (smpc supports 1 and 1)"
+    if isinstance(module, torch.nn.MaxPool2d) and (module.dilation not in (1, (1, 1)) or module.ceil_mode
+                                                   or module.return_indices):
+        return "dilation, ceil_mode or return_indices"
+    if isinstance(module, torch.nn.AvgPool2d) and (module.ceil_mode or not module.count_include_pad
+                                                   or module.divisor_override is not None):
+        return "ceil_mode, count_include_pad=False or divisor_override"
+    if isinstance(module, (torch.nn.Softmax, torch.nn.LogSoftmax)) and module.dim is None:
+        return "dim=None (torch's implicit dim is deprecated)"
+    return None
+
+
 def convert_module(module: torch.nn.Module, session: Session, owner: int | None, draws: InitDraws | None) -> Module:
-    """One module: a layer of ``_LAYERS``, a Sequential, or a traced module of the user's."""
+    """One module (checked by ``check_convertible``): a layer of ``_LAYERS``, a Sequential, or a traced module
+    of the user's."""
     if type(module) is torch.nn.Sequential:
         return Sequential(*(convert_module(child, session, owner, draws) for child in module))
     converter = _LAYERS.get(type(module))
     if converter is not None:
         return converter(module, session, owner, draws)
-    if type(module).__module__.startswith("torch.nn"):
-        raise TypeError(f"cannot convert {type(module).__name__}: smpc.nn supports torch.nn "
-                        f"{', '.join(sorted(cls.__name__ for cls in _LAYERS))} and Sequential")
     graph = check_traceable(module, tuple(_LAYERS))
     return Traced(module, graph, lambda child: convert_module(child, session, owner, draws),
                   lambda tensor: share_parameter(session, tensor, owner, draws))
@@ -72,8 +114,7 @@ def share_parameter(session: Session, tensor: torch.Tensor, owner: int | None,
     owner."""
     value = tensor.detach().to(torch.float64)
     if owner is None:
-        raise TypeError("a parameter of a user's module outside torch.nn layers has no joint initialisation: "
-                        "pass owner= to from_torch")
+        raise TypeError("a parameter outside torch.nn layers has no joint initialisation: pass owner=")
     shared = session.share(value if session.rank == owner else None, owner=owner)
     if shared.shape != value.shape:
         raise ValueError(f"party {session.rank}'s architecture has a parameter of shape {tuple(value.shape)}, "
@@ -93,16 +134,8 @@ def _linear(module: torch.nn.Module, session: Session, owner: int | None, draws:
 
 def _conv(module: torch.nn.Module, session: Session, owner: int | None, draws: InitDraws | None) -> Module:
     assert isinstance(module, (torch.nn.Conv1d, torch.nn.Conv2d))
-    name = type(module).__name__
-    if isinstance(module.padding, str) or module.padding_mode != "zeros":
-        raise TypeError(f"cannot convert {name} with padding={module.padding!r}, padding_mode="
-                        f"{module.padding_mode!r}: smpc supports numeric zero padding")
-    if any(d != 1 for d in module.dilation) or module.groups != 1:
-        raise TypeError(f"cannot convert {name} with dilation {module.dilation} or groups {module.groups}: smpc "
-                        "supports dilation 1 and groups 1")
     cls = Conv2d if isinstance(module, torch.nn.Conv2d) else Conv1d
-    one = len(module.kernel_size) == 1
-    kernel, stride, padding = ((v[0] if one else tuple(v)) for v in (module.kernel_size, module.stride, module.padding))
+    kernel, stride, padding = (_ints(v) for v in (module.kernel_size, module.stride, module.padding))
     has_bias = module.bias is not None
     if owner is None:
         return cls(session, module.in_channels, module.out_channels, kernel, stride, padding, has_bias, seed=draws)
@@ -111,15 +144,16 @@ def _conv(module: torch.nn.Module, session: Session, owner: int | None, draws: I
     return cls.from_shared(weight, bias, stride, padding)
 
 
+def _ints(value: object) -> int | tuple[int, ...]:
+    """A torch conv setting (checked numeric by ``check_convertible``) as an int or a tuple of ints."""
+    assert isinstance(value, tuple)
+    return tuple(int(v) for v in value)
+
+
 def _pool(module: torch.nn.Module, session: Session, owner: int | None, draws: InitDraws | None) -> Module:
-    name = type(module).__name__
     if isinstance(module, torch.nn.MaxPool2d):
-        if module.dilation not in (1, (1, 1)) or module.ceil_mode or module.return_indices:
-            raise TypeError(f"cannot convert {name} with dilation, ceil_mode or return_indices")
         return MaxPool2d(module.kernel_size, module.stride, module.padding)
     assert isinstance(module, torch.nn.AvgPool2d)
-    if module.ceil_mode or not module.count_include_pad or module.divisor_override is not None:
-        raise TypeError(f"cannot convert {name} with ceil_mode, count_include_pad=False or divisor_override")
     return AvgPool2d(module.kernel_size, module.stride, module.padding)
 
 
@@ -127,8 +161,7 @@ def _stateless(module: torch.nn.Module, session: Session, owner: int | None, dra
     if isinstance(module, torch.nn.Flatten):
         return Flatten(module.start_dim, module.end_dim)
     if isinstance(module, (torch.nn.Softmax, torch.nn.LogSoftmax)):
-        if module.dim is None:
-            raise TypeError(f"cannot convert {type(module).__name__} without dim (torch's implicit dim is deprecated)")
+        assert module.dim is not None
         return (LogSoftmax if isinstance(module, torch.nn.LogSoftmax) else Softmax)(module.dim)
     if isinstance(module, torch.nn.Identity):
         return Sequential()

@@ -104,17 +104,17 @@ def _unsupported(node: torch.fx.Node, module: torch.nn.Module, leaves: tuple[typ
     if node.op == "call_function":
         target = node.target
         if target in _FUNCTIONS or target in _OPERATORS or supports_torch_function(target):
-            if target is getattr and not _is_public_attribute(node.args[1]):
+            if target is getattr and not _is_publicattribute(node.args[1]):
                 return f"the attribute .{node.args[1]}"
             return None
         return f"the function {_name(target)}"
     if node.op == "call_method":
         name = str(node.target)
-        return None if _is_public_attribute(name) else f"the method .{name}()"
+        return None if _is_publicattribute(name) else f"the method .{name}()"
     return None
 
 
-def _is_public_attribute(name: object) -> bool:
+def _is_publicattribute(name: object) -> bool:
     return isinstance(name, str) and not name.startswith("_") and hasattr(SharedTensor, name)
 
 
@@ -166,15 +166,27 @@ class Traced(_Tree):
         self._template = _copy(module)
         self._constants: dict[str, Any] = {}
         for node in self._graph.nodes:
-            target = str(node.target)
             if node.op == "call_module":
-                self.place(target, convert(module.get_submodule(target)))
-            elif node.op == "get_attr":
-                value = _attribute(module, target)
-                if isinstance(value, torch.nn.Parameter):
-                    self.place(target, Parameter(share(value)))
-                else:
-                    self._constants[target] = value
+                self.place(str(node.target), convert(module.get_submodule(str(node.target))))
+        for node in self._graph.nodes:
+            target = str(node.target)
+            if node.op != "get_attr" or self._converted(target) is not None:
+                continue
+            value = attribute(module, target)
+            if isinstance(value, torch.nn.Parameter):
+                self.place(target, Parameter(share(value)))
+            else:
+                self._constants[target] = value
+
+    def _converted(self, path: str) -> Any:
+        """The shared attribute at ``path`` if a converted layer already holds it (a layer's weight read
+        directly), else None."""
+        entry: Any = self
+        for part in path.split("."):
+            entry = entry.entries.get(part) if isinstance(entry, _Tree) else getattr(entry, part, None)
+            if entry is None:
+                return None
+        return entry if isinstance(entry, SharedTensor) else None
 
     def forward(self, x: SharedTensor) -> SharedTensor:
         values: dict[torch.fx.Node, Any] = {}
@@ -187,7 +199,7 @@ class Traced(_Tree):
                 values[node] = x
             elif node.op == "get_attr":
                 target = str(node.target)
-                values[node] = self._constants[target] if target in self._constants else self.find(target)
+                values[node] = self._constants[target] if target in self._constants else self._converted(target)
             elif node.op == "call_module":
                 layer = self.find(str(node.target))
                 assert isinstance(layer, Module)
@@ -223,7 +235,7 @@ def _copy(module: torch.nn.Module) -> torch.nn.Module:
         return copy.deepcopy(module)
 
 
-def _attribute(module: torch.nn.Module, path: str) -> Any:
+def attribute(module: torch.nn.Module, path: str) -> Any:
     value: Any = module
     for part in path.split("."):
         value = getattr(value, part)
