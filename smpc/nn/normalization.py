@@ -16,7 +16,7 @@ import protocols
 from protocols.additive.compare import ltz
 from protocols.prg import AesCtrPrg, new_key
 from smpc.autograd import no_grad
-from smpc.tensor import SharedTensor, bit_tensor, where
+from smpc.tensor import SharedTensor, bit_tensor, stack, where
 
 if TYPE_CHECKING:
     from smpc.session import Session
@@ -191,7 +191,7 @@ def _running_update(running_mean: SharedTensor | None, running_var: SharedTensor
         raise ValueError(f"momentum must be in [0, 1], got {momentum}")
     with no_grad():
         channels = running_mean.shape
-        terms = torch.stack([running_mean.detach().reshape(-1), running_var.detach().reshape(-1),
+        terms = stack([running_mean.detach().reshape(-1), running_var.detach().reshape(-1),
                              mean.detach().reshape(-1), variance.detach().reshape(-1)])
         factors = torch.tensor([[1.0 - momentum], [1.0 - momentum], [momentum], [momentum * count / (count - 1)]],
                                dtype=torch.float64)
