@@ -15,8 +15,8 @@ import torch
 import protocols
 from protocols.additive.compare import ltz
 from protocols.prg import AesCtrPrg, new_key
-from smpc.autograd import no_grad
-from smpc.tensor import SharedTensor, bit_tensor, stack, where
+from smpc.autograd import no_grad, record
+from smpc.tensor import SharedTensor, bit_tensor, cat, stack, where
 
 if TYPE_CHECKING:
     from smpc.session import Session
@@ -116,28 +116,31 @@ def batch_norm(x: SharedTensor, running_mean: SharedTensor | None, running_var: 
                eps: float = 1e-5) -> tuple[SharedTensor, SharedTensor | None, SharedTensor | None]:
     """torch.nn.functional.batch_norm on shares, for x of shape (N, C), (N, C, L) or (N, C, H, W); returns the
     output and the new running statistics (shared; the inputs themselves are not modified, and are returned
-    unchanged in evaluation or when None).
+    unchanged in evaluation or when None).  ``eps``: see ``effective_eps`` (at least 2^-frac_bits).
 
-    Training (statistics over every dimension but C, m values per channel, m >= 2 as torch requires):
-      1. mean = sum / m: a local sum and a division by the public m (one truncation);
-      2. c = x - mean (local);  v = mean(c * c) (one product with truncation, then the division): the BIASED
+    Training (statistics over every dimension but C: m values per channel, m >= 2 as torch requires):
+      1. mean = sum / m: a local sum, then a division by the public m (one truncation);
+      2. c = x - mean (local);  v = mean(c * c): one product with truncation, then the division: the BIASED
          variance, which normalises, as torch;
-      3. r = 1/sqrt(v + eps) (``SharedTensor.rsqrt``, "poly4"; eps: ``effective_eps``, at least one unit, so
-         v + eps >= 2^-f > 0: v >= 0 since every truncation above floors a non-negative value);
-      4. s = r * weight (C values; r itself without affine), y = c * s + bias (one product with truncation);
+      3. r = 1/sqrt(v + eps) (``SharedTensor.rsqrt``, "poly4"): v >= 0 (every truncation above floors a
+         non-negative value) and eps >= 2^-f, so the input is in rsqrt's domain and r <= 2^(f/2);
+      4. xhat = c * r, y = xhat * weight + bias (two products with truncation; one without ``weight``);
       5. running stats (not differentiated): (1 - momentum) rm + momentum mean and (1 - momentum) rv +
-         momentum m/(m-1) v (the UNBIASED variance, as torch), two public products, one truncation.
-    Evaluation: steps 3-4 with rm, rv in place of mean, v (statistics unchanged).
-    Rounds (training, measured in tests/smpc/test_nn_normalization.py): mean T, c*c 1 + T, its mean T, rsqrt 19
-    (dealer; one more in the replicated family), r*w 1 + T, c*s 1 + T, running stats T (in parallel with no
-    other step, so added), where T is a truncation's rounds (1 dealer, 2 replicated; the replicated mean is a
-    public product).  Bytes per element of x: two Beaver products and two truncations; per channel: rsqrt's
-    479 (n - 1) and two products.
-    Error (forward, |x| <= X per channel): mean within (m e + u)/m + u; v within 2 X (dmean) + u's; r within
-    1.2e-4 r + 1.5 u + r^3 dv / 2 (rsqrt's bound, ``protocols.approx.sqrt.INV_SQRT_ERROR``, and its
-    derivative); y within |c| dr |w| + |c| r dw + dc r |w| + 2 u.  The tests propagate these bounds (e = 2^-17,
-    u = 2^-16) and check forward, running statistics and gradients against torch.
-    Autograd records steps 1-4 (the rsqrt's backward is -g r^3 / 2 from its output).
+         momentum m/(m-1) v (the UNBIASED variance, as torch): four public products, one truncation.
+      Steps 1-4 are one fused autograd node (``_batch_norm_backward``: closed form, no r^3).
+    Evaluation: y = (x - rm) * (r w) + bias with r = 1/sqrt(rv + eps): plain SharedTensor operations, recorded
+    by autograd as they are (statistics unchanged).
+    Rounds (asserted in tests/smpc/test_nn_normalization.py): training forward 28 dealer, 32 replicated (mean,
+    c * c, its mean, rsqrt 19 (20 replicated), xhat, times weight, the running update); backward 7 dealer,
+    8 replicated.  Bytes per element of x: training forward three Beaver products and
+    three truncations, backward three of each; per channel: rsqrt's 479 (n - 1).
+    Error (forward, e = 2^-17 encoding, u = 2^-16 a truncation): mean within (sum of e)/m + u (+ e |sum| in the
+    replicated family's public product); v within the propagated product and mean errors; r within
+    1.2e-4 r + 1.5 u + r^3 dv / 2 (rsqrt's bound, ``protocols.approx.sqrt.INV_SQRT_ERROR``, plus its
+    derivative over the error dv of v + eps); each later product adds |a| db + |b| da + da db + u.  The tests
+    propagate these bounds (``tests/smpc/test_nn_normalization.py``) and check output, running statistics and
+    gradients against torch with the same eps.
+    Ranges: the per-channel sums of x and of c^2 must stay below 2^int_bits (m |x| < 32768 by default).
     """
     dims = _reduced_dims(x)
     count = x.numel() // x.shape[1]
@@ -146,17 +149,83 @@ def batch_norm(x: SharedTensor, running_mean: SharedTensor | None, running_var: 
         if count < 2:
             raise ValueError(f"batch_norm in training needs more than 1 value per channel, got input shape "
                              f"{tuple(x.shape)}")
-        mean = x.mean(dims, keepdim=True)
-        centered = x - mean
-        variance = (centered * centered).mean(dims, keepdim=True)
-        output = _normalise(centered, variance, weight, bias, eps)
+        output, mean, variance = _train_forward(x, weight, bias, eps, dims, count)
         new_mean, new_var = _running_update(running_mean, running_var, mean, variance, momentum, count)
         return output, new_mean, new_var
     if running_mean is None or running_var is None:
         raise ValueError("batch_norm in evaluation needs running_mean and running_var")
     shape = _channel_shape(x)
-    centered = x - running_mean.reshape(shape)
-    return _normalise(centered, running_var.reshape(shape), weight, bias, eps), running_mean, running_var
+    scale = (running_var.reshape(shape) + eps).rsqrt()
+    if weight is not None:
+        scale = scale * weight.reshape(shape)
+    output = (x - running_mean.reshape(shape)) * scale
+    return (output if bias is None else output + bias.reshape(shape)), running_mean, running_var
+
+
+def _train_forward(x: SharedTensor, weight: SharedTensor | None, bias: SharedTensor | None, eps: float,
+                   dims: tuple[int, ...], count: int) -> tuple[SharedTensor, SharedTensor, SharedTensor]:
+    """Steps 1-4 under ``no_grad``, recorded as one node; also returns the batch mean and biased variance."""
+    shape = _channel_shape(x)
+    with no_grad():
+        mean = x.mean(dims, keepdim=True)
+        centered = x - mean
+        variance = (centered * centered).mean(dims, keepdim=True)
+        inv_std = (variance + eps).rsqrt()
+        normalised = centered * inv_std
+        output = normalised if weight is None else normalised * weight.reshape(shape)
+        if bias is not None:
+            output = output + bias.reshape(shape)
+        if output is normalised:
+            output = normalised.detach()
+    inputs = [x] + [t for t in (weight, bias) if t is not None]
+    output = record(output, inputs, _batch_norm_backward, normalised, inv_std, weight, bias is not None, dims,
+                    count, name="BatchNormBackward")
+    return output, mean, variance
+
+
+def _batch_norm_backward(grad: SharedTensor, needs: tuple[bool, ...], normalised: SharedTensor,
+                         inv_std: SharedTensor, weight: SharedTensor | None, has_bias: bool, dims: tuple[int, ...],
+                         count: int) -> tuple[SharedTensor | None, ...]:
+    """Gradients of batch_norm in training for (x, weight if any, bias if any), in closed form:
+    dbias = sum g, dweight = sum g xhat, dx = (r w) (g - dbias/m - xhat dweight/m) (sums over all but C).
+
+    Steps: 1. g * xhat and r * w in one batched product; 2. the two sums (local, exact); 3. both divided by m
+    (one truncation, or exact division in the dealer family); 4. inner = g - dbias/m - xhat (dweight/m) (one
+    product); 5. dx = inner * (r w) (one product).  Steps 3-5 only when x needs a gradient.
+    Rounds: 3 products and 1 truncation: 7 dealer, 8 replicated (measured).  Error: each product adds one
+    truncation u to the propagated errors of its factors (bounds in tests/smpc/test_nn_normalization.py);
+    unlike the generic graph (rsqrt's -g r^3 / 2), nothing here exceeds r w times the normalised values.
+    """
+    channel = inv_std.shape
+    scale_pair = [(inv_std, weight.reshape(channel))] if weight is not None else []
+    products = _products([(grad, normalised)] + scale_pair)
+    grad_weight = products[0].sum(dims, keepdim=True)
+    grad_bias = grad.sum(dims, keepdim=True)
+    grad_x = None
+    if needs[0]:
+        scale = products[1] if weight is not None else inv_std
+        means = stack([grad_bias, grad_weight]) / count
+        grad_x = (grad - means[0] - normalised * means[1]) * scale
+    grads: list[SharedTensor | None] = [grad_x]
+    if weight is not None:
+        grads.append(grad_weight.reshape(weight.shape))
+    if has_bias:
+        grads.append(grad_bias.reshape(-1))
+    return tuple(grads)
+
+
+def _products(pairs: list[tuple[SharedTensor, SharedTensor]]) -> list[SharedTensor]:
+    """a * b (broadcast) for every pair, as one shared product: one round trip and one truncation for all."""
+    shapes = [torch.broadcast_shapes(a.shape, b.shape) for a, b in pairs]
+    left = cat([a.expand(*shape).reshape(-1) for (a, _), shape in zip(pairs, shapes)])
+    right = cat([b.expand(*shape).reshape(-1) for (_, b), shape in zip(pairs, shapes)])
+    flat = left * right
+    results, start = [], 0
+    for shape in shapes:
+        size = int(torch.Size(shape).numel())
+        results.append(flat[start:start + size].reshape(shape))
+        start += size
+    return results
 
 
 def _reduced_dims(x: SharedTensor) -> tuple[int, ...]:
@@ -168,17 +237,6 @@ def _reduced_dims(x: SharedTensor) -> tuple[int, ...]:
 def _channel_shape(x: SharedTensor) -> tuple[int, ...]:
     """(1, C, 1, ...): a per-channel vector broadcast against x."""
     return (1, x.shape[1]) + (1,) * (x.dim() - 2)
-
-
-def _normalise(centered: SharedTensor, variance: SharedTensor, weight: SharedTensor | None,
-               bias: SharedTensor | None, eps: float) -> SharedTensor:
-    """c / sqrt(v + eps) * weight + bias (steps 3-4)."""
-    shape = _channel_shape(centered)
-    scale = (variance + eps).rsqrt()
-    if weight is not None:
-        scale = scale * weight.reshape(shape)
-    output = centered * scale
-    return output if bias is None else output + bias.reshape(shape)
 
 
 def _running_update(running_mean: SharedTensor | None, running_var: SharedTensor | None, mean: SharedTensor,
