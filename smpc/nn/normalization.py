@@ -1,5 +1,6 @@
 """Dropout and batch normalisation on shares: the functional forms (``dropout``, ``batch_norm``) and the modules
-(``Dropout``, ``BatchNorm1d``, ``BatchNorm2d``).
+(``Dropout``, ``BatchNorm1d``, ``BatchNorm2d``, each with ``from_torch``; ``convert_dropout`` and
+``convert_batch_norm`` have the signature of ``smpc.nn.convert``'s converters).
 
 Both are written with SharedTensor operations, so ``smpc.autograd`` differentiates them (nothing here has a
 hand-written backward).  Dropout's keep-mask is drawn jointly (``dropout_mask``): no single party knows it.
@@ -7,7 +8,7 @@ hand-written backward).  Dropout's keep-mask is drawn jointly (``dropout_mask``)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -16,6 +17,7 @@ import protocols
 from protocols.additive.compare import ltz
 from protocols.prg import AesCtrPrg, new_key
 from smpc.autograd import no_grad, record
+from smpc.nn.module import Module, Parameter
 from smpc.tensor import SharedTensor, bit_tensor, cat, stack, where
 
 if TYPE_CHECKING:
@@ -256,3 +258,169 @@ def _running_update(running_mean: SharedTensor | None, running_var: SharedTensor
         weighted = terms * factors
         updated = weighted[:2] + weighted[2:]
     return updated[0].reshape(channels), updated[1].reshape(channels)
+
+
+# -- modules ------------------------------------------------------------------------------------------------
+class Dropout(Module):
+    """torch.nn.Dropout(p) on shares: in training, x times a jointly drawn secret keep-mask over 1 - p
+    (``dropout``; costs there), in evaluation the identity.  No parameters."""
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1], got {p}")
+        self.p = float(p)
+
+    def forward(self, x: SharedTensor) -> SharedTensor:
+        return dropout(x, self.p, self.training)
+
+    def _to_torch(self, values: Mapping[str, torch.Tensor], prefix: str, dtype: torch.dtype) -> torch.nn.Module:
+        return torch.nn.Dropout(self.p)
+
+    @classmethod
+    def from_torch(cls, module: torch.nn.Module, session: Session | None = None, owner: int | None = None
+                   ) -> Dropout:
+        """The shared counterpart of a torch.nn.Dropout (nothing to share)."""
+        if type(module) is not torch.nn.Dropout:
+            raise TypeError(f"Dropout.from_torch takes a torch.nn.Dropout, got {type(module).__name__}")
+        converted = cls(module.p)
+        converted.train(module.training)
+        return converted
+
+    def __repr__(self) -> str:
+        return f"Dropout(p={self.p})"
+
+
+class _BatchNorm(Module):
+    """Batch normalisation over channel dimension 1 (``batch_norm``: steps, rounds, error there).
+
+    ``weight`` and ``bias`` (with ``affine``) are Parameters, public ones and zeros at first as in torch;
+    ``running_mean`` and ``running_var`` are shared buffers (public zeros and ones at first), replaced by the
+    new shared statistics at every training forward; ``num_batches_tracked`` is a plain int (public: every
+    party counts the same forwards).  ``momentum=None`` averages cumulatively (factor 1/num_batches_tracked), as
+    torch.  ``eps`` below 2^-frac_bits is used as 2^-frac_bits (``effective_eps``); ``reveal`` gives torch's
+    module the eps asked for.
+    """
+
+    torch_class: type[torch.nn.modules.batchnorm._BatchNorm] = torch.nn.BatchNorm1d
+    input_dims: tuple[int, ...] = (2, 3)
+    running_mean: SharedTensor
+    running_var: SharedTensor
+
+    def __init__(self, session: Session, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
+                 affine: bool = True) -> None:
+        super().__init__()
+        if num_features < 1:
+            raise ValueError(f"{type(self).__name__} needs num_features >= 1, got {num_features}")
+        if momentum is not None and not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"momentum must be in [0, 1] or None, got {momentum}")
+        effective_eps(session, eps)  # validates
+        self.num_features, self.eps, self.momentum, self.affine = num_features, float(eps), momentum, affine
+        ones, zeros = torch.ones(num_features, dtype=torch.float64), torch.zeros(num_features, dtype=torch.float64)
+        self.weight = Parameter(session.public(ones)) if affine else None
+        self.bias = Parameter(session.public(zeros)) if affine else None
+        self.register_buffer("running_mean", session.public(zeros))
+        self.register_buffer("running_var", session.public(ones))
+        self.num_batches_tracked = 0
+
+    def forward(self, x: SharedTensor) -> SharedTensor:
+        """Training: batch statistics, and the running ones updated; evaluation: the running statistics."""
+        if x.dim() not in self.input_dims or x.shape[1] != self.num_features:
+            raise ValueError(f"{type(self).__name__}({self.num_features}) expects an input of "
+                             f"{' or '.join(f'{d}' for d in self.input_dims)} dimensions with {self.num_features} "
+                             f"channels in dimension 1, got shape {tuple(x.shape)}")
+        momentum = self.momentum
+        if self.training:
+            self.num_batches_tracked += 1
+            if momentum is None:
+                momentum = 1.0 / self.num_batches_tracked
+        output, mean, var = batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                                       self.training, 0.0 if momentum is None else momentum, self.eps)
+        if self.training:
+            assert mean is not None and var is not None
+            self.register_buffer("running_mean", mean)
+            self.register_buffer("running_var", var)
+        return output
+
+    def _to_torch(self, values: Mapping[str, torch.Tensor], prefix: str, dtype: torch.dtype) -> torch.nn.Module:
+        layer = self.torch_class(self.num_features, eps=self.eps, momentum=self.momentum, affine=self.affine,
+                                 dtype=dtype)
+        with torch.no_grad():
+            if self.affine:
+                layer.weight.copy_(values[prefix + "weight"])
+                layer.bias.copy_(values[prefix + "bias"])
+            for name in ("running_mean", "running_var"):
+                getattr(layer, name).copy_(values[prefix + name])
+            if layer.num_batches_tracked is not None:
+                layer.num_batches_tracked.fill_(self.num_batches_tracked)
+        return layer
+
+    @classmethod
+    def from_torch(cls, module: torch.nn.Module, session: Session, owner: int | None = None) -> _BatchNorm:
+        """The shared counterpart of a torch BatchNorm of this class: every party passes a module of the same
+        configuration; with ``owner``, the owner's weight, bias and running statistics are shared (one round
+        each) and the others' values ignored; with None, torch's public initial values (weights 1 and 0, stats
+        0 and 1).  ``num_batches_tracked`` is taken from each party's own module (pass the same).  The mode
+        (train/eval) is the module's."""
+        if type(module) is not cls.torch_class:
+            raise TypeError(f"{cls.__name__}.from_torch takes a torch.nn.{cls.torch_class.__name__}, got "
+                            f"{type(module).__name__}")
+        if not module.track_running_stats:
+            raise TypeError(f"cannot convert {cls.torch_class.__name__} with track_running_stats=False: smpc keeps "
+                            "running statistics")
+        converted = cls(session, module.num_features, module.eps, module.momentum, module.affine)
+        if owner is not None:
+            for name, value in _torch_state(module).items():
+                owned = _share_owned(session, value, owner, name)
+                if name in ("weight", "bias"):
+                    setattr(converted, name, Parameter(owned))
+                else:
+                    converted.register_buffer(name, owned)
+        converted.num_batches_tracked = int(module.num_batches_tracked)  # type: ignore[arg-type]
+        converted.train(module.training)
+        return converted
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+                f"affine={self.affine})")
+
+
+class BatchNorm1d(_BatchNorm):
+    """torch.nn.BatchNorm1d on shares: inputs (N, C) or (N, C, L)."""
+
+    torch_class = torch.nn.BatchNorm1d
+    input_dims = (2, 3)
+
+
+class BatchNorm2d(_BatchNorm):
+    """torch.nn.BatchNorm2d on shares: inputs (N, C, H, W)."""
+
+    torch_class = torch.nn.BatchNorm2d
+    input_dims = (4,)
+
+
+def _torch_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The tensors a BatchNorm shares: weight and bias (if affine), running mean and variance."""
+    names = (["weight", "bias"] if getattr(module, "affine", False) else []) + ["running_mean", "running_var"]
+    return {name: getattr(module, name).detach().to(torch.float64) for name in names}
+
+
+def _share_owned(session: Session, value: torch.Tensor, owner: int, name: str) -> SharedTensor:
+    """The owner's ``value`` shared; every party checks the shape it receives against its own module's."""
+    shared = session.share(value if session.rank == owner else None, owner=owner)
+    if shared.shape != value.shape:
+        raise ValueError(f"party {session.rank}'s {name} has shape {tuple(value.shape)}, the owner's "
+                         f"{tuple(shared.shape)}")
+    return shared
+
+
+def convert_dropout(module: torch.nn.Module, session: Session, owner: int | None, draws: object) -> Module:
+    """``smpc.nn.convert``'s converter for torch.nn.Dropout (``Converter`` signature)."""
+    return Dropout.from_torch(module, session, owner)
+
+
+def convert_batch_norm(module: torch.nn.Module, session: Session, owner: int | None, draws: object) -> Module:
+    """``smpc.nn.convert``'s converter for torch.nn.BatchNorm1d and BatchNorm2d (``Converter`` signature;
+    without an owner, torch's public initial values: nothing to draw)."""
+    cls: type[_BatchNorm] = BatchNorm2d if type(module) is torch.nn.BatchNorm2d else BatchNorm1d
+    return cls.from_torch(module, session, owner)

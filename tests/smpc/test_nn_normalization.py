@@ -28,6 +28,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import smpc
+from smpc import nn as snn
+from smpc.nn import normalization as snn_norm
 from smpc.nn.normalization import batch_norm, dropout, dropout_mask, effective_eps
 from tests.support.checks import FLOAT_SLACK
 from tests.support.grad_check import RSQRT_A, RSQRT_R, Case, check_gradients, with_seeds
@@ -333,3 +335,86 @@ def test_batch_norm_errors() -> None:
 
     assert run_parties(program, 2)[0] == 5
 
+
+
+# -- modules -------------------------------------------------------------------------------------------------
+def eval_bounds(x: torch.Tensor, mean: Approx, var: Approx, w: torch.Tensor, b: torch.Tensor, eps: float
+                ) -> Approx:
+    """batch_norm in evaluation: (x - rm) * (rsqrt(rv + eps) w) + b."""
+    dim = x.dim()
+    scale = rsqrt_approx(Approx(channel(var.value, dim), channel(var.bound, dim)) + Approx(torch.tensor(eps), E))
+    scale = scale * Approx(channel(w, dim), E)
+    centered = Approx(x, E) - Approx(channel(mean.value, dim), channel(mean.bound, dim))
+    return centered * scale + Approx(channel(b, dim), E)
+
+
+@FAMILIES
+def test_batch_norm_module_tracks_torch_and_evaluates_with_running_stats(protocol: str) -> None:
+    """BatchNorm2d from the owner's torch module: two training batches (outputs and running statistics as
+    torch's), then evaluation with the running statistics; reveal gives torch's module with the same state."""
+    torch.manual_seed(3)
+    plain = torch.nn.BatchNorm2d(3, momentum=0.2).double()
+    with torch.no_grad():
+        plain.weight.copy_(torch.tensor([0.5, -1.25, 2.0]))
+        plain.bias.copy_(torch.tensor([0.25, 0.0, -1.0]))
+        plain.running_mean.copy_(torch.tensor([0.5, -0.5, 1.0]))
+        plain.running_var.copy_(torch.tensor([2.0, 0.75, 1.5]))
+    batches = [torch.randn(2, 3, 2, 3, dtype=torch.float64) * 1.5 for _ in range(3)]
+    start = {name: getattr(plain, name).detach().clone() for name in ("weight", "bias", "running_mean", "running_var")}
+
+    def program(session: smpc.Session) -> tuple[list[torch.Tensor], torch.nn.Module | None, list[str]]:
+        model = snn_norm.BatchNorm2d.from_torch(plain, session, owner=0)
+        outputs = [model(shared(session, batch, 1)).reveal() for batch in batches[:2]]
+        model.eval()
+        outputs.append(model(shared(session, batches[2], 1)).reveal())
+        return outputs, model.reveal(to=0), sorted(model.state_dict())
+
+    outputs, revealed, names = run_parties(program, 3, protocol=protocol)[0]
+    used = effective_eps_for(plain.eps)
+    plain.eps = used
+    rm, rv = Approx(start["running_mean"], E), Approx(start["running_var"], E)
+    for batch, got in zip(batches[:2], outputs[:2]):
+        bounds = train_bounds(batch, start["weight"], start["bias"], torch.zeros_like(batch), used)
+        within("train output", got, plain(batch).detach(), bounds["y"].bound)
+        rm, rv = running_bounds(rm, rv, bounds, 0.2, batch.numel() // 3)
+    plain.eval()
+    within("eval output", outputs[2], plain(batches[2]).detach(),
+           eval_bounds(batches[2], rm, rv, start["weight"], start["bias"], used).bound)
+    assert names == ["bias", "running_mean", "running_var", "weight"]
+    assert isinstance(revealed, torch.nn.BatchNorm2d) and not revealed.training
+    assert int(revealed.num_batches_tracked) == 2
+    within("revealed running mean", revealed.running_mean.double(), plain.running_mean, rm.bound + 1e-7)
+    within("revealed running var", revealed.running_var.double(), plain.running_var, rv.bound + 1e-7)
+
+
+def test_batch_norm_modules_shapes_momentum_none_and_gradients() -> None:
+    """BatchNorm1d on (N, C) and (N, C, L), momentum=None (cumulative average), a wrong channel count refused;
+    in a Sequential with Linear and Dropout, backward reaches every parameter; Dropout.from_torch, reveal."""
+    x = torch.tensor([[1.0, -2.0], [0.5, 1.5], [-1.0, 0.0], [2.0, 1.0]], dtype=torch.float64)
+
+    def program(session: smpc.Session) -> dict[str, Any]:
+        norm = snn_norm.BatchNorm1d(session, 2, momentum=None)
+        first, second = x[:2], x[2:]
+        norm(shared(session, first))
+        norm(shared(session, second.unsqueeze(-1).expand(2, 2, 3).contiguous()))
+        out: dict[str, Any] = {"mean": norm.running_mean.reveal(), "tracked": norm.num_batches_tracked}
+        with pytest.raises(ValueError, match="2 channels"):
+            norm(shared(session, torch.ones(4, 3)))
+        model = snn.Sequential(snn.Linear(session, 2, 3, seed=session.rank), snn_norm.BatchNorm1d(session, 3),
+                               snn_norm.Dropout.from_torch(torch.nn.Dropout(0.25)))
+        model(shared(session, x)).sum().backward()
+        out["grads"] = [name for name, p in model.named_parameters() if p.grad is not None]
+        out["buffers"] = [name for name, _ in model.named_buffers()]
+        model.eval()
+        out["plain"] = model.reveal()
+        return out
+
+    got = run_parties(program, 3)[0]
+    expected_mean = (x[:2].mean(0) + x[2:].mean(0)) / 2  # cumulative: factors 1, then 1/2
+    assert got["tracked"] == 2
+    assert torch.allclose(got["mean"], expected_mean, atol=1e-4)
+    assert got["grads"] == ["0.weight", "0.bias", "1.weight", "1.bias"]
+    assert got["buffers"] == ["1.running_mean", "1.running_var"]
+    plain = got["plain"]
+    assert isinstance(plain[1], torch.nn.BatchNorm1d) and isinstance(plain[2], torch.nn.Dropout)
+    assert plain[2].p == 0.25
