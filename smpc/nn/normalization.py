@@ -73,11 +73,14 @@ def dropout(x: SharedTensor, p: float = 0.5, training: bool = True, *, mask: tor
     (exact integer products for a public mask); 3. times 1/(1 - p): exact when it is an integer (p = 1/2,
     3/4, ...), else a product with a public float and one truncation.
     Autograd: the gradient is g * mask / (1 - p) (``where``'s and the public product's backward rules).
-    Rounds (forward): the mask's (``dropout_mask``; 0 for a public mask), plus 1 for a secret mask (the bit
-    product), plus a truncation's (1 dealer, 2 replicated) when 1/(1 - p) is not an integer.  Backward: the
-    same product and truncation.  Bytes per element: one Beaver product (16 (n - 1), secret mask) and one
-    truncation.  Error: none for integer 1/(1 - p); else at most |x| 2^-(f+1) (1/(1 - p) encoded) plus one
-    unit 2^-f (the truncation).
+    Rounds (asserted in tests/smpc/test_nn_normalization.py; forward / backward, dealer and replicated):
+      secret mask, p = 1/2: 9 / 1 and 10 / 1 (the mask's 8 or 9, then the bit product; the factor 2 is exact);
+      secret mask, p = 0.3: 18 / 2 and 20 / 3 (the mask's 16 or 17, the bit product, the truncation);
+      public mask: 0 / 0 for p = 1/2; 1 / 1 and 2 / 2 (one truncation) for p = 0.3.
+    Bytes per element: the mask's, one Beaver product (16 (n - 1)) and, for a non-integer 1/(1 - p), one
+    truncation.
+    Error: none for integer 1/(1 - p) (p = 1/2, 3/4, ...); else at most |x| 2^-(f+1) (1/(1 - p) encoded) plus
+    one unit 2^-f (the truncation), and the same for the gradient.
     """
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout probability must be in [0, 1], got {p}")

@@ -173,6 +173,28 @@ def test_dropout_with_a_secret_mask(protocol: str) -> None:
     assert 40 <= int(kept.sum()) <= 160  # Binomial(200, 1/2) outside: probability below 1e-17
 
 
+@FAMILIES
+def test_rounds_of_dropout(protocol: str) -> None:
+    """Forward / backward rounds: a secret mask costs the mask's comparisons, one bit product and, for a
+    non-integer 1/(1 - p), a truncation; a public mask only that truncation."""
+    x = torch.linspace(-3, 3, 40, dtype=torch.float64).reshape(5, 8)
+    public = torch.arange(40).reshape(5, 8) % 3 == 0
+    expected = {"dealer": [(9, 1), (18, 2), (0, 0), (1, 1)], "replicated": [(10, 1), (20, 3), (0, 0), (2, 2)]}
+
+    def program(session: smpc.Session) -> list[tuple[int, int]]:
+        counts = []
+        for p, mask in ((0.5, None), (0.3, None), (0.5, public), (0.3, public)):
+            value = shared(session, x).requires_grad_()
+            before = session.stats.rounds
+            out = dropout(value, p, mask=mask)
+            middle = session.stats.rounds
+            out.backward(torch.ones(5, 8))
+            counts.append((middle - before, session.stats.rounds - middle))
+        return counts
+
+    assert run_parties(program, 3, protocol=protocol)[0] == expected[protocol]
+
+
 # -- batch normalisation -------------------------------------------------------------------------------------
 def total(a: Approx, dims: tuple[int, ...]) -> Approx:
     return Approx(a.value.sum(dims, keepdim=True), a.bound.sum(dims, keepdim=True))
