@@ -440,3 +440,35 @@ def test_batch_norm_modules_shapes_momentum_none_and_gradients() -> None:
     plain = got["plain"]
     assert isinstance(plain[1], torch.nn.BatchNorm1d) and isinstance(plain[2], torch.nn.Dropout)
     assert plain[2].p == 0.25
+
+
+def test_converters_plug_into_from_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the converters registered as convert.py registers its layers, from_torch converts a Sequential with
+    BatchNorm1d and Dropout from the owner's weights; reveal gives the same torch layers and state (each value
+    within one encoding, 2^-17)."""
+    from smpc.nn import convert
+
+    monkeypatch.setitem(convert._LAYERS, torch.nn.BatchNorm1d, snn_norm.convert_batch_norm)
+    monkeypatch.setitem(convert._LAYERS, torch.nn.Dropout, snn_norm.convert_dropout)
+    torch.manual_seed(5)
+    plain = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3), torch.nn.ReLU(), torch.nn.Dropout(0.5))
+    plain(torch.randn(6, 4))  # moves the running statistics off 0 and 1
+    x = torch.randn(5, 4, dtype=torch.float64)
+
+    def program(session: smpc.Session) -> torch.nn.Module | None:
+        model = snn.from_torch(plain, session, owner=0)
+        model(shared(session, x)).sum().backward()
+        model.zero_grad()
+        return model.reveal(to=0, dtype=torch.float64)
+
+    revealed = run_parties(program, 3)[0]
+    assert [type(layer) for layer in revealed] == [type(layer) for layer in plain]
+    state, reference = revealed.state_dict(), plain.state_dict()
+    assert set(state) == set(reference)
+    for name, value in reference.items():
+        if name.endswith("running_mean") or name.endswith("running_var"):
+            continue  # one training forward has moved them on the shares, as it would in torch
+        if name.endswith("num_batches_tracked"):
+            assert int(state[name]) == int(value) + 1
+        else:
+            within(name, state[name].double(), value.double(), torch.full_like(value.double(), E))
