@@ -432,9 +432,14 @@ def test_batch_norm_modules_shapes_momentum_none_and_gradients() -> None:
         return out
 
     got = run_parties(program, 3)[0]
-    expected_mean = (x[:2].mean(0) + x[2:].mean(0)) / 2  # cumulative: factors 1, then 1/2
+    eps = effective_eps_for(1e-5)
+    second = x[2:].unsqueeze(-1).expand(2, 2, 3)
+    mean, var = Approx(torch.zeros(2), E), Approx(torch.ones(2), E)
+    for batch, momentum in ((x[:2], 1.0), (second, 0.5)):  # cumulative average: factors 1, then 1/2
+        stats = train_bounds(batch, None, None, torch.zeros_like(batch), eps)
+        mean, var = running_bounds(mean, var, stats, momentum, batch.numel() // 2)
     assert got["tracked"] == 2
-    assert torch.allclose(got["mean"], expected_mean, atol=1e-4)
+    within("cumulative running mean", got["mean"], (x[:2].mean(0) + x[2:].mean(0)) / 2, mean.bound)
     assert got["grads"] == ["0.weight", "0.bias", "1.weight", "1.bias"]
     assert got["buffers"] == ["1.running_mean", "1.running_var"]
     plain = got["plain"]
