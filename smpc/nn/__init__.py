@@ -38,6 +38,10 @@ LogSoftmax          R_log_softmax           R_exp + 2
 BCELoss + Sigmoid   --                      1 ((p - y) / N: one exact division)
 MSELoss             --                      1 (2 (out - y) / N: one exact division)
 CrossEntropyLoss    --                      R_softmax + 1
+Dropout, p = 1/2    9 (a joint mask: one    1 (a product with the mask bit); other p: 16-17 rounds
+                    comparison; a bit       forward, 2-3 backward (dealer-replicated)
+                    product)
+BatchNorm (train)   28 (dealer; 32 repl.)   7 (one closed-form node; 8 replicated); eval forward 23 (24)
 ==================  ======================  ============================================================
 
 So a logistic-regression step (Linear(d, 1), Sigmoid, BCELoss, SGD) costs 2 + R_sigmoid forward, 3 backward
@@ -58,15 +62,19 @@ from smpc.nn.init import InitDraws, joint_init_contribution
 from smpc.nn.layers import Linear, ReLU, Sigmoid, Tanh
 from smpc.nn.loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss, NLLLoss
 from smpc.nn.module import Module, Parameter, Sequential
+from smpc.nn.normalization import BatchNorm1d, BatchNorm2d, Dropout
 from smpc.nn.traced import Traced
 
 __all__ = [
     "AvgPool2d",
+    "BatchNorm1d",
+    "BatchNorm2d",
     "BCELoss",
     "BCEWithLogitsLoss",
     "Conv1d",
     "Conv2d",
     "CrossEntropyLoss",
+    "Dropout",
     "Flatten",
     "InitDraws",
     "Linear",

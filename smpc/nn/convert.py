@@ -17,6 +17,7 @@ from smpc.nn.conv import AvgPool2d, Conv1d, Conv2d, Flatten, LogSoftmax, MaxPool
 from smpc.nn.init import InitDraws
 from smpc.nn.layers import Linear, ReLU, Sigmoid, Tanh
 from smpc.nn.module import Module, Sequential
+from smpc.nn.normalization import convert_batch_norm, convert_dropout
 from smpc.nn.traced import Traced, attribute, check_traceable
 from smpc.tensor import SharedTensor
 
@@ -29,7 +30,8 @@ Converter = Callable[[torch.nn.Module, "Session", "int | None", "InitDraws | Non
 def from_torch(module: torch.nn.Module, session: Session, owner: int | None = None, *,
                seed: int | InitDraws | None = None) -> Module:
     """A shared model of ``module``'s architecture: torch.nn Linear, Conv1d, Conv2d, MaxPool2d, AvgPool2d,
-    Flatten, ReLU, Sigmoid, Tanh, Softmax, LogSoftmax, Identity, Sequential,
+    Flatten, ReLU, Sigmoid, Tanh, Softmax, LogSoftmax, Dropout, BatchNorm1d, BatchNorm2d, Identity,
+    Sequential,
     and a module of the user's whose ``forward`` uses only those and the tensor operations SharedTensor
     supports (traced with torch.fx).
 
@@ -182,4 +184,7 @@ _LAYERS: dict[type[torch.nn.Module], Converter] = {
     torch.nn.Sigmoid: _stateless,
     torch.nn.ReLU: _stateless,
     torch.nn.Tanh: _stateless,
+    torch.nn.Dropout: convert_dropout,
+    torch.nn.BatchNorm1d: convert_batch_norm,
+    torch.nn.BatchNorm2d: convert_batch_norm,
 }

@@ -11,7 +11,7 @@ Dropout's keep-mask is drawn jointly (``dropout_mask``): no single party knows i
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -276,9 +276,13 @@ class Dropout(Module):
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"dropout probability must be in [0, 1], got {p}")
         self.p = float(p)
+        #: Public keep-masks to use instead of joint ones, one per training forward (to reproduce a plain run
+        #: in tests; a public mask tells every party which units were dropped).  None: joint secret masks.
+        self.public_masks: Iterator[torch.Tensor] | None = None
 
     def forward(self, x: SharedTensor) -> SharedTensor:
-        return dropout(x, self.p, self.training)
+        mask = next(self.public_masks) if self.training and self.public_masks is not None else None
+        return dropout(x, self.p, self.training, mask=mask)
 
     def _to_torch(self, values: Mapping[str, torch.Tensor], prefix: str, dtype: torch.dtype) -> torch.nn.Module:
         return torch.nn.Dropout(self.p)
@@ -306,6 +310,11 @@ class _BatchNorm(Module):
     party counts the same forwards).  ``momentum=None`` averages cumulatively (factor 1/num_batches_tracked), as
     torch.  ``eps`` below 2^-frac_bits is used as 2^-frac_bits (``effective_eps``); ``reveal`` gives torch's
     module the eps asked for.
+
+    Give the layer before it no bias (``Conv2d(..., bias=False)``, as is usual): such a bias has a gradient of
+    exactly zero in real arithmetic, but on shares its gradient is the truncation bias of the input gradient's
+    sums over the batch (a few 1e-3 per step for 128 values a channel), and momentum turns that into a drift
+    (tests/smpc/test_nn_train_steps.py).
     """
 
     torch_class: type[torch.nn.modules.batchnorm._BatchNorm] = torch.nn.BatchNorm1d

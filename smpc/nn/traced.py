@@ -9,8 +9,8 @@ runs the graph's nodes in order: layers, torch functions (through ``SharedTensor
 shared counterparts in ``_FUNCTIONS``), operators and methods.  Autograd records what they record.
 
 Limits: the graph is fixed at tracing (no control flow on values: torch.fx refuses it, and a secret could not
-steer it anyway); one input; tensor constants and buffers of the user's module stay public; every shape is
-public, as everywhere in smpc.
+steer it anyway; ``F.dropout(x, p, self.training)`` keeps the mode the module had when converted); one input;
+tensor constants and buffers of the user's module stay public; every shape is public, as everywhere in smpc.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import torch.fx
 
 from smpc.nn import functional as F
 from smpc.nn.module import Module, Parameter
+from smpc.nn.normalization import dropout
 from smpc.tensor import SharedTensor, supports_torch_function
 
 
@@ -41,6 +42,7 @@ _FUNCTIONS: Mapping[Callable[..., Any], Callable[..., Any]] = {
     torch.nn.functional.max_pool2d: F.max_pool2d,
     torch.nn.functional.avg_pool2d: F.avg_pool2d,
     torch.nn.functional.linear: _linear,
+    torch.nn.functional.dropout: lambda x, p=0.5, training=True, inplace=False: dropout(x, p, training),
     torch.sigmoid: lambda x: x.sigmoid(),
     torch.tanh: lambda x: x.tanh(),
     torch.nn.functional.sigmoid: lambda x: x.sigmoid(),
