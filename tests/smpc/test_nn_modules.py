@@ -192,7 +192,8 @@ def _loss_grad(session: smpc.Session, logits: torch.Tensor, criterion: Any, targ
 @settings(deadline=None)
 def test_class_losses_match_torch(data: st.DataObject) -> None:
     """CrossEntropyLoss (public indices, shared one-hot), NLLLoss, BCEWithLogitsLoss and MSELoss: values and
-    input gradients within TOLERANCE of torch's (logits in [-4, 4])."""
+    input gradients within TOLERANCE of torch's (logits in [-4, 4]), in either family."""
+    protocol = data.draw(st.sampled_from(["dealer", "replicated"]), label="protocol")
     rows, classes = data.draw(st.integers(1, 4), label="rows"), data.draw(st.integers(2, 4), label="classes")
     logits = data.draw(float_arrays((rows, classes), 4.0), label="logits")
     labels = torch.tensor(data.draw(st.lists(st.integers(0, classes - 1), min_size=rows, max_size=rows)))
@@ -212,7 +213,7 @@ def test_class_losses_match_torch(data: st.DataObject) -> None:
         expected.backward()
         assert reference.grad is not None
         value, grad = run_parties(partial(_loss_grad, logits=inputs, criterion=ours, target=target,
-                                          shared_target=shared), 3)[0]
+                                          shared_target=shared), 3, protocol=protocol)[0]
         scale = 1.0 + abs(float(expected.detach()))
         assert abs(value - float(expected.detach())) < TOLERANCE * scale, name
         assert (grad - reference.grad).abs().max() < TOLERANCE, name
