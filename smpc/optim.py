@@ -258,6 +258,11 @@ class Adam(_Optimizer):
 
     def step(self) -> None:
         """One update of every parameter that has a gradient (rounds: see the class docstring)."""
+        with no_grad():
+            self._step()
+
+    def _step(self) -> None:
+        """The step itself (under no_grad)."""
         live = [parameter for parameter in self.params if parameter.grad is not None]
         if not live:
             return
@@ -267,25 +272,24 @@ class Adam(_Optimizer):
         products = _PublicProducts()
         plans = [self._plan(parameter, products, self.lr * 2.0**shift) for parameter in live]
         results = products.compute()
-        with no_grad():
-            moments = [_total(results, plan.moment, plan.value) for plan in plans]
-            scaled = cat([_total(results, plan.square, plan.value).reshape(-1) for plan in plans])
-            decayed = cat([_total(results, plan.decayed, plan.value).reshape(-1) for plan in plans])
-            squares = decayed + scaled * scaled
-            floor = max((self.eps * 2.0**self.scale_bits) ** 2, 2.0**-frac_bits)
-            inverse_roots = (squares + floor).rsqrt()
-            updates = None
-            if self.lr != 0.0:
-                rates = cat([_total(results, plan.rate, plan.value).reshape(-1) for plan in plans])
-                updates = rates.mul_unscaled(inverse_roots).rescale(1 << (frac_bits + shift))
-            offset = 0
-            for plan, moment in zip(plans, moments):
-                shape, size = plan.value.shape, plan.value.numel()
-                self.state[plan.parameter] = {"step": plan.step, "exp_avg": moment,
-                                              "exp_avg_sq": squares[offset : offset + size].reshape(shape)}
-                if updates is not None:
-                    plan.parameter.data = plan.value - updates[offset : offset + size].reshape(shape)
-                offset += size
+        moments = [_total(results, plan.moment, plan.value) for plan in plans]
+        scaled = cat([_total(results, plan.square, plan.value).reshape(-1) for plan in plans])
+        decayed = cat([_total(results, plan.decayed, plan.value).reshape(-1) for plan in plans])
+        squares = decayed + scaled * scaled
+        floor = max((self.eps * 2.0**self.scale_bits) ** 2, 2.0**-frac_bits)
+        inverse_roots = (squares + floor).rsqrt()
+        updates = None
+        if self.lr != 0.0:
+            rates = cat([_total(results, plan.rate, plan.value).reshape(-1) for plan in plans])
+            updates = rates.mul_unscaled(inverse_roots).rescale(1 << (frac_bits + shift))
+        offset = 0
+        for plan, moment in zip(plans, moments):
+            shape, size = plan.value.shape, plan.value.numel()
+            self.state[plan.parameter] = {"step": plan.step, "exp_avg": moment,
+                                          "exp_avg_sq": squares[offset : offset + size].reshape(shape)}
+            if updates is not None:
+                plan.parameter.data = plan.value - updates[offset : offset + size].reshape(shape)
+            offset += size
 
     def _plan(self, parameter: Parameter, products: _PublicProducts, rate: float) -> _AdamPlan:
         """Register one parameter's step-1 products (see the class docstring)."""
