@@ -199,38 +199,45 @@ class Adam(_Optimizer):
       4. One shared product left unscaled, then one truncation by 2^(frac_bits + k):  U = L r / 2^k
          = lr M' / sqrt(X' + e) = lr m_hat / sqrt(v_hat + eps_eff^2),  eps_eff = max(eps, 2^-(frac_bits/2 +
          scale_bits));  param' = param - U.
-    Rounds per step: 1 + 2 + 19 + 2 = 24 in the dealer family (truncation 1, product 1, rsqrt 19); 27 in the
-    replicated family (its truncations cost 2).  Parameters whose ``grad`` is None are skipped (their step
-    count does not advance, as torch).
-    Where it matches torch: eps enters as sqrt(v_hat + eps_eff^2) instead of sqrt(v_hat) + eps: the two agree to
-    a relative eps_eff / sqrt(v_hat) (with the defaults, eps_eff = 2^-15 = 3e-5 for the floor, not 1e-8), so
-    for |g| well above 3e-5.  Error (u = 2^-frac_bits), per step, against exact arithmetic on the encoded values:
-      * M: each step adds at most 3 u (three truncated terms); carried with weight a1 < 1, so |M - S m_hat|
-        <= 3 u min(t, 1/(1 - beta1)).
-      * X: each step adds at most 2 u + 2 u (2 |K| + 2 u) (A and K K truncated, K off by 2 u): |X - S^2 v_hat|
-        <= (2 + 4 max|S g|) u min(t, 1/(1 - beta2)) (a worst case: roundings of random sign mostly cancel).
+    With ``clip`` (the default), step 0 first makes g = grad + wd param (one truncation, only if wd != 0) and
+    clamps it to +-G, G = 2^(int_bits/2 - scale_bits) (1 - 2^-6) = 1.39 by default (9 rounds), then runs 1-4
+    on g with no decay.  Rounds per step (measured, asserted in tests/smpc/test_optim.py):
+        dealer family:      24 = 1 + 2 + 19 + 2 without clip;  33 with clip (34 with weight decay)
+        replicated family:  27 without clip (its truncations cost 2);  37 with clip (39 with weight decay)
+    Parameters whose ``grad`` is None are skipped (their step count does not advance, as torch).
+
+    Where it matches torch.  eps enters as sqrt(v_hat + eps_eff^2) instead of sqrt(v_hat) + eps: the two agree
+    to a relative eps_eff / sqrt(v_hat), eps_eff = 2^-15 = 3e-5 with the defaults (not 1e-8).  Error, u =
+    2^-frac_bits, against exact arithmetic on the encoded values (H = S |g|):
+      * M: each step adds at most 3 u (three truncated terms), carried with weight a1 < 1:
+        |M - S m_hat| <= 3 u min(t, 1/(1 - beta1)).
+      * X: each step adds at most (2 + 4 H) u (A and K K truncated, K off by 2 u), carried with weight a2 < 1:
+        |X - S^2 v_hat| <= (2 + 4 max H) u min(t, 1/(1 - beta2)).
       * r: rsqrt's bound, |r - 1/sqrt(X' + e)| <= 1.2e-4 / sqrt(X' + e) + 1.5 u (``INV_SQRT_ERROR``).
-      * U: |M| r + the errors above times r, plus 3 u r / 2^k (L) and one truncation (u).
-    Hence the step's relative error is about 1.2e-4 + 1.5 u sqrt(X) + dX / (2 X) + dM / |M|: below 1 % for
-    RMS gradients with 2^-4 <= |S g| (1.2 % bound at the default beta2 in the worst case) and |S g| < 2^7.5,
-    i.e. with the default scale_bits = 7, for |g| from about 5e-4 to 1.4.  Below that window the step's error
-    grows as 1 / (S g)^2 (the update stays bounded: r <= 1/sqrt(e) = 256); choose a larger scale_bits for
-    smaller gradients.
-    Outside it, say it: S |g| must stay below 2^(int_bits/2) (|g| < 2^(7.5 - scale_bits) = 1.41 by default),
-    since S^2 g^2 must fit the fixed-point range (|v| < 2^int_bits); a larger gradient makes the product K * K
-    wrap and the step is WRONG (a session with ``check_range=True`` raises instead).  Choose scale_bits for the
-    gradients you expect (or clip them first).
+      * U: the errors above times r, plus 3 u r / 2^k (L) and one truncation (u).
+    So the step's relative error is at most about 1.2e-4 + 1.5 u H + dX / (2 X) + dM / |M|, below 1 % where
+    H^2 >= 100 (2 + 4 H) u min(t, 1/(1 - beta2)): for H >= 0.13 over the first 20 steps, H >= 6.6 after
+    1/(1 - beta2) = 1000 steps (with scale_bits = 7: |g| >= 1e-3, resp. 0.05).  These bounds let every rounding
+    err the same way; the truncations round up or down at random, so their sum typically grows as sqrt(t) and
+    the step stays accurate well below these sizes.  Below, the step's error grows as 1 / H^2 but the step
+    stays bounded (r <= 1 / sqrt(e) = 256): raise scale_bits for smaller gradients.
+    Outside it, said plainly: H^2 must fit the fixed-point range, H < 2^(int_bits/2) (|g| < 2^(7.5 -
+    scale_bits) = 1.41 by default).  With ``clip`` larger gradients are clamped to G first (torch with the
+    gradient clamped to G: what the tests check); with ``clip=False`` the product K * K wraps and the step is
+    WRONG, silently, unless the session has ``check_range=True``, which raises smpc.RangeError.  The product
+    L r also needs |m_hat| / sqrt(v_hat + eps_eff^2) < 2^int_bits / 1.42 (23,000 by default); that ratio is a
+    few units for the betas torch trains with.
     ``state_dict()``: {"state": {i: {"step": int, "exp_avg": SharedTensor M, "exp_avg_sq": SharedTensor X}},
-    "param_groups": [{"lr", "betas", "eps", "weight_decay", "scale_bits", "params": [0, 1, ...]}]}.
+    "param_groups": [{"lr", "betas", "eps", "weight_decay", "scale_bits", "clip", "params": [0, 1, ...]}]}.
     """
 
     _buffer_names = ("exp_avg", "exp_avg_sq")
 
     def __init__(self, params: Iterable[Parameter], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0, *, scale_bits: int = 7) -> None:
+                 eps: float = 1e-8, weight_decay: float = 0.0, *, scale_bits: int = 7, clip: bool = True) -> None:
         super().__init__(params)
         self._set_hyper({"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay,
-                         "scale_bits": scale_bits})
+                         "scale_bits": scale_bits, "clip": clip})
         encoding = self.params[0].session.encoding
         if 2 * self.scale_bits >= encoding.int_bits + encoding.frac_bits:
             raise ValueError(f"scale_bits {self.scale_bits} leaves no room in the fixed-point range "
@@ -238,7 +245,7 @@ class Adam(_Optimizer):
 
     def _hyper(self) -> dict[str, Any]:
         return {"lr": self.lr, "betas": self.betas, "eps": self.eps, "weight_decay": self.weight_decay,
-                "scale_bits": self.scale_bits}
+                "scale_bits": self.scale_bits, "clip": self.clip}
 
     def _set_hyper(self, group: Mapping[str, Any]) -> None:
         lr, eps, decay, bits = group["lr"], group["eps"], group["weight_decay"], group["scale_bits"]
@@ -248,7 +255,10 @@ class Adam(_Optimizer):
             raise ValueError(f"invalid betas: {group['betas']} (two values in [0, 1))")
         if not isinstance(bits, int) or isinstance(bits, bool) or not 0 <= bits <= 23:
             raise ValueError(f"invalid scale_bits: {bits!r} (an integer in 0..23)")
+        if not isinstance(group["clip"], bool):
+            raise ValueError(f"invalid clip: {group['clip']!r} (True or False)")
         self.lr, self.eps, self.weight_decay, self.scale_bits = float(lr), float(eps), float(decay), bits
+        self.clip = group["clip"]
         self.betas = (float(betas[0]), float(betas[1]))
 
     def _check_entry(self, index: int, entry: Mapping[str, Any]) -> None:
@@ -270,7 +280,9 @@ class Adam(_Optimizer):
         frac_bits = session.encoding.frac_bits
         shift = 0 if self.lr == 0.0 else round(-math.log2(self.lr))
         products = _PublicProducts()
-        plans = [self._plan(parameter, products, self.lr * 2.0**shift) for parameter in live]
+        grads, decay = self._gradients(live)
+        plans = [self._plan(parameter, grad, decay, products, self.lr * 2.0**shift)
+                 for parameter, grad in zip(live, grads)]
         results = products.compute()
         moments = [_total(results, plan.moment, plan.value) for plan in plans]
         scaled = cat([_total(results, plan.square, plan.value).reshape(-1) for plan in plans])
@@ -291,15 +303,36 @@ class Adam(_Optimizer):
                 plan.parameter.data = plan.value - updates[offset : offset + size].reshape(shape)
             offset += size
 
-    def _plan(self, parameter: Parameter, products: _PublicProducts, rate: float) -> _AdamPlan:
+    def _gradients(self, live: list[Parameter]) -> tuple[list[SharedTensor], float]:
+        """The gradients and the weight decay step 1 applies: as they are, or (``clip``) g = grad + wd param
+        clamped to +-limit (one truncation if wd != 0, then 9 rounds) with no decay left to apply."""
+        grads = [parameter.grad for parameter in live if parameter.grad is not None]
+        if not self.clip:
+            return grads, self.weight_decay
+        flat = cat([grad.reshape(-1) for grad in grads])
+        if self.weight_decay != 0.0:
+            flat = flat + cat([parameter.data.reshape(-1) for parameter in live]) * self.weight_decay
+        limit = self.gradient_limit(live[0].session.encoding.int_bits)
+        flat = flat.clamp(-limit, limit)
+        parts, offset = [], 0
+        for parameter in live:
+            parts.append(flat[offset : offset + parameter.numel()].reshape(parameter.shape))
+            offset += parameter.numel()
+        return parts, 0.0
+
+    def gradient_limit(self, int_bits: int) -> float:
+        """The largest |grad + wd param| a step handles: 2^(int_bits/2 - scale_bits) less 1/64 for rounding."""
+        return 2.0 ** (int_bits / 2 - self.scale_bits) * (1.0 - 2.0**-6)
+
+    def _plan(self, parameter: Parameter, grad: SharedTensor, decay: float, products: _PublicProducts,
+              rate: float) -> _AdamPlan:
         """Register one parameter's step-1 products (see the class docstring)."""
         entry = self.state.get(parameter, {})
         step = int(entry.get("step", 0)) + 1
-        (beta1, beta2), scale, decay = self.betas, 2.0**self.scale_bits, self.weight_decay
+        (beta1, beta2), scale = self.betas, 2.0**self.scale_bits
         keep1, new1 = _bias_corrected(beta1, step)
         keep2, new2 = _bias_corrected(beta2, step)
-        value, grad = parameter.data, parameter.grad
-        assert grad is not None
+        value = parameter.data
         plan = _AdamPlan(parameter, value, step, [], [], [], [])
         previous = entry.get("exp_avg")
         for coefficient, terms in ((1.0, plan.moment), (rate, plan.rate)):
