@@ -9,15 +9,12 @@ backward written per layer.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from smpc import autograd
 from smpc.tensor import SharedTensor, cat
-
-if TYPE_CHECKING:
-    from smpc.session import Session
 
 
 class Parameter(SharedTensor):
@@ -270,9 +267,3 @@ class Sequential(Module):
         inner = "".join(f"\n  ({index}): {layer!r}" for index, layer in enumerate(self.layers))
         return f"Sequential({inner}\n)"
 
-
-def session_of(module: Module) -> Session | None:
-    """The session of the module's first parameter or buffer (None for a module without state)."""
-    for _, value in module.state_dict().items():
-        return value.session
-    return None
