@@ -1,0 +1,107 @@
+"""Multi-class jobs: a label with more than two values and no ``--positive`` (the schema's ``classes``).
+
+Each owner shares its labels as one-hot rows (N x K, in the schema's class order), so no label is ever used as
+an index; the model ends in K logits; the loss is cross-entropy with the shared one-hot targets, whose
+gradient with respect to the logits is the closed form (softmax(z) - onehot) / N.  Party 0 receives its test
+rows' logits centred on their row mean (z - mean(z): the same information as the softmax probabilities, one
+degree of freedom less than the logits) and computes the probabilities, accuracy and macro one-vs-rest AUC in
+the clear.  Also what multi-class jobs refuse (fedavg, differential privacy, model share files) and the
+CNN's data check.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+import smpc.nn as snn
+from smpc.autograd import no_grad
+from smpc.loan.config import TrainConfig
+from smpc.loan.data import check_image_schema, image_rows
+from smpc.loan.metrics import class_accuracy, macro_auc, softmax
+from smpc.loan.schema import DataError, Schema
+from smpc.tensor import SharedTensor
+
+
+def check_job(config: TrainConfig, schema: Schema) -> None:
+    """Refuse, with one line, what this job cannot do with this schema: the CNN on data that is not square
+    one-channel images, and a multi-class label with fedavg, differential privacy or ``--out``."""
+    if config.architecture == "cnn":
+        check_image_schema(schema)
+    if not schema.classes:
+        return
+    shown = f"label {schema.label!r} has {len(schema.classes)} classes"
+    if config.mode != "secure":
+        raise DataError(f"{shown}: multi-class jobs train in secure mode only (fedavg trains a binary label; "
+                        "pass --positive VALUE for one)")
+    if config.dp_epsilon is not None:
+        raise DataError(f"{shown}: differential privacy trains a binary label only (pass --positive VALUE)")
+    if config.out:
+        raise DataError(f"{shown}: --out writes share files of binary models only (smpc reveal-model, predict "
+                        "and party --predict score one probability); use --reveal-to to open the trained weights")
+
+
+def onehot(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """Class indices (N, float) as one-hot rows (N x K float64)."""
+    return np.eye(n_classes, dtype=np.float64)[labels.astype(np.int64)]
+
+
+def training_targets(labels: np.ndarray, schema: Schema) -> np.ndarray:
+    """What an owner shares as its rows' targets: the 0/1 labels (binary) or their one-hot rows (K classes)."""
+    return onehot(labels, len(schema.classes)) if schema.classes else labels
+
+
+def model_input(features: SharedTensor, config: TrainConfig) -> SharedTensor:
+    """The model's input: the rows, or for the CNN the rows as one-channel square images."""
+    return image_rows(features, features.shape[1]) if config.architecture == "cnn" else features
+
+
+class CrossEntropy:
+    """Cross-entropy of logits (N x K) against shared one-hot targets: ``loss.backward()`` hands the model the
+    closed-form logit gradient (softmax(z) - onehot) / N (R_softmax + 1 rounds: the softmax, then one exact
+    division by the public N), ``loss.value(to)`` opens -(onehot * log_softmax(z)).sum(1).mean()."""
+
+    def __call__(self, output: SharedTensor, target: SharedTensor) -> CrossEntropyLoss:
+        if tuple(output.shape) != tuple(target.shape) or output.dim() != 2:
+            raise ValueError(f"cross-entropy needs logits and one-hot targets of one N x K shape, got "
+                             f"{tuple(output.shape)} and {tuple(target.shape)}")
+        return CrossEntropyLoss(output, target)
+
+
+class CrossEntropyLoss:
+    """What ``CrossEntropy`` returns; nothing is computed until asked."""
+
+    def __init__(self, output: SharedTensor, target: SharedTensor) -> None:
+        self.output, self.target = output, target
+
+    def backward(self) -> None:
+        grad = (self.output.detach().softmax(1) - self.target) / self.output.shape[0]
+        module = getattr(self.output, "module", None)
+        if not isinstance(module, snn.Module):
+            raise TypeError("loss.backward() needs the output of a model call model(x)")
+        module.backward(grad)
+
+    def value(self, to: int | None = None) -> float | None:
+        opened = (-(self.target * self.output.detach().log_softmax(1)).sum(1).mean()).reveal(to=to)
+        return None if opened is None else float(opened)
+
+
+def test_probabilities(model: snn.Module, features: SharedTensor, config: TrainConfig, to: int = 0
+                       ) -> np.ndarray | None:
+    """Class probabilities (N x K) of shared test rows on party ``to`` (None elsewhere): the model's logits
+    centred on their row mean are opened there and the softmax taken in the clear."""
+    with no_grad():
+        logits = model(model_input(features, config))
+        centred = logits - logits.mean(1, keepdim=True)
+    opened = centred.reveal(to=to)
+    return None if opened is None else softmax(opened.cpu().numpy())
+
+
+def class_metrics(probabilities: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """(macro one-vs-rest ROC AUC, accuracy) of class probabilities against class indices."""
+    return macro_auc(probabilities, labels), class_accuracy(probabilities, labels)
+
+
+def plain_targets(labels: torch.Tensor, schema: Schema) -> torch.Tensor:
+    """The plain reference's targets: labels (binary) or class indices as int64 (cross-entropy)."""
+    return labels.long() if schema.classes else labels
