@@ -5,8 +5,7 @@ an index; the model ends in K logits; the loss is cross-entropy with the shared 
 gradient with respect to the logits is the closed form (softmax(z) - onehot) / N.  Party 0 receives its test
 rows' logits centred on their row mean (z - mean(z): the same information as the softmax probabilities, one
 degree of freedom less than the logits) and computes the probabilities, accuracy and macro one-vs-rest AUC in
-the clear.  Also what multi-class jobs refuse (fedavg, differential privacy, model share files) and the
-CNN's data check.
+the clear.  Also what multi-class jobs refuse (fedavg, differential privacy) and the CNN's checks.
 """
 
 from __future__ import annotations
@@ -25,9 +24,12 @@ from smpc.tensor import SharedTensor
 
 def check_job(config: TrainConfig, schema: Schema) -> None:
     """Refuse, with one line, what this job cannot do with this schema: the CNN on data that is not square
-    one-channel images, and a multi-class label with fedavg, differential privacy or ``--out``."""
+    one-channel images or with ``--out``, and a multi-class label with fedavg or differential privacy."""
     if config.architecture == "cnn":
         check_image_schema(schema)
+        if config.out:
+            raise DataError("--out writes share files of logreg and mlp models only (smpc reveal-model and predict "
+                            "take Linear, Tanh, ReLU and Sigmoid layers); use --reveal-to to open the CNN's weights")
     if not schema.classes:
         return
     shown = f"label {schema.label!r} has {len(schema.classes)} classes"
@@ -36,9 +38,6 @@ def check_job(config: TrainConfig, schema: Schema) -> None:
                         "pass --positive VALUE for one)")
     if config.dp_epsilon is not None:
         raise DataError(f"{shown}: differential privacy trains a binary label only (pass --positive VALUE)")
-    if config.out:
-        raise DataError(f"{shown}: --out writes share files of binary models only (smpc reveal-model, predict "
-                        "and party --predict score one probability); use --reveal-to to open the trained weights")
 
 
 def onehot(labels: np.ndarray, n_classes: int) -> np.ndarray:

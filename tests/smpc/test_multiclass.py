@@ -4,6 +4,8 @@ reference, and `smpc train --data digits --label digit` as processes."""
 
 from __future__ import annotations
 
+import argparse
+import csv
 import functools
 import itertools
 import json
@@ -16,8 +18,10 @@ from smpc.digits import embedded_digits
 from smpc.loan.config import TrainConfig
 from smpc.loan.job import train_party
 from smpc.loan.metrics import class_accuracy, macro_auc
+from smpc.loan.model_files import combine_shares
 from smpc.loan.multiclass import check_job, onehot
 from smpc.loan.plain import train_plain
+from smpc.loan.predict_commands import cmd_predict, write_model
 from smpc.loan.schema import DataError, Schema, embedded_schema, load_table
 from tests.support.cli import run_smpc
 from tests.support.harness import run_parties
@@ -75,8 +79,10 @@ def test_multi_class_refusals_are_one_line(tmp_path: Path) -> None:
     schema = Schema.infer(table.header, table.rows, "digit", None)
     with pytest.raises(DataError, match="multi-class jobs train in secure mode only"):
         check_job(TrainConfig(data=data, label="digit", positive=None, mode="fedavg"), schema)
-    with pytest.raises(DataError, match="--out writes share files of binary models only"):
-        check_job(TrainConfig(data=data, label="digit", positive=None, out="model"), schema)
+    with pytest.raises(DataError, match="differential privacy trains a binary label only"):
+        check_job(TrainConfig(data=data, label="digit", positive=None, dp_epsilon=1.0, schema="s.json"), schema)
+    with pytest.raises(DataError, match="--out writes share files of logreg and mlp models only"):
+        check_job(TrainConfig(data=data, label="digit", positive=None, model="cnn", out="model"), schema)
     with pytest.raises(DataError, match="--model cnn needs image rows.*categorical"):
         check_job(TrainConfig(model="cnn"), Schema.load(embedded_schema()))
     numeric = Schema.build("digit", "", [(f"p{i}", 16.0) for i in range(60)], [], schema.classes)
@@ -85,10 +91,13 @@ def test_multi_class_refusals_are_one_line(tmp_path: Path) -> None:
     check_job(TrainConfig(data=data, label="digit", positive=None, model="cnn"), schema)  # 64 = 8 x 8
 
 
-def test_softmax_regression_on_shares_matches_plain(tmp_path: Path) -> None:
+def test_softmax_regression_on_shares_matches_plain_and_predicts_classes(tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
     """Two epochs on 240 digits: the shared model's test accuracy and AUC are the plain reference's (same
-    split, weights, batches) up to fixed-point error, far above chance (0.1)."""
-    config = TrainConfig(data=str(_digits(tmp_path, 240)), label="digit", positive=None, epochs=2)
+    split, weights, batches) up to fixed-point error, far above chance (0.1); its share files, combined into
+    the plain model (reveal-model), score rows with a class and per-class probabilities (predict)."""
+    data = _digits(tmp_path, 240)
+    config = TrainConfig(data=str(data), label="digit", positive=None, epochs=2, out=str(tmp_path / "model"))
     results = run_parties(functools.partial(train_party, config=config), 3, protocol="replicated")
     plain = train_plain(config, 3)
     owner = results[0]
@@ -96,6 +105,17 @@ def test_softmax_regression_on_shares_matches_plain(tmp_path: Path) -> None:
     assert results[1].auc is None  # only party 0 holds the test rows
     assert plain.accuracy > 0.6, plain
     assert abs(owner.accuracy - plain.accuracy) <= 0.03 and abs(owner.auc - plain.auc) <= 0.01, (owner, plain)
+    meta, values = combine_shares(sorted((tmp_path / "model").glob("party*.npz")))
+    write_model(meta, values, tmp_path / "model.pt")
+    cmd_predict(argparse.Namespace(model=str(tmp_path / "model.pt"), data=str(data), out=str(tmp_path / "p.csv")))
+    printed = capsys.readouterr().out
+    accuracy = float(printed.split("accuracy ")[1].split(",")[0])
+    assert accuracy > 0.6, printed  # the 240 rows, training rows included
+    written = list(csv.reader((tmp_path / "p.csv").open()))
+    assert written[0] == ["row", "line", "class", *(f"probability_{digit}" for digit in range(10))]
+    first = [float(value) for value in written[1][3:]]
+    assert len(written) == 241 and abs(sum(first) - 1.0) < 1e-9
+    assert written[1][2] == str(int(np.argmax(first)))
 
 
 @pytest.mark.processes
