@@ -21,7 +21,7 @@ from smpc.loan.metrics import class_accuracy, macro_auc
 from smpc.loan.model_files import combine_shares
 from smpc.loan.multiclass import check_job, onehot
 from smpc.loan.plain import train_plain
-from smpc.loan.predict_commands import cmd_predict, write_model
+from smpc.loan.predict_commands import cmd_party_predict, cmd_predict, write_model
 from smpc.loan.schema import DataError, Schema, embedded_schema, load_table
 from tests.support.cli import run_smpc
 from tests.support.harness import run_parties
@@ -116,6 +116,8 @@ def test_softmax_regression_on_shares_matches_plain_and_predicts_classes(tmp_pat
     first = [float(value) for value in written[1][3:]]
     assert len(written) == 241 and abs(sum(first) - 1.0) < 1e-9
     assert written[1][2] == str(int(np.argmax(first)))
+    with pytest.raises(DataError, match="a multi-class model; private inference scores binary models only"):
+        cmd_party_predict(argparse.Namespace(model_shares=str(tmp_path / "model"), rank=0, out=None, data=None))
 
 
 @pytest.mark.processes
