@@ -46,8 +46,8 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, own_file: bool) -> N
                                                                "0 = logistic regression (default)")
     parser.add_argument("--model", choices=MODELS, help="logreg (logistic, or softmax for a multi-class label), "
                         f"mlp (--hidden units, default {DEFAULT_HIDDEN}) or cnn (rows of H*W pixel columns, "
-                        "square, one channel: Conv2d(1, 8, 3), ReLU, MaxPool2d(2), Linear); default: mlp with "
-                        "--hidden, else logreg")
+                        "square, one channel: Conv2d(1, 8, 3, padding=1), ReLU, MaxPool2d(2), Linear); default: "
+                        "mlp with --hidden, else logreg")
     parser.add_argument("--frac-bits", type=int, default=16, help="fractional bits (default 16)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split, batch order and initial weights")
     parser.add_argument("--test-fraction", type=float, default=0.3, help="share of the rows held out for testing")
@@ -183,7 +183,7 @@ def describe_model(config: TrainConfig, classes: int) -> str:
     kind = config.architecture
     name = {"logreg": "softmax regression" if classes else "logistic regression",
             "mlp": f"MLP with {config.hidden_units} hidden units",
-            "cnn": "CNN (Conv2d(1, 8, 3), ReLU, MaxPool2d(2), Linear)"}[kind]
+            "cnn": "CNN (Conv2d(1, 8, 3, padding=1), ReLU, MaxPool2d(2), Linear)"}[kind]
     return name + (f", {classes} classes (cross-entropy)" if classes else "")
 
 
