@@ -202,10 +202,10 @@ def train_on_shares(train: Digits, settings: Settings) -> tuple[torch.nn.Sequent
         owned = [(mine.images, mine.labels) if owner == session.rank else (mine.images[:0], mine.labels[:0])
                  for owner in range(session.world_size)]
         images, onehot = digits_mpc.share_rows(session, owned)
-        params = digits_mpc.train(session, digits_mpc.share_model(session, initial), images, onehot,
-                                  epochs=settings.epochs, lr=settings.lr, batch_size=settings.batch_size,
-                                  order_seed=[settings.seed], max_batches=settings.mpc_batches)
-        return digits_mpc.reveal_model(params, copy.deepcopy(initial)), session.stats.bytes_sent
+        shared = digits_mpc.train(session, initial, images, onehot, epochs=settings.epochs, lr=settings.lr,
+                                  batch_size=settings.batch_size, order_seed=[settings.seed],
+                                  max_batches=settings.mpc_batches)
+        return shared.reveal(to=0), session.stats.bytes_sent
 
     start = time.perf_counter()
     results = smpc.run_local(program, parties=3, transport="inproc", protocol="replicated")

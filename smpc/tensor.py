@@ -785,3 +785,8 @@ _TORCH_FUNCTIONS: MappingProxyType = MappingProxyType(
         )},
     }
 )
+
+
+def supports_torch_function(function: object) -> bool:
+    """Whether ``function`` (a torch function) dispatches to SharedTensor through ``__torch_function__``."""
+    return function in _TORCH_FUNCTIONS

@@ -18,8 +18,12 @@ from protocols.prg import AesCtrPrg, new_key
 _TOP = 1 << 63
 
 
-def bernoulli(party: Party, shape: Sequence[int], probability: float) -> tuple[torch.Tensor, float]:
+def bernoulli(party: Party, shape: Sequence[int], probability: float, *, key: bytes | None = None
+              ) -> tuple[torch.Tensor, float]:
     """Additive shares of independent bits b with P(b = 1) = p', unknown to every single party, and p'.
+
+    ``key``: this party's own AES-CTR key for its share of r (default: a fresh one from the OS's CSPRNG).  Each
+    party passes its own (a test fixes one party's to show the bits still vary with the others').
 
     p' is ``probability`` rounded to a multiple of 2^-63 (returned, so an accountant can use the exact rate;
     ``representable_probability`` gives it beforehand).  For p > 1/2 the complement is drawn and flipped.
@@ -42,7 +46,7 @@ def bernoulli(party: Party, shape: Sequence[int], probability: float) -> tuple[t
     threshold = int(round((1.0 - probability if flip else probability) * _TOP))
     shape = tuple(int(d) for d in shape)
     count = int(torch.Size(shape).numel())
-    own = AesCtrPrg(new_key()).ring(0, count).reshape(shape).to(party.device)
+    own = AesCtrPrg(new_key() if key is None else key).ring(0, count).reshape(shape).to(party.device)
     top = ltz(party, own)
     below = own - (top << 63)  # 2^63 m mod 2^64: the shift wraps in int64 as the ring does
     if party.rank == 0:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import protocols
 import smpc.nn as snn
 from smpc import privacy
+from smpc.autograd import no_grad
 from smpc.loan.config import TrainConfig
 from smpc.loan.progress import progress_line
 from smpc.loan.results import PrivacySpent
@@ -41,7 +42,8 @@ def train_dp(session: Session, config: TrainConfig, model: snn.Module, optimizer
         sample, _ = privacy.poisson_sample(session, steps_per_epoch, n_rows, rate)
         for step in range(steps_per_epoch):
             optimizer.zero_grad()
-            error = model.forward(features, record=False).reshape(-1) - targets
+            with no_grad():
+                error = model(features).reshape(-1) - targets
             linear.weight.grad, linear.bias.grad = privacy.clipped_noisy_gradient(
                 session, features, error, limits, config.dp_clip, sigma, sample=sample[step],
                 denominator=rate * n_rows)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from smpc.autograd import no_grad
 from smpc.loan.schema import DataError
 from smpc.loan.secure import standardise
 from smpc.loan.shared_model import ModelShares, model_fingerprint, shared_model
@@ -72,7 +73,8 @@ def private_predict(session: Session, shares: ModelShares, features: np.ndarray 
     inputs = cat([session.share(own if session.rank == owner else None, owner=owner) for owner in owners])
     if standardiser is not None:
         inputs = standardise(inputs, *standardiser)
-    output = model.forward(inputs, record=False).reshape(-1)
+    with no_grad():
+        output = model(inputs).reshape(-1)
     result = InferenceResult(rank=session.rank, rows=rows)
     offset = 0
     for owner in owners:

@@ -1,14 +1,15 @@
-"""Shared layers: ``Linear``, ``Sigmoid``, ``Tanh``, ``ReLU``, each with its hand-derived backward."""
+"""Shared layers: ``Linear``, ``Sigmoid``, ``Tanh``, ``ReLU``, written with SharedTensor operations so that
+``smpc.autograd`` derives their backward passes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import torch
 
 from smpc.nn.init import InitDraws, _joint_values
-from smpc.nn.module import Module, Parameter, _take
+from smpc.nn.module import Module, Parameter
 from smpc.tensor import SharedTensor
 
 if TYPE_CHECKING:
@@ -26,6 +27,9 @@ class Linear(Module):
     party's contribution reproducible, for tests only: parties must not share or publish seeds.  Cost: n rounds
     (one sharing per party, weight and bias together).
     ``init="zeros"``: public zeros, no communication (fine for convex models such as logistic regression).
+
+    Rounds: forward 2 (one matmul); backward 2 for grad_W = (x^T g)^T, 2 more for grad_x = g W only when the
+    input requires a gradient (a data batch does not); grad_b = sum_rows g is local.
     """
 
     def __init__(self, session: Session, in_features: int, out_features: int, bias: bool = True, *,
@@ -45,7 +49,6 @@ class Linear(Module):
             raise ValueError(f"init must be 'joint' or 'zeros', got {init!r}")
         self.weight = Parameter(values[0])
         self.bias = Parameter(values[1]) if bias else None
-        self._input: SharedTensor | None = None
 
     @classmethod
     def from_shared(cls, weight: SharedTensor, bias: SharedTensor | None) -> Linear:
@@ -59,32 +62,14 @@ class Linear(Module):
         layer.bias = None if bias is None else Parameter(bias)
         return layer
 
-    def _own_parameters(self) -> Iterator[tuple[str, Parameter]]:
-        yield "weight", self.weight
-        if self.bias is not None:
-            yield "bias", self.bias
-
-    def forward(self, x: SharedTensor, *, record: bool = True) -> SharedTensor:
+    def forward(self, x: SharedTensor) -> SharedTensor:
         """x @ W^T + b: one matmul (2 rounds)."""
         if x.dim() < 1 or x.shape[-1] != self.in_features:
             raise ValueError(f"Linear({self.in_features}, {self.out_features}) got input of shape {tuple(x.shape)}")
-        if record:
-            self._input = x
-        output = x @ self.weight.data.T
-        return output if self.bias is None else output + self.bias.data
+        output = x @ self.weight.T
+        return output if self.bias is None else output + self.bias
 
-    def _backward(self, grad: SharedTensor, input_grad: bool, from_logit: bool) -> SharedTensor | None:
-        """grad_W = g^T x (2 rounds), grad_b = sum_rows g (local), grad_x = g W (2 rounds, only if asked)."""
-        x = _take(self, "_input")
-        g = grad.reshape(-1, self.out_features)
-        self.weight.accumulate(g.T @ x.reshape(-1, self.in_features))
-        if self.bias is not None:
-            self.bias.accumulate(g.sum(0))
-        if not input_grad:
-            return None
-        return (g @ self.weight.data).reshape(x.shape)
-
-    def _to_torch(self, values: dict[str, torch.Tensor], prefix: str, dtype: torch.dtype) -> torch.nn.Module:
+    def _to_torch(self, values: Mapping[str, torch.Tensor], prefix: str, dtype: torch.dtype) -> torch.nn.Module:
         layer = torch.nn.Linear(self.in_features, self.out_features, bias=self.bias is not None, dtype=dtype)
         with torch.no_grad():
             layer.weight.copy_(values[prefix + "weight"])
@@ -96,88 +81,41 @@ class Linear(Module):
         return f"Linear(in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None})"
 
 
-class Sigmoid(Module):
-    """s = sigmoid(x) (``SharedTensor.sigmoid``, max abs error 1e-3).  Backward g s (1 - s): 4 rounds; after
-    BCELoss, skipped (the loss hands the logit gradient (p - y) / N directly)."""
+class _Elementwise(Module):
+    """A parameter-free layer applying one SharedTensor method."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._output: SharedTensor | None = None
+    method = ""
+    torch_class: type[torch.nn.Module] = torch.nn.Identity
 
-    @property
-    def ends_with_sigmoid(self) -> bool:
-        return True
+    def forward(self, x: SharedTensor) -> SharedTensor:
+        result: SharedTensor = getattr(x, self.method)()
+        return result
 
-    def forward(self, x: SharedTensor, *, record: bool = True) -> SharedTensor:
-        output = x.sigmoid()
-        if record:
-            self._output = output
-        return output
-
-    def _backward(self, grad: SharedTensor, input_grad: bool, from_logit: bool) -> SharedTensor | None:
-        s = _take(self, "_output")
-        if from_logit:
-            return grad
-        return grad * (s * (1.0 - s)) if input_grad else None
-
-    def _to_torch(self, values: dict[str, torch.Tensor], prefix: str, dtype: torch.dtype) -> torch.nn.Module:
-        return torch.nn.Sigmoid()
+    def _to_torch(self, values: Mapping[str, torch.Tensor], prefix: str, dtype: torch.dtype) -> torch.nn.Module:
+        return self.torch_class()
 
     def __repr__(self) -> str:
-        return "Sigmoid()"
+        return f"{type(self).__name__}()"
 
 
-class Tanh(Module):
+class Sigmoid(_Elementwise):
+    """s = sigmoid(x) (``SharedTensor.sigmoid``, max abs error 1e-3).  Backward g s (1 - s): 4 rounds; after
+    BCELoss, skipped (the loss seeds the Sigmoid's input with the logit gradient (p - y) / N)."""
+
+    method = "sigmoid"
+    torch_class = torch.nn.Sigmoid
+
+
+class Tanh(_Elementwise):
     """t = tanh(x) (``SharedTensor.tanh``, max abs error 1e-3).  Backward g (1 - t^2): 4 rounds."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._output: SharedTensor | None = None
-
-    def forward(self, x: SharedTensor, *, record: bool = True) -> SharedTensor:
-        output = x.tanh()
-        if record:
-            self._output = output
-        return output
-
-    def _backward(self, grad: SharedTensor, input_grad: bool, from_logit: bool) -> SharedTensor | None:
-        t = _take(self, "_output")
-        return grad * (1.0 - t * t) if input_grad else None
-
-    def _to_torch(self, values: dict[str, torch.Tensor], prefix: str, dtype: torch.dtype) -> torch.nn.Module:
-        return torch.nn.Tanh()
-
-    def __repr__(self) -> str:
-        return "Tanh()"
+    method = "tanh"
+    torch_class = torch.nn.Tanh
 
 
-class ReLU(Module):
-    """max(x, 0) as where([x > 0], x, 0): 9 rounds, exactly what relu() costs, but the comparison bit is kept
-    so backward is where(mask, g, 0): 1 round (a bit product needs no truncation).  Exact; the gradient at 0
-    is 0, as torch's."""
+class ReLU(_Elementwise):
+    """max(x, 0) (``SharedTensor.relu``: 9 rounds).  Backward: a product with the forward's comparison bit,
+    1 round, exact; the gradient at 0 is 0, as torch's."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._mask: SharedTensor | None = None
-
-    def forward(self, x: SharedTensor, *, record: bool = True) -> SharedTensor:
-        if not record:
-            return x.relu()
-        mask = x > 0
-        self._mask = mask
-        return _select(mask, x)
-
-    def _backward(self, grad: SharedTensor, input_grad: bool, from_logit: bool) -> SharedTensor | None:
-        mask = _take(self, "_mask")
-        return _select(mask, grad) if input_grad else None
-
-    def _to_torch(self, values: dict[str, torch.Tensor], prefix: str, dtype: torch.dtype) -> torch.nn.Module:
-        return torch.nn.ReLU()
-
-    def __repr__(self) -> str:
-        return "ReLU()"
-
-
-def _select(mask: SharedTensor, value: SharedTensor) -> SharedTensor:
-    """value where the comparison bit is 1, else 0: one bit product (1 round, exact)."""
-    return value.where(mask, 0.0)
+    method = "relu"
+    torch_class = torch.nn.ReLU

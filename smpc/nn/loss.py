@@ -1,5 +1,28 @@
-"""Losses on shares: ``MSELoss`` and ``BCELoss`` (with the logit shortcut after a final Sigmoid), and ``Loss``,
-what a criterion returns."""
+"""Losses on shares, as torch.nn's: ``MSELoss``, ``BCELoss``, ``BCEWithLogitsLoss``, ``CrossEntropyLoss``,
+``NLLLoss``; and ``Loss``, what a criterion returns.
+
+A criterion returns a lazy ``Loss``: ``loss.backward()`` seeds autograd with the loss's gradient in closed form
+where that is cheaper than differentiating the loss's value (the value needs logs; the gradient does not), and
+``loss.value(to=...)`` computes and opens the value only when asked.  ``loss.tensor()`` is the shared value with
+its graph, for composing losses (``(loss.tensor() + penalty).backward()`` takes the generic path).
+
+==========================  ==================================  =========================================
+loss                        backward seeds (closed form)        rounds of the seed
+==========================  ==================================  =========================================
+MSELoss                     output: 2 (out - y) / N             1 (one exact division)
+BCELoss after a Sigmoid     the Sigmoid's input: (p - y) / N    1; the Sigmoid's own backward is skipped
+BCELoss otherwise           generic autograd of the value       R_log + 2 R_reciprocal-ish (avoid it)
+BCEWithLogitsLoss           logits: (sigmoid(z) - y) / N        R_sigmoid + 1
+CrossEntropyLoss            logits: (softmax(z) - t) / N        R_softmax + 1
+NLLLoss                     generic: the value's graph            2 (its division and product)
+==========================  ==================================  =========================================
+
+N is the number of elements averaged over (rows for CrossEntropy/NLL); with ``reduction="sum"``, N = 1.
+Class targets ``t`` are either public class indices (a LongTensor of shape (N,), torch's form) or class
+probabilities of shape (N, C) -- a SharedTensor when the labels are private (a one-hot matrix each data owner
+shares), or a public tensor.  Errors: the seeds' errors are those of sigmoid/softmax (smpc.protocols.approx) plus
+one truncation (2^-16); values clamp log arguments to at least 2^-frac_bits (torch clamps each log at -100).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +30,10 @@ from typing import Any
 
 import torch
 
-from smpc.nn.module import ModelOutput
+from smpc import autograd, gradients
 from smpc.tensor import SharedTensor, stack
+
+Target = SharedTensor | torch.Tensor
 
 
 class _Criterion:
@@ -20,10 +45,15 @@ class _Criterion:
     def __call__(self, output: SharedTensor, target: Any) -> Loss:
         if not isinstance(output, SharedTensor):
             raise TypeError("the output must be a SharedTensor")
-        shape = target.shape if isinstance(target, (SharedTensor, torch.Tensor)) else torch.as_tensor(target).shape
-        if tuple(shape) != tuple(output.shape):
-            raise ValueError(f"target shape {tuple(shape)} differs from output shape {tuple(output.shape)}")
-        return Loss(self, output, target)
+        return Loss(self, output, self._target(output, target))
+
+    def _target(self, output: SharedTensor, target: Any) -> Target:
+        """The target, checked against the output's shape (elementwise losses: the same shape)."""
+        if not isinstance(target, SharedTensor):
+            target = torch.as_tensor(target, dtype=torch.float64)
+        if tuple(target.shape) != tuple(output.shape):
+            raise ValueError(f"target shape {tuple(target.shape)} differs from output shape {tuple(output.shape)}")
+        return target
 
     def _count(self, output: SharedTensor) -> int:
         return output.numel() if self.reduction == "mean" else 1
@@ -31,81 +61,149 @@ class _Criterion:
     def _reduce(self, elementwise: SharedTensor) -> SharedTensor:
         return elementwise.mean() if self.reduction == "mean" else elementwise.sum()
 
-    def _grad(self, output: SharedTensor, target: Any) -> SharedTensor:
-        raise NotImplementedError
+    def _backward(self, output: SharedTensor, target: Target) -> None:
+        """Accumulate the gradients of whatever made ``output`` (default: the value's generic graph)."""
+        self._value(output, target).backward()
 
-    def _value(self, output: SharedTensor, target: Any) -> SharedTensor:
+    def _value(self, output: SharedTensor, target: Target) -> SharedTensor:
         raise NotImplementedError
 
 
 class MSELoss(_Criterion):
-    """mean((out - y)^2) (or the sum).  Gradient 2 (out - y) / N: 1 round (exact division)."""
+    """mean((out - y)^2) (or the sum).  Backward seeds the output with 2 (out - y) / N: 1 round."""
 
-    def _grad(self, output: SharedTensor, target: Any) -> SharedTensor:
-        return (output - target) * 2 / self._count(output)
+    def _backward(self, output: SharedTensor, target: Target) -> None:
+        with autograd.no_grad():
+            grad = (output - target) * 2 / self._count(output)
+        autograd.backward(output, grad)
 
-    def _value(self, output: SharedTensor, target: Any) -> SharedTensor:
+    def _value(self, output: SharedTensor, target: Target) -> SharedTensor:
         difference = output - target
         return self._reduce(difference * difference)
 
 
-class BCELoss(_Criterion):
-    """Binary cross-entropy of probabilities p (a model ending in Sigmoid) and targets y in [0, 1].
+def _binary_value(criterion: _Criterion, probability: SharedTensor, target: Target) -> SharedTensor:
+    """-(y log p + (1 - y) log(1 - p)), reduced; logs of arguments clamped to at least the resolution."""
+    floor = probability.session.encoding.resolution
+    both = stack([probability, 1.0 - probability]).clamp(min=floor).log()
+    log_p, log_q = both[0], both[1]
+    # -(y log p + (1 - y) log q) = -(log q + y (log p - log q)): one product.
+    return -criterion._reduce(log_q + (log_p - log_q) * target)
 
-    ``loss.backward()`` hands the final Sigmoid's input the gradient (p - y) / N (1 round), the closed form of
-    d BCE(sigmoid(z), y) / dz: no log, no division.  The gradient with respect to p itself would need
-    1 / (p (1 - p)), so a model that does not end in Sigmoid is refused.  ``loss.value()`` needs
-    ``SharedTensor.log``; log arguments are clamped to at least 2^-frac_bits (torch clamps each log at -100).
+
+class BCELoss(_Criterion):
+    """Binary cross-entropy of probabilities p and targets y in [0, 1].
+
+    When p is the output of a Sigmoid (``smpc.nn.Sigmoid`` or ``SharedTensor.sigmoid``), ``backward`` seeds the
+    Sigmoid's input with (p - y) / N (1 round), the closed form of d BCE(sigmoid(z), y) / dz: no log, no
+    division, and the Sigmoid's backward is skipped.  Otherwise it differentiates the value generically, which
+    needs a reciprocal of p and of 1 - p (tests/smpc/test_autograd.py checks both ways agree).
     """
 
-    def _grad(self, output: SharedTensor, target: Any) -> SharedTensor:
-        raise NotImplementedError(
-            "the BCE gradient with respect to probabilities needs a division by p (1 - p); end the model in "
-            "Sigmoid and call loss.backward(), which uses the logit gradient (p - y) / N"
-        )
+    def _backward(self, output: SharedTensor, target: Target) -> None:
+        node = output.grad_fn
+        if node is None or node.backward_fn is not gradients.sigmoid:
+            super()._backward(output, target)
+            return
+        logit = node.inputs[0]
+        with autograd.no_grad():
+            grad = (output - target) / self._count(output)
+        node.release()
+        autograd.backward(logit, grad)
 
-    def logit_grad(self, output: SharedTensor, target: Any) -> SharedTensor:
-        """(p - y) / N: the gradient with respect to the logit z where p = sigmoid(z).  1 round."""
-        return (output - target) / self._count(output)
+    def _value(self, output: SharedTensor, target: Target) -> SharedTensor:
+        return _binary_value(self, output, target)
 
-    def _value(self, output: SharedTensor, target: Any) -> SharedTensor:
-        if not callable(getattr(SharedTensor, "log", None)):
-            raise NotImplementedError("BCELoss.value needs SharedTensor.log, which this version does not have")
-        floor = output.session.encoding.resolution
-        both = stack([output, 1.0 - output]).clamp(min=floor).log()
-        log_p, log_q = both[0], both[1]
-        # -(y log p + (1 - y) log q) = -(log q + y (log p - log q)): one product.
-        return -self._reduce(log_q + (log_p - log_q) * target)
+
+class BCEWithLogitsLoss(_Criterion):
+    """BCE of sigmoid(z) for logits z.  Backward seeds z with (sigmoid(z) - y) / N: R_sigmoid + 1 rounds (the
+    sigmoid's error, 3.2e-4, bounds the seed's error per element before the division)."""
+
+    def _backward(self, output: SharedTensor, target: Target) -> None:
+        with autograd.no_grad():
+            grad = (output.sigmoid() - target) / self._count(output)
+        autograd.backward(output, grad)
+
+    def _value(self, output: SharedTensor, target: Target) -> SharedTensor:
+        return _binary_value(self, output.sigmoid(), target)
+
+
+class _ClassCriterion(_Criterion):
+    """Targets as public class indices (N,) or class probabilities (N, C), for (N, C) inputs."""
+
+    def _target(self, output: SharedTensor, target: Any) -> Target:
+        if output.dim() != 2:
+            raise ValueError(f"{type(self).__name__} takes inputs of shape (N, C), got {tuple(output.shape)}")
+        rows, classes = output.shape
+        if isinstance(target, SharedTensor):
+            if tuple(target.shape) != (rows, classes):
+                raise ValueError(f"shared class probabilities must have shape {(rows, classes)}, got "
+                                 f"{tuple(target.shape)}")
+            return target
+        target = torch.as_tensor(target)
+        if target.dtype.is_floating_point:
+            if tuple(target.shape) != (rows, classes):
+                raise ValueError(f"class probabilities must have shape {(rows, classes)}, got {tuple(target.shape)}")
+            return target.to(torch.float64)
+        if tuple(target.shape) != (rows,):
+            raise ValueError(f"class indices must have shape ({rows},), got {tuple(target.shape)}")
+        if rows and (int(target.min()) < 0 or int(target.max()) >= classes):
+            raise ValueError(f"class indices must lie in [0, {classes}), got {int(target.min())}..{int(target.max())}")
+        return torch.nn.functional.one_hot(target.long(), classes).to(torch.float64)
+
+    def _count(self, output: SharedTensor) -> int:
+        return output.shape[0] if self.reduction == "mean" else 1
+
+    def _reduce_rows(self, picked: SharedTensor) -> SharedTensor:
+        """-(sum over classes and rows) / N."""
+        total = picked.sum()
+        return -(total / self._count(output=picked)) if self.reduction == "mean" else -total
+
+
+class CrossEntropyLoss(_ClassCriterion):
+    """-mean over rows of sum_c t_c log_softmax(z)_c (torch.nn.CrossEntropyLoss without weights or label
+    smoothing).  Backward seeds the logits with (softmax(z) - t) / N: R_softmax + 1 rounds, no log."""
+
+    def _backward(self, output: SharedTensor, target: Target) -> None:
+        with autograd.no_grad():
+            grad = (output.softmax(1) - target) / self._count(output)
+        autograd.backward(output, grad)
+
+    def _value(self, output: SharedTensor, target: Target) -> SharedTensor:
+        return self._reduce_rows(output.log_softmax(1) * target)
+
+
+class NLLLoss(_ClassCriterion):
+    """-mean over rows of sum_c t_c x_c for log-probabilities x (after LogSoftmax), as torch.nn.NLLLoss; shared
+    one-hot targets keep the labels private.  Backward is generic autograd of the value: -t / N reaches x
+    (2 rounds: the division and the product with t)."""
+
+    def _value(self, output: SharedTensor, target: Target) -> SharedTensor:
+        return self._reduce_rows(output * target)
 
 
 class Loss:
-    """What a criterion returns: its output and target, with ``backward()``, ``grad()`` and ``value()``.
+    """What a criterion returns: its output and target, with ``backward()``, ``value()`` and ``tensor()``.
     Nothing is computed until asked."""
 
-    def __init__(self, criterion: _Criterion, output: SharedTensor, target: Any) -> None:
+    def __init__(self, criterion: _Criterion, output: SharedTensor, target: Target) -> None:
         self.criterion = criterion
         self.output = output
         self.target = target
 
-    def grad(self) -> SharedTensor:
-        """d loss / d output (for ``model.backward(grad)``).  MSE: 1 round.  BCE: NotImplementedError."""
-        return self.criterion._grad(self.output, self.target)
-
     def backward(self) -> None:
-        """Accumulate the gradients of the model that produced the output.  BCE after a final Sigmoid starts
-        from the logit gradient (p - y) / N and skips the Sigmoid's backward."""
-        if not isinstance(self.output, ModelOutput):
-            raise TypeError("loss.backward() needs the output of a model call model(x); otherwise call "
-                            "model.backward(loss.grad())")
-        module = self.output.module
-        if isinstance(self.criterion, BCELoss):
-            if not module.ends_with_sigmoid:
-                raise NotImplementedError("BCELoss.backward needs a model ending in Sigmoid (gradient (p - y) / N)")
-            module._backward_output(self.output, self.criterion.logit_grad(self.output, self.target), True)
-        else:
-            module._backward_output(self.output, self.grad(), False)
+        """Accumulate the gradients of every parameter that made the output (closed forms in the table)."""
+        if not self.output.requires_grad:
+            raise RuntimeError("loss.backward(): the output does not require grad (nothing to differentiate: "
+                               "was it computed under smpc.no_grad(), or from data alone?)")
+        self.criterion._backward(self.output, self.target)
+
+    def tensor(self) -> SharedTensor:
+        """The loss as a shared scalar with its autograd graph (for composing losses)."""
+        return self.criterion._value(self.output, self.target)
 
     def value(self, to: int | None = None) -> float | None:
         """The loss, revealed to party ``to`` (None elsewhere) or to all.  Opens one number."""
-        opened = self.criterion._value(self.output, self.target).reveal(to=to)
+        with autograd.no_grad():
+            opened = self.criterion._value(self.output, self.target).reveal(to=to)
         return None if opened is None else float(opened)

@@ -1,178 +1,240 @@
-"""The shared module machinery: ``Parameter``, ``Module`` (forward caching, backward, parameters, state
-shares, reveal), ``ModelOutput`` (an output that knows its model, for ``loss.backward()``) and ``Sequential``."""
+"""The shared module machinery: ``Parameter`` (a leaf SharedTensor that requires grad), ``Module`` (parameters,
+children and buffers found as torch finds them, train/eval, state dicts, reveal) and ``Sequential``.
+
+A module's ``forward`` is written with SharedTensor operations; ``smpc.autograd`` records them whenever a
+parameter or input requires a gradient, so ``loss.backward()`` reaches every parameter's ``.grad`` without a
+backward written per layer.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from smpc import autograd
 from smpc.tensor import SharedTensor, cat
 
 if TYPE_CHECKING:
     from smpc.session import Session
 
 
-class Parameter:
-    """A shared parameter: ``data`` (a SharedTensor, replaced by the optimizer) and ``grad`` (None or a
-    SharedTensor of the same shape, accumulated by ``backward`` as torch does).  Hashable by identity."""
+class Parameter(SharedTensor):
+    """A shared parameter: a leaf SharedTensor that requires a gradient, as ``torch.nn.Parameter``.
 
-    __slots__ = ("data", "grad")
+    ``grad`` is what ``backward`` accumulates (None or a SharedTensor of the same shape).  ``data`` is the same
+    value detached from the graph; assigning ``data`` replaces the value in place (same object, same shape):
+    optimisers update parameters that way.  Hashable by identity.
+    """
+
+    __slots__ = ()
 
     def __init__(self, data: SharedTensor) -> None:
-        self.data = data
-        self.grad: SharedTensor | None = None
+        if not isinstance(data, SharedTensor):
+            raise TypeError(f"a Parameter wraps a SharedTensor, not {type(data).__name__}")
+        super().__init__(data.session, data._parts)
+        self._requires_grad = True
 
     @property
-    def shape(self) -> torch.Size:
-        return self.data.shape
+    def data(self) -> SharedTensor:
+        return self.detach()
 
-    @property
-    def session(self) -> Session:
-        return self.data.session
+    @data.setter
+    def data(self, value: SharedTensor) -> None:
+        if not isinstance(value, SharedTensor) or value.shape != self.shape or value.session is not self.session:
+            raise ValueError(f"a parameter of shape {tuple(self.shape)} takes a SharedTensor of the same shape and "
+                             "session")
+        self._parts = value._parts
+        self._bit = None
 
     def accumulate(self, grad: SharedTensor) -> None:
         """grad += new gradient (local, free)."""
-        if grad.shape != self.data.shape:
+        if grad.shape != self.shape:
             raise ValueError(f"gradient of shape {tuple(grad.shape)} for a parameter of shape {tuple(self.shape)}")
-        self.grad = grad if self.grad is None else self.grad + grad
+        self._accumulate(grad)
 
     def __repr__(self) -> str:
         return f"Parameter(shape={tuple(self.shape)})"
 
 
-# -- modules ----------------------------------------------------------------------------------------------
 class Module:
-    """Base of the shared layers.  ``model(x)`` runs ``forward`` and remembers what ``backward`` needs.
+    """Base of the shared layers.  ``model(x)`` runs ``forward``.
 
+    Parameters, child modules and buffers are the attributes holding them, in assignment order (torch's
+    registration without its ``__setattr__``): ``Parameter`` attributes are parameters, ``Module`` attributes
+    children, and ``register_buffer`` names buffers (state that is not trained, such as running statistics).
     Every party must call the same methods in the same order (they are collective).
     """
 
     def __init__(self) -> None:
-        self._recorded: ModelOutput | None = None
+        self.training = True
+        self._buffer_names: list[str] = []
 
     # -- to override ----------------------------------------------------------------------------------
-    def forward(self, x: SharedTensor, *, record: bool = True) -> SharedTensor:
-        """The layer's output; with ``record`` it caches what ``backward`` needs."""
+    def forward(self, x: SharedTensor) -> SharedTensor:
+        """The layer's output, made of SharedTensor operations (autograd records them)."""
         raise NotImplementedError
 
-    def _backward(self, grad: SharedTensor, input_grad: bool, from_logit: bool) -> SharedTensor | None:
-        raise NotImplementedError
-
-    def children(self) -> tuple[Module, ...]:
-        return ()
-
-    def _own_parameters(self) -> Iterator[tuple[str, Parameter]]:
-        return iter(())
-
-    def _to_torch(self, values: dict[str, torch.Tensor], prefix: str, dtype: torch.dtype) -> torch.nn.Module:
-        raise NotImplementedError
-
-    @property
-    def ends_with_sigmoid(self) -> bool:
-        """Whether the last operation is a Sigmoid (enables the BCE shortcut)."""
-        return False
+    def _to_torch(self, values: Mapping[str, torch.Tensor], prefix: str, dtype: torch.dtype) -> torch.nn.Module:
+        """The plain torch module of this layer, its state from ``values`` (opened, by state_dict name)."""
+        raise NotImplementedError(f"{type(self).__name__} has no plain torch counterpart")
 
     # -- running --------------------------------------------------------------------------------------
-    def __call__(self, x: SharedTensor) -> ModelOutput:
+    def __call__(self, x: SharedTensor) -> SharedTensor:
         if not isinstance(x, SharedTensor):
             raise TypeError("a shared model takes a SharedTensor input (share the data first)")
-        output = ModelOutput(self, self.forward(x, record=True))
-        self._recorded = output
-        return output
-
-    def backward(self, grad: SharedTensor, *, input_grad: bool = False) -> SharedTensor | None:
-        """Back-propagate ``grad`` (d loss / d output of the last forward): accumulate every parameter's
-        ``grad``, and return d loss / d input if ``input_grad`` (else None, saving the first layer's
-        input-gradient product)."""
-        if not isinstance(grad, SharedTensor):
-            raise TypeError("backward takes the gradient as a SharedTensor")
-        result = self._backward(grad, input_grad, from_logit=False)
-        self._recorded = None
-        return result
-
-    def _backward_output(self, output: ModelOutput, grad: SharedTensor, from_logit: bool) -> None:
-        if self._recorded is not output:
-            raise RuntimeError("backward needs the output of this model's latest forward, once: run the model "
-                               "again (a newer forward or an earlier backward consumed its cache)")
-        self._backward(grad, False, from_logit)
-        self._recorded = None
+        return self.forward(x)
 
     def predict(self, x: SharedTensor, to: int | None = None) -> torch.Tensor | None:
-        """Forward without caching, revealed to party ``to`` (float64; None on the others) or to all."""
-        return self.forward(x, record=False).reveal(to=to)
+        """Forward in eval mode with nothing recorded, revealed to party ``to`` (float64; None on the others)
+        or to all.  The module's training mode is restored afterwards."""
+        was_training = self.training
+        self.eval()
+        try:
+            with autograd.no_grad():
+                output = self(x)
+        finally:
+            self.train(was_training)
+        return output.reveal(to=to)
 
-    # -- parameters -----------------------------------------------------------------------------------
+    def train(self, mode: bool = True) -> Module:
+        """Training mode (dropout draws masks, batch norm uses batch statistics) for this module and its
+        children, as torch."""
+        for module in self.modules():
+            module.training = bool(mode)
+        return self
+
+    def eval(self) -> Module:
+        return self.train(False)
+
+    # -- structure ------------------------------------------------------------------------------------
+    def named_children(self) -> Iterator[tuple[str, Module]]:
+        for name, value in vars(self).items():
+            if isinstance(value, Module):
+                yield name, value
+
+    def children(self) -> tuple[Module, ...]:
+        return tuple(child for _, child in self.named_children())
+
+    def modules(self) -> Iterator[Module]:
+        yield self
+        for child in self.children():
+            yield from child.modules()
+
+    def _own_parameters(self) -> Iterator[tuple[str, Parameter]]:
+        for name, value in vars(self).items():
+            if isinstance(value, Parameter):
+                yield name, value
+
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
         """(name, Parameter) with torch's state_dict names ("0.weight", "0.bias", ...)."""
         for name, parameter in self._own_parameters():
             yield prefix + name, parameter
-        for index, child in enumerate(self.children()):
-            yield from child.named_parameters(f"{prefix}{index}.")
+        for name, child in self.named_children():
+            yield from child.named_parameters(f"{prefix}{name}.")
 
     def parameters(self) -> Iterator[Parameter]:
         for _, parameter in self.named_parameters():
             yield parameter
 
+    def register_buffer(self, name: str, value: SharedTensor) -> None:
+        """Keep ``value`` as the attribute ``name``, part of the state dict but not a parameter."""
+        if not isinstance(value, SharedTensor) or isinstance(value, Parameter):
+            raise TypeError(f"buffer {name!r} must be a SharedTensor that is not a Parameter")
+        if name not in self._buffer_names:
+            self._buffer_names.append(name)
+        setattr(self, name, value)
+
+    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, SharedTensor]]:
+        for name in self._buffer_names:
+            yield prefix + name, getattr(self, name)
+        for child_name, child in self.named_children():
+            yield from child.named_buffers(f"{prefix}{child_name}.")
+
     def zero_grad(self) -> None:
         for parameter in self.parameters():
             parameter.grad = None
 
-    def state_shares(self) -> dict[str, torch.Tensor]:
-        """This party's raw int64 share of every parameter, by state_dict name (for saving)."""
-        return {name: parameter.data.local_share for name, parameter in self.named_parameters()}
+    # -- state ----------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, SharedTensor]:
+        """Every parameter and buffer by torch's state_dict name, as SharedTensors (detached; still shared)."""
+        state: dict[str, SharedTensor] = {name: p.detach() for name, p in self.named_parameters()}
+        state.update((name, b.detach()) for name, b in self.named_buffers())
+        return state
 
-    def load_state_shares(self, shares: dict[str, torch.Tensor]) -> None:
-        """Replace every parameter by this party's saved shares (from ``state_shares`` of the same session
-        layout: every party loads its own).  Local; no communication."""
-        named = dict(self.named_parameters())
-        if set(shares) != set(named):
-            raise ValueError(f"expected shares for {sorted(named)}, got {sorted(shares)}")
-        for name, parameter in named.items():
+    def load_state_dict(self, state: Mapping[str, SharedTensor]) -> None:
+        """Replace every parameter's and buffer's value by ``state``'s (SharedTensors of this session, same
+        names and shapes).  Local; no communication."""
+        expected = self.state_dict()
+        if set(state) != set(expected):
+            missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+            raise ValueError(f"state dict mismatch: missing {missing}, unexpected {unexpected}")
+        for name, value in state.items():
+            if not isinstance(value, SharedTensor) or value.shape != expected[name].shape:
+                raise ValueError(f"{name}: expected a SharedTensor of shape {tuple(expected[name].shape)}")
+        self._assign(dict(state))
+
+    def _assign(self, state: dict[str, SharedTensor]) -> None:
+        parameters = dict(self.named_parameters())
+        for name, value in state.items():
+            if name in parameters:
+                parameters[name].data = value
+                parameters[name].grad = None
+            else:
+                owner, _, attribute = name.rpartition(".")
+                module = self._descendant(owner)
+                module.register_buffer(attribute, value.detach())
+
+    def _descendant(self, path: str) -> Module:
+        module: Module = self
+        for part in filter(None, path.split(".")):
+            module = dict(module.named_children())[part]
+        return module
+
+    def state_shares(self) -> dict[str, torch.Tensor]:
+        """This party's raw int64 share of every parameter and buffer, by state_dict name (for saving)."""
+        return {name: value.local_share for name, value in self.state_dict().items()}
+
+    def load_state_shares(self, shares: Mapping[str, Any]) -> None:
+        """Replace every parameter and buffer by this party's saved shares (from ``state_shares`` of the same
+        session layout: every party loads its own).  Local; no communication."""
+        expected = self.state_dict()
+        if set(shares) != set(expected):
+            raise ValueError(f"expected shares for {sorted(expected)}, got {sorted(shares)}")
+        loaded: dict[str, SharedTensor] = {}
+        for name, current in expected.items():
             share = torch.as_tensor(shares[name])
             try:
-                loaded = SharedTensor(parameter.session, share.clone())
+                value: SharedTensor | None = SharedTensor(current.session, share.clone())
             except (TypeError, ValueError):
-                loaded = None
-            if loaded is None or loaded.shape != parameter.shape:
-                raise ValueError(f"{name}: expected an int64 share of shape {tuple(parameter.shape)}")
-            parameter.data = loaded
-            parameter.grad = None
+                value = None
+            if value is None or value.shape != current.shape:
+                raise ValueError(f"{name}: expected an int64 share of shape {tuple(current.shape)}")
+            loaded[name] = value
+        self._assign(loaded)
 
     def reveal(self, to: int | None = None, *, dtype: torch.dtype = torch.float32) -> torch.nn.Module | None:
-        """A plain torch module of the same architecture with the opened weights, on party ``to`` (or on all
-        if None); None on the others.  One round for all parameters together."""
-        named = list(self.named_parameters())
+        """A plain torch module of the same architecture with the opened weights (and buffers), on party ``to``
+        (or on all if None); None on the others.  One round for all of them together."""
+        named = list(self.state_dict().items())
         if not named:
             raise ValueError("this model has no parameters to reveal")
-        flat = cat([parameter.data.reshape(-1) for _, parameter in named])
-        opened = flat.reveal(to=to)
+        opened = cat([value.reshape(-1) for _, value in named]).reveal(to=to)
         if opened is None:
             return None
         values: dict[str, torch.Tensor] = {}
         offset = 0
-        for name, parameter in named:
-            count = parameter.data.numel()
-            values[name] = opened[offset : offset + count].reshape(parameter.shape)
-            offset += count
-        return self._to_torch(values, "", dtype)
-
-
-class ModelOutput(SharedTensor):
-    """A model's output: a SharedTensor that knows its model, so that ``loss.backward()`` can reach it.
-    Arithmetic on it gives plain SharedTensors."""
-
-    __slots__ = ("module",)
-
-    def __init__(self, module: Module, output: SharedTensor) -> None:
-        super().__init__(output.session, output.local_share)
-        self.module = module
+        for name, value in named:
+            values[name] = opened[offset : offset + value.numel()].reshape(value.shape)
+            offset += value.numel()
+        plain = self._to_torch(values, "", dtype)
+        plain.train(self.training)
+        return plain
 
 
 class Sequential(Module):
-    """Layers applied in order; backward runs them in reverse, asking the first for no input gradient unless
-    the caller does."""
+    """Layers applied in order (children named "0", "1", ..., as torch.nn.Sequential)."""
 
     def __init__(self, *layers: Module) -> None:
         super().__init__()
@@ -181,8 +243,9 @@ class Sequential(Module):
                 raise TypeError(f"Sequential takes smpc.nn modules, got {type(layer).__name__}")
         self.layers: tuple[Module, ...] = layers
 
-    def children(self) -> tuple[Module, ...]:
-        return self.layers
+    def named_children(self) -> Iterator[tuple[str, Module]]:
+        for index, layer in enumerate(self.layers):
+            yield str(index), layer
 
     def __len__(self) -> int:
         return len(self.layers)
@@ -193,25 +256,12 @@ class Sequential(Module):
     def __iter__(self) -> Iterator[Module]:
         return iter(self.layers)
 
-    @property
-    def ends_with_sigmoid(self) -> bool:
-        return bool(self.layers) and self.layers[-1].ends_with_sigmoid
-
-    def forward(self, x: SharedTensor, *, record: bool = True) -> SharedTensor:
+    def forward(self, x: SharedTensor) -> SharedTensor:
         for layer in self.layers:
-            x = layer.forward(x, record=record)
+            x = layer(x)
         return x
 
-    def _backward(self, grad: SharedTensor, input_grad: bool, from_logit: bool) -> SharedTensor | None:
-        last = len(self.layers) - 1
-        result: SharedTensor | None = grad
-        for index in range(last, -1, -1):
-            if result is None:
-                raise RuntimeError("a layer gave no input gradient to the layer before it")
-            result = self.layers[index]._backward(result, index > 0 or input_grad, from_logit and index == last)
-        return result
-
-    def _to_torch(self, values: dict[str, torch.Tensor], prefix: str, dtype: torch.dtype) -> torch.nn.Module:
+    def _to_torch(self, values: Mapping[str, torch.Tensor], prefix: str, dtype: torch.dtype) -> torch.nn.Module:
         return torch.nn.Sequential(
             *(layer._to_torch(values, f"{prefix}{index}.", dtype) for index, layer in enumerate(self.layers))
         )
@@ -221,11 +271,8 @@ class Sequential(Module):
         return f"Sequential({inner}\n)"
 
 
-def _take(layer: Module, attribute: str) -> SharedTensor:
-    """The cached forward value, cleared: backward consumes it."""
-    value = getattr(layer, attribute)
-    if value is None:
-        raise RuntimeError(f"{type(layer).__name__}.backward without a recorded forward (run the model first; "
-                           "each forward supports one backward)")
-    setattr(layer, attribute, None)
-    return value
+def session_of(module: Module) -> Session | None:
+    """The session of the module's first parameter or buffer (None for a module without state)."""
+    for _, value in module.state_dict().items():
+        return value.session
+    return None
