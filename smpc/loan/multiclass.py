@@ -1,8 +1,8 @@
 """Multi-class jobs: a label with more than two values and no ``--positive`` (the schema's ``classes``).
 
 Each owner shares its labels as one-hot rows (N x K, in the schema's class order), so no label is ever used as
-an index; the model ends in K logits; the loss is cross-entropy with the shared one-hot targets, whose
-gradient with respect to the logits is the closed form (softmax(z) - onehot) / N.  Party 0 receives its test
+an index; the model ends in K logits; the loss is ``smpc.nn.CrossEntropyLoss`` with the shared one-hot targets,
+whose backward seeds the logits with the closed form (softmax(z) - onehot) / N.  Party 0 receives its test
 rows' logits centred on their row mean (z - mean(z): the same information as the softmax probabilities, one
 degree of freedom less than the logits) and computes the probabilities, accuracy and macro one-vs-rest AUC in
 the clear.  Also what multi-class jobs refuse (fedavg, differential privacy) and the CNN's checks.
@@ -53,36 +53,6 @@ def training_targets(labels: np.ndarray, schema: Schema) -> np.ndarray:
 def model_input(features: SharedTensor, config: TrainConfig) -> SharedTensor:
     """The model's input: the rows, or for the CNN the rows as one-channel square images."""
     return image_rows(features, features.shape[1]) if config.architecture == "cnn" else features
-
-
-class CrossEntropy:
-    """Cross-entropy of logits (N x K) against shared one-hot targets: ``loss.backward()`` hands the model the
-    closed-form logit gradient (softmax(z) - onehot) / N (R_softmax + 1 rounds: the softmax, then one exact
-    division by the public N), ``loss.value(to)`` opens -(onehot * log_softmax(z)).sum(1).mean()."""
-
-    def __call__(self, output: SharedTensor, target: SharedTensor) -> CrossEntropyLoss:
-        if tuple(output.shape) != tuple(target.shape) or output.dim() != 2:
-            raise ValueError(f"cross-entropy needs logits and one-hot targets of one N x K shape, got "
-                             f"{tuple(output.shape)} and {tuple(target.shape)}")
-        return CrossEntropyLoss(output, target)
-
-
-class CrossEntropyLoss:
-    """What ``CrossEntropy`` returns; nothing is computed until asked."""
-
-    def __init__(self, output: SharedTensor, target: SharedTensor) -> None:
-        self.output, self.target = output, target
-
-    def backward(self) -> None:
-        grad = (self.output.detach().softmax(1) - self.target) / self.output.shape[0]
-        module = getattr(self.output, "module", None)
-        if not isinstance(module, snn.Module):
-            raise TypeError("loss.backward() needs the output of a model call model(x)")
-        module.backward(grad)
-
-    def value(self, to: int | None = None) -> float | None:
-        opened = (-(self.target * self.output.detach().log_softmax(1)).sum(1).mean()).reveal(to=to)
-        return None if opened is None else float(opened)
 
 
 def test_probabilities(model: snn.Module, features: SharedTensor, config: TrainConfig, to: int = 0

@@ -17,7 +17,7 @@ from smpc.loan.data import PartyData, batch_order, torch_model
 from smpc.loan.dp_training import train_dp
 from smpc.loan.metrics import accuracy, roc_auc
 from smpc.loan.model_files import save_shares
-from smpc.loan.multiclass import CrossEntropy, class_metrics, model_input, test_probabilities, training_targets
+from smpc.loan.multiclass import class_metrics, model_input, test_probabilities, training_targets
 from smpc.loan.progress import progress_line
 from smpc.loan.results import PartyResult
 from smpc.loan.resume import resume, save_checkpoint
@@ -124,7 +124,8 @@ def _train_steps(session: Session, config: TrainConfig, model: snn.Module, optim
     """Mini-batch SGD on shares in the public seeded batch order, from batch ``done`` (a resumed run) on."""
     n_rows = features.shape[0]
     total_batches = config.epochs * math.ceil(n_rows / config.batch_size)
-    criterion: CrossEntropy | snn.BCELoss = CrossEntropy() if labels.dim() == 2 else snn.BCELoss()
+    # K classes: one-hot targets, cross-entropy of the logits; binary: BCE after the final Sigmoid.
+    criterion = snn.CrossEntropyLoss() if labels.dim() == 2 else snn.BCELoss()
     start_step, step = done, 0
     for epoch in range(config.epochs):
         for rows in batch_order(n_rows, epoch, config):

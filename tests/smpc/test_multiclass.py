@@ -131,3 +131,14 @@ def test_smpc_train_digits_reports_macro_auc_and_accuracy(tmp_path: Path) -> Non
     assert report["secure"]["accuracy"] > 0.5 and report["secure"]["auc"] > 0.9, report  # chance: 0.1, 0.5
     assert abs(report["secure"]["accuracy"] - report["plain"]["accuracy"]) <= 0.03, report
     assert "softmax regression, 10 classes" in done.stdout and "macro AUC" in done.stdout
+
+
+def test_cnn_on_shares_takes_the_plain_cnns_steps(tmp_path: Path) -> None:
+    """The CNN (rows of 64 pixels as 1 x 8 x 8 images) for one epoch of 5 batches on 100 digits: the shared
+    model's test figures are the plain reference's up to fixed-point error."""
+    config = TrainConfig(data=str(_digits(tmp_path, 100)), label="digit", positive=None, model="cnn", epochs=1,
+                         batch_size=16)
+    owner = run_parties(functools.partial(train_party, config=config), 3, protocol="replicated")[0]
+    plain = train_plain(config, 3)
+    assert owner.classes == 10 and owner.test_rows == plain.test_rows == 30
+    assert abs(owner.accuracy - plain.accuracy) <= 0.04 and abs(owner.auc - plain.auc) <= 0.02, (owner, plain)
