@@ -11,7 +11,6 @@ the clear.  Also what multi-class jobs refuse (fedavg, differential privacy) and
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 import smpc.nn as snn
 from smpc.autograd import no_grad
@@ -55,13 +54,19 @@ def model_input(features: SharedTensor, config: TrainConfig) -> SharedTensor:
     return image_rows(features, features.shape[1]) if config.architecture == "cnn" else features
 
 
-def test_probabilities(model: snn.Module, features: SharedTensor, config: TrainConfig, to: int = 0
-                       ) -> np.ndarray | None:
-    """Class probabilities (N x K) of shared test rows on party ``to`` (None elsewhere): the model's logits
-    centred on their row mean are opened there and the softmax taken in the clear."""
-    with no_grad():
-        logits = model(model_input(features, config))
-        centred = logits - logits.mean(1, keepdim=True)
+def class_probabilities(model: snn.Module, features: SharedTensor, config: TrainConfig, to: int = 0
+                        ) -> np.ndarray | None:
+    """Class probabilities (N x K) of shared rows on party ``to`` (None elsewhere): the model's logits (eval
+    mode, nothing recorded) centred on their row mean (one truncation) are opened there, and the softmax is
+    taken in the clear.  Rounds: the forward's, 1 (the mean's truncation, replicated: 2) and 1 (the reveal)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with no_grad():
+            logits = model(model_input(features, config))
+            centred = logits - logits.mean(1, keepdim=True)
+    finally:
+        model.train(was_training)
     opened = centred.reveal(to=to)
     return None if opened is None else softmax(opened.cpu().numpy())
 
@@ -69,8 +74,3 @@ def test_probabilities(model: snn.Module, features: SharedTensor, config: TrainC
 def class_metrics(probabilities: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     """(macro one-vs-rest ROC AUC, accuracy) of class probabilities against class indices."""
     return macro_auc(probabilities, labels), class_accuracy(probabilities, labels)
-
-
-def plain_targets(labels: torch.Tensor, schema: Schema) -> torch.Tensor:
-    """The plain reference's targets: labels (binary) or class indices as int64 (cross-entropy)."""
-    return labels.long() if schema.classes else labels

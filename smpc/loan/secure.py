@@ -17,7 +17,7 @@ from smpc.loan.data import PartyData, batch_order, torch_model
 from smpc.loan.dp_training import train_dp
 from smpc.loan.metrics import accuracy, roc_auc
 from smpc.loan.model_files import save_shares
-from smpc.loan.multiclass import class_metrics, model_input, test_probabilities, training_targets
+from smpc.loan.multiclass import class_metrics, class_probabilities, model_input, training_targets
 from smpc.loan.progress import progress_line
 from smpc.loan.results import PartyResult
 from smpc.loan.resume import resume, save_checkpoint
@@ -93,8 +93,8 @@ def _test_binary(model: snn.Module, test_features: SharedTensor, config: TrainCo
 
 def _test_classes(model: snn.Module, test_features: SharedTensor, config: TrainConfig, data: PartyData,
                   result: PartyResult) -> None:
-    """Party 0's test figures of a K-class model: macro one-vs-rest AUC and accuracy (``test_probabilities``)."""
-    probabilities = test_probabilities(model, test_features, config, to=0)
+    """Party 0's test figures of a K-class model: macro one-vs-rest AUC and accuracy (``class_probabilities``)."""
+    probabilities = class_probabilities(model, test_features, config, to=0)
     if probabilities is not None:
         assert data.test_labels is not None
         result.test_rows = len(probabilities)
