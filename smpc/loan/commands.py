@@ -10,14 +10,14 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
-from smpc.loan.config import TrainConfig
+from smpc.loan.config import DEFAULT_HIDDEN, MODELS, TrainConfig
 from smpc.loan.job import train_party
 from smpc.loan.model_files import combine_shares
 from smpc.loan.plain import train_plain
 from smpc.loan.predict_commands import write_model
 from smpc.loan.progress import print_progress
 from smpc.loan.results import PartyResult, report
-from smpc.loan.schema import embedded_dataset, load_table
+from smpc.loan.schema import DEFAULT_LABEL, DEFAULT_POSITIVE, embedded_dataset, load_table
 from smpc.loan.schema_flags import parse_overrides, schema_from_flags, schema_with_overrides
 from smpc.privacy import Ledger, dataset_id
 from smpc.runner import run_local
@@ -33,7 +33,8 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, own_file: bool) -> N
                         else "this party's own CSV rows; without it, `smpc party` runs the demo")
     parser.add_argument("--label", default="creditability", help="label column (default creditability)")
     parser.add_argument("--positive", help="label value counted as positive (default: 'bad' for the embedded "
-                                           "data, else needed unless the label has exactly two values)")
+                                           "data's label, else the larger of exactly two values; without it a "
+                                           "label of more than two values trains a multi-class model)")
     parser.add_argument("--schema", help="public schema JSON (smpc schema); default: agreed by the "
                         "parties from all their rows at start-up (only scales and categories revealed)")
     parser.add_argument("--epochs", type=int, default=10, help="passes over the training rows")
@@ -43,6 +44,10 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, own_file: bool) -> N
     parser.add_argument("--weight-decay", type=float, default=0.0, help="L2 weight decay")
     parser.add_argument("--hidden", type=int, default=0, help="hidden units of a one-hidden-layer MLP (Tanh); "
                                                                "0 = logistic regression (default)")
+    parser.add_argument("--model", choices=MODELS, help="logreg (logistic, or softmax for a multi-class label), "
+                        f"mlp (--hidden units, default {DEFAULT_HIDDEN}) or cnn (rows of H*W pixel columns, "
+                        "square, one channel: Conv2d(1, 8, 3, padding=1), ReLU, MaxPool2d(2), Linear); default: "
+                        "mlp with --hidden, else logreg")
     parser.add_argument("--frac-bits", type=int, default=16, help="fractional bits (default 16)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split, batch order and initial weights")
     parser.add_argument("--test-fraction", type=float, default=0.3, help="share of the rows held out for testing")
@@ -76,11 +81,12 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, own_file: bool) -> N
 
 def train_config(args: argparse.Namespace, *, own_file: bool) -> TrainConfig:
     positive = args.positive
-    if positive is None and args.data is None:
-        positive = "bad"
+    if positive is None and args.data is None and args.label == DEFAULT_LABEL:
+        positive = DEFAULT_POSITIVE
     return TrainConfig(
         data=args.data, label=args.label, positive=positive, schema=args.schema, epochs=args.epochs, lr=args.lr,
-        batch_size=args.batch_size, hidden=args.hidden, momentum=args.momentum, weight_decay=args.weight_decay,
+        batch_size=args.batch_size, hidden=args.hidden, model=args.model, momentum=args.momentum,
+        weight_decay=args.weight_decay,
         seed=args.seed, test_fraction=args.test_fraction, max_rows=args.max_rows, joint_init=args.joint_init,
         show_loss=args.show_loss, audit=args.audit, out=args.out, reveal_to=args.reveal_to,
         own_rows_only=own_file, checkpoint_every=args.checkpoint_every, checkpoint_dir=args.checkpoint_dir,
@@ -99,7 +105,8 @@ def run_party_job(session: Session, args: argparse.Namespace) -> PartyResult:
     """``smpc party --data FILE``: the loan job on this party's own rows; prints what this party learned."""
     result = train_party(session, train_config(args, own_file=True), print_progress)
     if result.auc is not None:
-        print(f"secure model on party 0's {result.test_rows} test rows: ROC AUC {result.auc:.4f}, "
+        area = f"macro one-vs-rest ROC AUC over {result.classes} classes" if result.classes else "ROC AUC"
+        print(f"secure model on party 0's {result.test_rows} test rows: {area} {result.auc:.4f}, "
               f"accuracy {result.accuracy:.4f}")
     if result.weights is not None:
         print("revealed weights:", {name: value.tolist() for name, value in result.weights.items()})
@@ -135,7 +142,7 @@ def cmd_train(args: argparse.Namespace) -> int:
           f"data {config.data or 'German Credit (embedded)'}", flush=True)
     plain = train_plain(config, args.parties)
     print(f"  {plain.train_rows} training rows split among {args.parties} banks, {plain.test_rows} test rows "
-          f"held by party 0; {f'MLP with {config.hidden} hidden units' if config.hidden else 'logistic regression'}, "
+          f"held by party 0; {describe_model(config, plain.classes)}, "
           f"{config.epochs} epochs, batch {config.batch_size}, lr {config.lr}"
           + (f"; fedavg: {config.rounds} rounds of {config.local_steps} local steps per bank, plain reference "
              f"trained centrally" if config.mode == "fedavg" else ""), flush=True)
@@ -155,7 +162,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"  differential privacy: epsilon spent {owner.privacy.epsilon_spent:.3f} (target "
               f"{config.dp_epsilon:g}), delta {owner.privacy.delta:g}, noise multiplier "
               f"{owner.privacy.noise_multiplier:.3f}")
-    print(f"  {'':10}{'ROC AUC':>10}{'accuracy':>10}")
+    print(f"  {'':10}{'macro AUC' if plain.classes else 'ROC AUC':>10}{'accuracy':>10}")
     print(f"  {config.mode:10}{owner.auc:10.4f}{owner.accuracy:10.4f}")
     print(f"  {'plain':10}{plain.auc:10.4f}{plain.accuracy:10.4f}")
     sent = [result.stats["bytes_sent"] for result in results]
@@ -171,6 +178,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def describe_model(config: TrainConfig, classes: int) -> str:
+    """The model in words: "logistic regression", "MLP with 8 hidden units, 10 classes", ..."""
+    kind = config.architecture
+    name = {"logreg": "softmax regression" if classes else "logistic regression",
+            "mlp": f"MLP with {config.hidden_units} hidden units",
+            "cnn": "CNN (Conv2d(1, 8, 3, padding=1), ReLU, MaxPool2d(2), Linear)"}[kind]
+    return name + (f", {classes} classes (cross-entropy)" if classes else "")
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     overrides = args.overrides or []
     if args.data or not overrides:
@@ -182,7 +198,8 @@ def cmd_schema(args: argparse.Namespace) -> int:
         schema = schema_from_flags(parse_overrides(overrides, args.label), args.label, args.positive)
     schema.save(args.out)
     print(f"wrote {args.out}: {len(schema.numeric)} numeric and {len(schema.categorical)} categorical columns, "
-          f"{schema.n_features} features, label {schema.label!r} positive {schema.positive!r}")
+          f"{schema.n_features} features, label {schema.label!r} "
+          + (f"classes {', '.join(schema.classes)}" if schema.classes else f"positive {schema.positive!r}"))
     return 0
 
 

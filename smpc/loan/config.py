@@ -15,6 +15,12 @@ from typing import Any
 
 _FIELD = re.compile(r"\{([a-z_]+)\}")
 
+#: The models ``smpc train --model`` names: logistic (softmax) regression, a one-hidden-layer MLP (Tanh), and
+#: the digits CNN (rows of H*W pixel columns, square, one channel).
+MODELS = ("logreg", "mlp", "cnn")
+#: The MLP's hidden width when ``--model mlp`` is given without ``--hidden``.
+DEFAULT_HIDDEN = 32
+
 
 class ConfigError(ValueError):
     """An impossible combination of settings.  ``template`` names fields as ``{field}``."""
@@ -45,6 +51,7 @@ class TrainConfig:
     lr: float = 0.1
     batch_size: int = 32
     hidden: int = 0  # 0 = logistic regression
+    model: str | None = None  # "logreg", "mlp" or "cnn"; None = mlp when hidden > 0, else logreg
     momentum: float = 0.0
     weight_decay: float = 0.0
     seed: int = 0
@@ -71,6 +78,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0 or self.hidden < 0:
             raise ConfigError("{epochs}, {batch_size} and {lr} must be positive, {hidden} non-negative")
+        self._check_model()
         if self.checkpoint_every < 0:
             raise ConfigError("{checkpoint_every} must be 0 (off) or a positive number of batches")
         if self.checkpoint_every and not (self.checkpoint_dir or self.resume):
@@ -84,12 +92,30 @@ class TrainConfig:
         if self.keep_shared and self.mode != "fedavg":
             raise ConfigError("{keep_shared} is for fedavg {mode} (secure mode never reveals the model)")
 
+    def _check_model(self) -> None:
+        if self.model not in (None, *MODELS):
+            raise ConfigError(f"{{model}} must be one of {', '.join(MODELS)}, not {self.model!r}")
+        if self.model in ("logreg", "cnn") and self.hidden:
+            raise ConfigError(f"{{hidden}} sets the MLP's width; {{model}} {self.model} has no hidden layer")
+        if self.architecture == "cnn" and self.mode != "secure":
+            raise ConfigError("{model} cnn trains in secure {mode} only")
+
+    @property
+    def architecture(self) -> str:
+        """The model: ``model``, else "mlp" with hidden units and "logreg" without."""
+        return self.model or ("mlp" if self.hidden else "logreg")
+
+    @property
+    def hidden_units(self) -> int:
+        """The MLP's hidden width: ``hidden``, or DEFAULT_HIDDEN for ``model="mlp"`` without it."""
+        return self.hidden or DEFAULT_HIDDEN
+
     def _check_privacy(self) -> None:
         assert self.dp_epsilon is not None
         if not self.dp_epsilon > 0 or not 0 < self.dp_delta < 1 or not self.dp_clip > 0:
             raise ConfigError("{dp_epsilon} and {dp_clip} must be positive and {dp_delta} in (0, 1)")
-        if self.mode == "secure" and self.hidden:
-            raise ConfigError("{dp_epsilon} in secure mode trains logistic regression only (no {hidden})")
+        if self.mode == "secure" and self.architecture != "logreg":
+            raise ConfigError("{dp_epsilon} in secure mode trains logistic regression only (no {hidden} or {model})")
         if self.mode == "secure" and (self.momentum or self.checkpoint_every or self.resume):
             raise ConfigError("{dp_epsilon} in secure mode runs plain SGD: no {momentum}, {checkpoint_every} "
                               "or {resume}")
@@ -110,6 +136,6 @@ class TrainConfig:
 
     def fingerprint(self) -> dict[str, Any]:
         """What a resumed run must share with the checkpointed one (the model, data and schedule)."""
-        keep = ("data", "label", "positive", "schema", "epochs", "lr", "batch_size", "hidden", "momentum",
+        keep = ("data", "label", "positive", "schema", "epochs", "lr", "batch_size", "hidden", "model", "momentum",
                 "weight_decay", "seed", "test_fraction", "max_rows", "joint_init", "split_by")
         return {name: getattr(self, name) for name in keep}

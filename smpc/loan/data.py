@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -20,11 +21,12 @@ from smpc.loan.schema import (
     column_kind,
     embedded_dataset,
     embedded_schema,
+    label_classes,
     load_csv,
     load_table,
-    positive_label,
 )
 from smpc.session import Session
+from smpc.tensor import SharedTensor
 
 
 @dataclass(frozen=True)
@@ -36,10 +38,11 @@ class Split:
 
 
 def split_rows(labels: np.ndarray, n_banks: int, test_fraction: float, seed: int,
-               by: Sequence[str] | None = None) -> Split:
-    """A stratified test hold-out, then the training rows dealt among the banks (horizontal split): at random,
-    or with ``by`` (one value per row) sorted by that column and cut into contiguous blocks, so each bank gets
-    a different range of it (a skewed split: numbers sort numerically, other values as text).
+               by: Sequence[str] | None = None, classes: int = 2) -> Split:
+    """A stratified test hold-out (by label: 0.0 .. classes - 1), then the training rows dealt among the banks
+    (horizontal split): at random, or with ``by`` (one value per row) sorted by that column and cut into
+    contiguous blocks, so each bank gets a different range of it (a skewed split: numbers sort numerically,
+    other values as text).
 
     The split is public and seeded (a numpy Generator: this shuffles public row indices, it makes no share).
     """
@@ -47,8 +50,8 @@ def split_rows(labels: np.ndarray, n_banks: int, test_fraction: float, seed: int
         raise ValueError("test fraction must be between 0 and 1")
     generator = np.random.default_rng(seed)
     test, train = [], []
-    for value in (0.0, 1.0):
-        rows = np.flatnonzero(labels == value)
+    for value in range(classes):
+        rows = np.flatnonzero(labels == float(value))
         generator.shuffle(rows)
         cut = int(round(len(rows) * test_fraction))
         test.append(rows[:cut])
@@ -138,10 +141,18 @@ def local_split(config: TrainConfig, table: Table, n_parties: int, declared: Sch
         for name in table.header:
             if name != label:
                 column_kind(name, [row[name] for row in table.rows], table.place)
-    positive = declared.positive if declared is not None else positive_label(
+    positive, classes = (declared.positive, declared.classes) if declared is not None else label_classes(
         label, (row[label] for row in table.rows), config.positive)
-    labels = np.array([1.0 if row[label] == positive else 0.0 for row in table.rows])
-    return split_rows(labels, n_parties, config.test_fraction, config.seed, by=split_column(config))
+    values = [row[label] for row in table.rows]
+    if classes:
+        unknown = [index for index, value in enumerate(values) if value not in classes]
+        if unknown:
+            raise DataError(f"{table.place(unknown[0])}: {label}={values[unknown[0]]!r} is not a class of the "
+                            f"schema ({', '.join(classes[:10])})")
+    labels = np.array([float(classes.index(value)) for value in values] if classes
+                      else [1.0 if value == positive else 0.0 for value in values])
+    return split_rows(labels, n_parties, config.test_fraction, config.seed, by=split_column(config),
+                      classes=max(len(classes), 2))
 
 
 def party_data(config: TrainConfig, session: Session) -> PartyData:
@@ -156,7 +167,7 @@ def party_data(config: TrainConfig, session: Session) -> PartyData:
         features, labels = encode_rows(config, schema, table)
         if rank != 0:
             return PartyData(schema, features, labels, None, None)
-        split = split_rows(labels, 1, config.test_fraction, config.seed)
+        split = split_rows(labels, 1, config.test_fraction, config.seed, classes=max(schema.n_outputs, 2))
         train = split.banks[0]
         return PartyData(schema, features[train], labels[train], features[split.test], labels[split.test])
     table = load_table_of(config)
@@ -171,25 +182,67 @@ def party_data(config: TrainConfig, session: Session) -> PartyData:
     return PartyData(schema, features, labels, *encode_rows(config, schema, test))
 
 
-def torch_model(n_features: int, config: TrainConfig) -> torch.nn.Module:
+def torch_model(n_features: int, config: TrainConfig, n_outputs: int = 1) -> torch.nn.Module:
     """The model owner's architecture and seeded initial weights, the same for the plain reference.
 
-    Weights and biases are uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)), torch's default for Linear, drawn from a
-    generator of this call's own: torch's global generator is never touched (parties may be threads).
+    ``config.architecture``: "logreg" (Linear), "mlp" (Linear, Tanh, Linear) or "cnn" (Conv2d(1, 8, 3,
+    padding 1), ReLU, MaxPool2d(2), Flatten, Linear; its input is ``image_rows``'s, one channel of side
+    sqrt(n_features)).  With ``n_outputs`` 1 (a binary label) the model ends in Sigmoid, the positive label's
+    probability; with K > 1 it ends in K logits (softmax regression or a softmax head, for cross-entropy).
+    Weights and biases are uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)), torch's default for Linear and Conv2d,
+    drawn layer by layer from a generator of this call's own: torch's global generator is never touched
+    (parties may be threads).
     """
-    if config.hidden:
-        model = torch.nn.Sequential(torch.nn.Linear(n_features, config.hidden), torch.nn.Tanh(),
-                                    torch.nn.Linear(config.hidden, 1), torch.nn.Sigmoid())
+    layers: list[torch.nn.Module]
+    if config.architecture == "cnn":
+        side = image_side(n_features)
+        layers = [torch.nn.Conv2d(1, CNN_CHANNELS, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+                  torch.nn.Flatten(), torch.nn.Linear(CNN_CHANNELS * (side // 2) ** 2, n_outputs)]
+    elif config.architecture == "mlp":
+        layers = [torch.nn.Linear(n_features, config.hidden_units), torch.nn.Tanh(),
+                  torch.nn.Linear(config.hidden_units, n_outputs)]
     else:
-        model = torch.nn.Sequential(torch.nn.Linear(n_features, 1), torch.nn.Sigmoid())
+        layers = [torch.nn.Linear(n_features, n_outputs)]
+    model = torch.nn.Sequential(*layers, *([torch.nn.Sigmoid()] if n_outputs == 1 else []))
     generator = torch.Generator().manual_seed(config.seed)
     with torch.no_grad():
         for layer in model:
-            if isinstance(layer, torch.nn.Linear):
-                bound = 1.0 / math.sqrt(layer.in_features)
+            if isinstance(layer, (torch.nn.Linear, torch.nn.Conv2d)):
+                bound = 1.0 / math.sqrt(layer.weight[0].numel())
                 for parameter in (layer.weight, layer.bias):
+                    assert parameter is not None
                     parameter.copy_((torch.rand(parameter.shape, generator=generator) * 2.0 - 1.0) * bound)
     return model.double()
+
+
+#: The CNN's convolution channels (as benchmarks.digits).
+CNN_CHANNELS = 8
+
+
+def image_side(n_features: int) -> int:
+    """The side of the square one-channel images whose pixels are the ``n_features`` feature columns."""
+    side = math.isqrt(n_features)
+    if side * side != n_features or side < 2:
+        raise DataError(f"--model cnn needs image rows: H*W numeric pixel columns, square, one channel (64 for "
+                        f"8x8), not {n_features} features")
+    return side
+
+
+def check_image_schema(schema: Schema) -> None:
+    """Refuse data the CNN cannot take: categorical columns, or a pixel count that is not a square."""
+    if schema.categorical:
+        raise DataError(f"--model cnn needs image rows: H*W numeric pixel columns, square, one channel; column "
+                        f"{schema.categorical[0][0]!r} is categorical")
+    image_side(schema.n_features)
+
+
+Rows = TypeVar("Rows", torch.Tensor, SharedTensor)
+
+
+def image_rows(features: Rows, n_features: int) -> Rows:
+    """Rows (N x H*W) as the CNN's images (N x 1 x H x W)."""
+    side = image_side(n_features)
+    return features.reshape(-1, 1, side, side)
 
 
 def batch_order(n_rows: int, epoch: int, config: TrainConfig) -> list[np.ndarray]:

@@ -18,6 +18,7 @@ from smpc.loan.audit import AuditLog
 from smpc.loan.config import TrainConfig
 from smpc.loan.data import party_data
 from smpc.loan.fedavg_job import train_fedavg
+from smpc.loan.multiclass import check_job
 from smpc.loan.results import PartyResult
 from smpc.loan.schema import DataError
 from smpc.loan.secure import train_secure
@@ -34,6 +35,7 @@ def train_party(session: Session, config: TrainConfig, progress: Callable[[str],
     try:
         data = party_data(config, session)
         agree_schema(session, data.schema.fingerprint())
+        check_job(config, data.schema)
         if config.mode == "fedavg":
             return train_fedavg(session, config, data, progress, start)
         return train_secure(session, config, data, progress, start)

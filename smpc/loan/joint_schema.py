@@ -29,8 +29,8 @@ from smpc.loan.schema import (
     Table,
     check_label,
     column_kind,
+    label_classes,
     magnitude_exponent,
-    positive_label,
     scale_of,
 )
 from smpc.loan.secret_union import joint_maximum, secret_union
@@ -78,8 +78,9 @@ def agree_joint_schema(session: Session, table: Table, label: str, positive: str
     have the same label and the same columns of the same types (DataError naming the column and the parties);
     4. the union of each categorical column's categories and of the label values (``secret_union``: opens the
     union, not who holds what), sorted; 5. the label's positive value from that union (``--positive``, else the
-    larger of exactly two); 6. the numeric scales: 2 to the power of the maximum exponent over the parties,
-    under MPC (``joint_exponents``).  Columns follow party 0's file order.
+    larger of exactly two), or with more than two values and no ``--positive`` its classes (multi-class);
+    6. the numeric scales: 2 to the power of the maximum exponent over the parties, under MPC
+    (``joint_exponents``).  Columns follow party 0's file order.
     Rounds: 1 (step 2) + those of ``secret_union`` and ``joint_exponents``.  Bytes: each party sends its JSON
     summary (its column names) to each other party, plus those of the two MPC steps.  Error: none (the result
     equals ``Schema.infer`` on all rows).
@@ -89,11 +90,11 @@ def agree_joint_schema(session: Session, table: Table, label: str, positive: str
     categorical = [name for name, kind in columns if kind == "categorical"]
     union = secret_union(session, [summary.categories[name] for name in categorical] + [summary.labels],
                          [*categorical, label])
-    positive = positive_label(label, union[-1], positive)
+    positive, classes = label_classes(label, union[-1], positive)
     numeric = [name for name, kind in columns if kind == "numeric"]
     exponents = joint_exponents(session, [summary.exponents[name] for name in numeric])
     return Schema.build(label, positive, [(name, scale_of(e)) for name, e in zip(numeric, exponents)],
-                        list(zip(categorical, union[:-1])))
+                        list(zip(categorical, union[:-1])), classes)
 
 
 def agreed_columns(summaries: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:

@@ -15,9 +15,20 @@ import torch
 from smpc.hosts import load_roster
 from smpc.loan.audit import AuditLog
 from smpc.loan.metrics import roc_auc
+from smpc.loan.multiclass import class_metrics
 from smpc.loan.private_inference import InferenceResult, private_predict
-from smpc.loan.rows import feature_matrix, positive_labels, read_rows, schema_columns, summary, write_predictions
-from smpc.loan.schema import DataError
+from smpc.loan.rows import (
+    class_labels,
+    class_summary,
+    feature_matrix,
+    positive_labels,
+    read_rows,
+    schema_columns,
+    summary,
+    write_class_predictions,
+    write_predictions,
+)
+from smpc.loan.schema import DataError, Schema
 from smpc.loan.scripted import check_finite, load_scripted, raw_row_model, save_scripted
 from smpc.loan.shared_model import ModelShares, check_session, read_model_shares
 from smpc.session import Session
@@ -27,8 +38,9 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="the model file smpc reveal-model --out wrote (TorchScript)")
     parser.add_argument("--data", required=True, help="CSV of rows to score (the model's columns, any order; a "
                                                       "label column is allowed: the AUC is then printed)")
-    parser.add_argument("--out", help="write the predictions here as CSV (row,line,probability); without it, "
-                                      "print a summary and the first rows")
+    parser.add_argument("--out", help="write the predictions here as CSV (row,line,probability; a multi-class "
+                                      "model: row,line,class,probability_<class>...); without it, print a "
+                                      "summary and the first rows")
 
 
 def add_party_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,8 +72,26 @@ def cmd_predict(args: argparse.Namespace) -> int:
         probabilities = module([[row[column] for column in schema_columns(schema)] for row in rows])
     check_finite(probabilities)
     values = probabilities.numpy()
-    _print_outcome("smpc predict", args.data, values, lines, positive_labels(schema, rows), args.out)
+    if schema.classes:
+        _print_classes(args.data, values, lines, class_labels(schema, rows, lines, args.data), args.out, schema)
+    else:
+        _print_outcome("smpc predict", args.data, values, lines, positive_labels(schema, rows), args.out)
     return 0
+
+
+def _print_classes(source: str, probabilities: np.ndarray, lines: list[int], labels: np.ndarray | None,
+                   out: str | None, schema: Schema) -> None:
+    """``smpc predict`` of a multi-class model: accuracy and macro one-vs-rest AUC against the label column
+    when the rows have one, then the predictions (``--out`` CSV, or a summary)."""
+    if labels is not None:
+        auc, correct = class_metrics(probabilities, labels)
+        print(f"smpc predict: accuracy {correct:.4f}, macro one-vs-rest ROC AUC {auc:.4f} against the label "
+              f"column of {source}")
+    if out:
+        write_class_predictions(out, probabilities, lines, schema.classes)
+        print(f"smpc predict: wrote {len(probabilities)} predictions (class and per-class probabilities) to {out}")
+    else:
+        print("\n".join(class_summary(probabilities, lines, schema.classes)))
 
 
 def cmd_party_predict(args: argparse.Namespace) -> int:
@@ -73,6 +103,9 @@ def cmd_party_predict(args: argparse.Namespace) -> int:
         raise DataError("--out with --predict is the file for this party's predictions: only a party that brings "
                         "rows (--data) gets any")
     shares = read_model_shares(args.model_shares, args.rank)
+    if shares.schema.classes:
+        raise DataError(f"{shares.path}: a multi-class model; private inference scores binary models only (the "
+                        "model owner can run smpc reveal-model --out and smpc predict)")
     roster = load_roster(args.roster)
     check_session(shares, roster.n_parties, "dealer" if roster.dealer is not None else "replicated",
                   roster.frac_bits)

@@ -34,6 +34,8 @@ class PartyResult:
     accuracy: float | None = None
     weights: dict[str, torch.Tensor] | None = None
     privacy: PrivacySpent | None = None
+    #: K for a multi-class job (``auc`` is then the macro one-vs-rest ROC AUC), 0 for a binary one.
+    classes: int = 0
     #: fedavg: one record per round (round, and on party 0 auc and accuracy; epsilon_spent under DP).
     rounds: list[dict[str, Any]] | None = None
 
@@ -42,10 +44,11 @@ class PartyResult:
 class PlainResult:
     """The plain torch reference's test figures and row counts."""
 
-    auc: float
+    auc: float  # binary: ROC AUC; K classes: macro one-vs-rest ROC AUC
     accuracy: float
     train_rows: int
     test_rows: int
+    classes: int = 0  # K for a multi-class job, 0 for a binary one
 
 
 def report(results: list[PartyResult], plain: PlainResult, seconds: float, mode: str) -> dict[str, Any]:
@@ -59,6 +62,8 @@ def report(results: list[PartyResult], plain: PlainResult, seconds: float, mode:
         "rounds": owner.stats["rounds"],
         "rows": {"train": plain.train_rows, "test": plain.test_rows},
     }
+    if plain.classes:  # "auc" is then the macro one-vs-rest ROC AUC over the classes
+        document.update(classes=plain.classes, auc="macro one-vs-rest")
     if owner.privacy is not None:
         document.update(epsilon_spent=owner.privacy.epsilon_spent, delta=owner.privacy.delta)
     if mode == "fedavg":  # "secure" then holds the federated model's figures
@@ -75,7 +80,8 @@ def party_report(result: PartyResult, parties: int, protocol: str, mode: str) ->
     not know the others'), ``rows`` with ``train`` (the training rows of the run: every bank's rows in secure
     mode, where they are shared; this bank's own in fedavg mode).  Party 0, which holds the test rows, adds
     ``rows.test`` and ``secure`` with ``auc`` and ``accuracy`` (the same figures as ``smpc train --report``;
-    there is no ``plain`` reference, since nobody holds all the rows); with ``--dp-epsilon``, ``epsilon_spent``
+    there is no ``plain`` reference, since nobody holds all the rows); a multi-class job adds ``classes`` (K)
+    and ``"auc": "macro one-vs-rest"`` (what ``secure.auc`` then is); with ``--dp-epsilon``, ``epsilon_spent``
     and ``delta``; in fedavg mode party 0 adds ``rounds_detail``.
     """
     document: dict[str, Any] = {
@@ -90,6 +96,8 @@ def party_report(result: PartyResult, parties: int, protocol: str, mode: str) ->
     if result.test_rows is not None:
         document["rows"]["test"] = result.test_rows
         document["secure"] = {"auc": result.auc, "accuracy": result.accuracy}
+    if result.classes:
+        document.update(classes=result.classes, auc="macro one-vs-rest")
     if result.privacy is not None:
         document.update(epsilon_spent=result.privacy.epsilon_spent, delta=result.privacy.delta)
     if mode == "fedavg" and result.rounds is not None and result.rank == 0:

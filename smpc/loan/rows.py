@@ -90,6 +90,45 @@ def positive_labels(schema: Schema, rows: Sequence[dict[str, str]]) -> np.ndarra
     return np.array([1.0 if row[schema.label] == schema.positive else 0.0 for row in rows])
 
 
+def class_labels(schema: Schema, rows: Sequence[dict[str, str]], lines: Sequence[int], source: str | Path
+                 ) -> np.ndarray | None:
+    """Each row's class index (a multi-class schema); None when the rows have no label column.  A label outside
+    the schema's classes is refused, naming the file and line."""
+    if not rows or schema.label not in rows[0]:
+        return None
+    for index, row in enumerate(rows):
+        if row[schema.label] not in schema.classes:
+            raise DataError(f"{source}, line {lines[index]}: {schema.label}={row[schema.label]!r} is not a class of "
+                            f"the model ({', '.join(schema.classes[:10])})")
+    return np.array([float(schema.classes.index(row[schema.label])) for row in rows])
+
+
+def write_class_predictions(path: str | Path, probabilities: np.ndarray, lines: Sequence[int],
+                            classes: Sequence[str]) -> Path:
+    """A multi-class model's ``write_predictions``: ``row,line,class`` (the most probable class) and one
+    ``probability_<class>`` column per class (the schema's order), 17 significant digits; mode 0600."""
+    with open_private(path, "w") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["row", "line", "class", *(f"probability_{name}" for name in classes)])
+        for index, (line, values) in enumerate(zip(lines, probabilities.tolist())):
+            best = classes[int(np.argmax(values))]
+            writer.writerow([index + 1, line, best, *(f"{value:.17g}" for value in values)])
+    return Path(path)
+
+
+def class_summary(probabilities: np.ndarray, lines: Sequence[int], classes: Sequence[str], shown: int = 5
+                  ) -> list[str]:
+    """A few lines about a multi-class model's ``probabilities`` (N x K): how many rows of each predicted
+    class, then the first ``shown`` rows' class and per-class probabilities."""
+    predicted = np.argmax(probabilities, axis=1) if len(probabilities) else np.zeros(0, dtype=np.int64)
+    counts = ", ".join(f"{name}: {int((predicted == k).sum())}" for k, name in enumerate(classes))
+    text = [f"{len(probabilities)} rows; predicted classes {counts}"]
+    for index in range(min(shown, len(probabilities))):
+        values = " ".join(f"{name}={value:.4f}" for name, value in zip(classes, probabilities[index].tolist()))
+        text.append(f"  row {index + 1} (line {lines[index]}): class {classes[int(predicted[index])]}  ({values})")
+    return text
+
+
 def write_predictions(path: str | Path, probabilities: np.ndarray, lines: Sequence[int]) -> Path:
     """``path`` as CSV: a header ``row,line,probability``, then per data row its number (1 = the first row
     after the header), the line it came from, and the probability of the positive label (17 significant

@@ -151,8 +151,10 @@ def positive_label(label: str, values: Iterable[str], positive: str | None) -> s
     """The label's positive value: ``positive`` if it occurs among ``values``, else the larger of exactly two."""
     labels = sorted(set(values))
     if positive is None:
+        shown = ", ".join(labels[:5]) + (", ..." if len(labels) > 5 else "")
+        if len(labels) < 2:
+            raise DataError(f"label column {label!r} has only one value ({shown}); training needs two or more")
         if len(labels) != 2:
-            shown = ", ".join(labels[:5]) + (", ..." if len(labels) > 5 else "")
             raise DataError(f"label column {label!r} has {len(labels)} values ({shown}); the job needs a "
                             "binary label: pass --positive VALUE")
         return labels[1]
@@ -160,6 +162,16 @@ def positive_label(label: str, values: Iterable[str], positive: str | None) -> s
         raise DataError(f"positive value {positive!r} does not occur in column {label!r} "
                         f"(values: {', '.join(labels[:10])})")
     return positive
+
+
+def label_classes(label: str, values: Iterable[str], positive: str | None) -> tuple[str, tuple[str, ...]]:
+    """(positive value, classes) of the label: a binary job (``positive_label``, no classes) unless the label
+    has more than two values and no ``positive`` is given: then a multi-class job, its classes the sorted
+    values (the one-hot order) and no positive value ("")."""
+    labels = sorted(set(values))
+    if positive is None and len(labels) > 2:
+        return "", tuple(labels)
+    return positive_label(label, labels, positive), ()
 
 
 def check_label(label: str, header: Sequence[str]) -> None:
@@ -175,6 +187,12 @@ class Schema:
     positive: str
     numeric: tuple[tuple[str, float], ...]  # (column, public scale: a power of two >= its largest |value|)
     categorical: tuple[tuple[str, tuple[str, ...]], ...]  # (column, categories in order)
+    classes: tuple[str, ...] = ()  # a multi-class label's values, in one-hot order; () for a binary label
+
+    @property
+    def n_outputs(self) -> int:
+        """The model's outputs: 1 (the positive label's probability) or one logit per class."""
+        return len(self.classes) if self.classes else 1
 
     @property
     def n_features(self) -> int:
@@ -193,7 +211,7 @@ class Schema:
         does (a mix is refused, naming the odd value at ``place(row index)``); scales are the power-of-two
         ceilings of each numeric column's largest |value|, categories sorted."""
         check_label(label, header)
-        positive = positive_label(label, (row[label] for row in rows), positive)
+        positive, classes = label_classes(label, (row[label] for row in rows), positive)
         numeric, categorical = [], []
         for name in header:
             if name == label:
@@ -203,16 +221,16 @@ class Schema:
                 numeric.append((name, scale_of(magnitude_exponent(values))))
             else:
                 categorical.append((name, tuple(sorted(set(values)))))
-        return Schema.build(label, positive, numeric, categorical)
+        return Schema.build(label, positive, numeric, categorical, classes)
 
     @staticmethod
     def build(label: str, positive: str, numeric: Sequence[tuple[str, float]],
-              categorical: Sequence[tuple[str, Sequence[str]]]) -> Schema:
+              categorical: Sequence[tuple[str, Sequence[str]]], classes: Sequence[str] = ()) -> Schema:
         """A schema from its parts; refuses one with no feature column."""
         if not numeric and not categorical:
             raise DataError("no feature columns besides the label")
         return Schema(label, positive, tuple((name, float(scale)) for name, scale in numeric),
-                      tuple((name, tuple(categories)) for name, categories in categorical))
+                      tuple((name, tuple(categories)) for name, categories in categorical), tuple(classes))
 
     @property
     def max_square_norm(self) -> float:
@@ -222,7 +240,9 @@ class Schema:
 
     def encode(self, rows: Sequence[dict[str, str]], *, clip: bool = False,
                place: Callable[[int], str] = row_place) -> tuple[np.ndarray, np.ndarray]:
-        """(features N x D float64, labels N float64 in {0, 1}); numeric columns divided by their public scale.
+        """(features N x D float64, labels N float64); numeric columns divided by their public scale.  Labels
+        are 1.0 for the positive value and 0.0 otherwise, or with ``classes`` each row's class index (a label
+        outside the classes is refused).
 
         A value that is not a number in a numeric column is refused (DataError naming ``place(row index)``: the
         file and line where the caller knows them).  A numeric value beyond its scale, or a category the schema
@@ -245,10 +265,18 @@ class Schema:
         for index, row in enumerate(rows):
             try:
                 clipped += self._encode_row(row, features[index], clip, functools.partial(place, index))
-                labels[index] = 1.0 if row[self.label] == self.positive else 0.0
+                labels[index] = self._label_value(row[self.label], functools.partial(place, index))
             except KeyError as error:
                 raise DataError(f"column {error.args[0]!r} of the schema is missing from the data") from None
         return features, labels, clipped
+
+    def _label_value(self, value: str, where: Callable[[], str]) -> float:
+        if not self.classes:
+            return 1.0 if value == self.positive else 0.0
+        if value not in self.classes:
+            raise DataError(f"{where()}: {self.label}={value!r} is not a class of the schema "
+                            f"({', '.join(self.classes[:10])})")
+        return float(self.classes.index(value))
 
     def _encode_row(self, row: dict[str, str], out: np.ndarray, clip: bool, where: Callable[[], str]) -> int:
         """Write one row's features into ``out``; returns how many of its values were clipped."""
@@ -276,9 +304,12 @@ class Schema:
         return clipped
 
     def to_dict(self) -> dict[str, Any]:
+        """The schema as JSON: ``label``, then ``positive`` (binary) or ``classes`` (multi-class), ``numeric``,
+        ``categorical``."""
+        target: dict[str, Any] = {"classes": list(self.classes)} if self.classes else {"positive": self.positive}
         return {
             "label": self.label,
-            "positive": self.positive,
+            **target,
             "numeric": [{"column": name, "scale": scale} for name, scale in self.numeric],
             "categorical": [{"column": name, "categories": list(categories)} for name, categories in self.categorical],
         }
@@ -286,12 +317,16 @@ class Schema:
     @staticmethod
     def from_dict(data: dict[str, Any]) -> Schema:
         try:
+            classes = tuple(str(value) for value in data.get("classes", ()))
+            if len(set(classes)) != len(classes) or len(classes) in (1, 2):
+                raise ValueError("'classes' needs three or more distinct values (a binary label has 'positive')")
             return Schema(
                 label=str(data["label"]),
-                positive=str(data["positive"]),
+                positive="" if classes else str(data["positive"]),
                 numeric=tuple((str(item["column"]), float(item["scale"])) for item in data["numeric"]),
                 categorical=tuple((str(item["column"]), tuple(str(c) for c in item["categories"]))
                                   for item in data["categorical"]),
+                classes=classes,
             )
         except (KeyError, TypeError, ValueError) as error:
             raise DataError(f"malformed schema: {error}") from None

@@ -9,7 +9,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from smpc.loan.schema import DataError, Schema, Table, check_label, positive_label
+from smpc.loan.schema import DataError, Schema, Table, check_label, label_classes
 
 #: One override as the command line gives it: ("scale" or "categories", "COLUMN=VALUE").
 Override = tuple[str, str]
@@ -79,7 +79,7 @@ def schema_from_flags(declared: dict[str, Declared], label: str, positive: str |
     """A schema of the declared columns alone, in their order (no data: ``positive`` is needed)."""
     if positive is None:
         raise DataError("without --data, give the label's positive value: --positive VALUE")
-    return _build(label, positive, list(declared), declared, None)
+    return _build(label, (positive, ()), list(declared), declared, None)
 
 
 def schema_with_overrides(table: Table, declared: dict[str, Declared], label: str, positive: str | None) -> Schema:
@@ -88,15 +88,16 @@ def schema_with_overrides(table: Table, declared: dict[str, Declared], label: st
     check_label(label, table.header)
     order = [name for name in table.header if name != label]
     if all(name in declared for name in order):
-        return _build(label, positive_label(label, (row[label] for row in table.rows), positive), order, declared,
+        return _build(label, label_classes(label, (row[label] for row in table.rows), positive), order, declared,
                       None)
     inferred = Schema.infer([name for name in table.header if name not in declared], table.rows, label, positive,
                             table.place)
-    return _build(label, inferred.positive, order, declared, inferred)
+    return _build(label, (inferred.positive, inferred.classes), order, declared, inferred)
 
 
-def _build(label: str, positive: str, order: Sequence[str], declared: dict[str, Declared],
+def _build(label: str, target: tuple[str, tuple[str, ...]], order: Sequence[str], declared: dict[str, Declared],
            inferred: Schema | None) -> Schema:
+    """The schema of ``order``'s columns; ``target`` is the label's (positive value, classes)."""
     scales = dict(inferred.numeric) if inferred is not None else {}
     categories = dict(inferred.categorical) if inferred is not None else {}
     numeric: list[tuple[str, float]] = []
@@ -108,7 +109,7 @@ def _build(label: str, positive: str, order: Sequence[str], declared: dict[str, 
             numeric.append((name, entry))
         elif isinstance(entry, tuple):
             categorical.append((name, entry))
-    return Schema.build(label, positive, numeric, categorical)
+    return Schema.build(label, target[0], numeric, categorical, target[1])
 
 
 def _check_column(column: str, kind: str, label: str, seen: set[str], columns: Sequence[str] | None) -> None:

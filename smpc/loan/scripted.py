@@ -12,7 +12,8 @@ The function of a row is the one training and the secure test predictions comput
 scale, one-hot categories, then ``(x - mean) * inverse_std`` on the numeric features (the jointly computed
 statistics, revealed with the weights; identity for a model trained with public standardisation), then the
 layers.  The module's attributes: ``columns`` (input order: numeric columns, then categorical),
-``scales``, ``categories`` (per categorical column), ``label``, ``positive``, ``clip`` (True for a model
+``scales``, ``categories`` (per categorical column), ``label``, ``positive``, ``classes`` (a multi-class
+model's, in output order; empty for a binary one, whose output is one probability per row), ``clip`` (True for a model
 trained on clipped rows: values beyond a scale are clipped and unknown categories encode as none; otherwise
 both raise), ``standardise`` ("joint" or "public"); buffers ``mean`` and ``inverse_std``; ``network`` (a
 torch.nn.Sequential of Linear, Tanh, ReLU, Sigmoid in float64).  Methods: ``forward(rows)``, ``encode(rows)``
@@ -52,6 +53,7 @@ class RawRowModel(torch.nn.Module):
     lookup: list[dict[str, int]]
     label: str
     positive: str
+    classes: list[str]
     clip: bool
     standardise: str
     n_numeric: int
@@ -67,7 +69,7 @@ class RawRowModel(torch.nn.Module):
         self.categories = [list(categories) for _, categories in schema.categorical]
         self.lookup = [{category: index for index, category in enumerate(categories)}
                        for _, categories in schema.categorical]
-        self.label, self.positive = schema.label, schema.positive
+        self.label, self.positive, self.classes = schema.label, schema.positive, list(schema.classes)
         self.clip, self.standardise = clip, standardise
         self.n_numeric, self.n_features = len(schema.numeric), schema.n_features
         self.network = network
@@ -75,7 +77,8 @@ class RawRowModel(torch.nn.Module):
         self.register_buffer("inverse_std", inverse_std.detach().to(torch.float64).reshape(-1).clone())
 
     def forward(self, rows: list[list[str]]) -> torch.Tensor:
-        """Probability of the positive label for each raw row (float64, one per row)."""
+        """Probability of the positive label for each raw row (float64, one per row), or for a multi-class
+        model each class's probability (N x K, the schema's class order)."""
         return self.score(self.encode(rows))
 
     @torch.jit.export
@@ -114,10 +117,14 @@ class RawRowModel(torch.nn.Module):
 
     @torch.jit.export
     def score(self, features: torch.Tensor) -> torch.Tensor:
-        """Probability of the positive label from encoded features (N x D): standardise, then the layers."""
+        """Probability of the positive label from encoded features (N x D): standardise, then the layers (a
+        multi-class model: the softmax of its logits, N x K)."""
         numeric = (features[:, : self.n_numeric] - self.mean) * self.inverse_std
         inputs = torch.cat([numeric, features[:, self.n_numeric :]], dim=1)
-        return self.network(inputs).reshape(-1)
+        output = self.network(inputs)
+        if len(self.classes) > 0:
+            return torch.softmax(output, 1)
+        return output.reshape(-1)
 
 
 def network_of(layout: list[dict[str, Any]], values: dict[str, torch.Tensor]) -> torch.nn.Sequential:
@@ -146,7 +153,10 @@ def raw_row_model(meta: dict[str, Any], values: dict[str, torch.Tensor]) -> RawR
     """The plain model of revealed share files (``combine_shares``'s meta and values)."""
     schema = Schema.from_dict(meta["schema"])
     network = network_of(meta["layout"], values)
-    if not len(network) or not isinstance(network[-1], torch.nn.Sigmoid):
+    last = network[-1] if len(network) else None
+    if schema.classes and not (isinstance(last, torch.nn.Linear) and last.out_features == len(schema.classes)):
+        raise DataError(f"the model does not end with {len(schema.classes)} logits, one per class of its schema")
+    if not schema.classes and not isinstance(last, torch.nn.Sigmoid):
         raise DataError("the model does not end with a Sigmoid: it gives no probability")
     n_numeric = len(schema.numeric)
     if meta.get("standardise") == "joint":

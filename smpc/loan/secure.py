@@ -17,6 +17,7 @@ from smpc.loan.data import PartyData, batch_order, torch_model
 from smpc.loan.dp_training import train_dp
 from smpc.loan.metrics import accuracy, roc_auc
 from smpc.loan.model_files import save_shares
+from smpc.loan.multiclass import class_metrics, class_probabilities, model_input, training_targets
 from smpc.loan.progress import progress_line
 from smpc.loan.results import PartyResult
 from smpc.loan.resume import resume, save_checkpoint
@@ -35,16 +36,17 @@ def train_secure(session: Session, config: TrainConfig, data: PartyData, progres
     rank, n = session.rank, session.world_size
     n_numeric = len(data.schema.numeric)
     features = cat([session.share(data.features if rank == b else None, owner=b) for b in range(n)])
-    labels = cat([session.share(data.labels if rank == b else None, owner=b) for b in range(n)])
+    targets = training_targets(data.labels, data.schema)  # 0/1 labels, or one-hot rows of K classes
+    labels = cat([session.share(targets if rank == b else None, owner=b) for b in range(n)])
     n_rows = features.shape[0]
     check_truncation_budget(session, n_rows, config)
     # Joint initialisation: every party's contribution comes from the OS's CSPRNG (never from --seed,
     # which every party knows), so no one can predict the initial weights.
-    model = snn.from_torch(torch_model(data.schema.n_features, config), session,
+    model = snn.from_torch(torch_model(data.schema.n_features, config, data.schema.n_outputs), session,
                            owner=None if config.joint_init else 0)
     optimizer = SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                     weight_decay=config.weight_decay)
-    result = PartyResult(rank=rank, train_rows=int(n_rows))
+    result = PartyResult(rank=rank, train_rows=int(n_rows), classes=len(data.schema.classes))
     standardiser: tuple[SharedTensor, SharedTensor] | None = None
     if config.dp_epsilon is not None:
         # Public standardisation: the features are the declared scales' quotients, clipped to [-1, 1];
@@ -65,19 +67,38 @@ def train_secure(session: Session, config: TrainConfig, data: PartyData, progres
     test_features = session.share(data.test_features if rank == 0 else None, owner=0)
     if standardiser is not None:
         test_features = standardise(test_features, *standardiser)
-    predictions = model.predict(test_features, to=0)
+    if data.schema.classes:
+        _test_classes(model, test_features, config, data, result)
+    else:
+        _test_binary(model, test_features, config, data, result)
     revealed = model.reveal(to=config.reveal_to) if config.reveal_to is not None else None
     if config.out:
         save_shares(Path(config.out), session, model, standardiser, data.schema, config)
     result.stats, result.seconds = session.stats.as_dict(), time.monotonic() - start
-    if rank == 0:
-        assert predictions is not None and data.test_labels is not None
-        scores = predictions.reshape(-1).cpu().numpy()
-        result.test_rows = len(scores)
-        result.auc, result.accuracy = roc_auc(scores, data.test_labels), accuracy(scores, data.test_labels)
     if revealed is not None:
         result.weights = {name: p.detach().double() for name, p in revealed.named_parameters()}
     return result
+
+
+def _test_binary(model: snn.Module, test_features: SharedTensor, config: TrainConfig, data: PartyData,
+                 result: PartyResult) -> None:
+    """Party 0's test figures of a binary model: the positive label's probabilities opened to it alone."""
+    predictions = model.predict(model_input(test_features, config), to=0)
+    if predictions is not None:
+        assert data.test_labels is not None
+        scores = predictions.reshape(-1).cpu().numpy()
+        result.test_rows = len(scores)
+        result.auc, result.accuracy = roc_auc(scores, data.test_labels), accuracy(scores, data.test_labels)
+
+
+def _test_classes(model: snn.Module, test_features: SharedTensor, config: TrainConfig, data: PartyData,
+                  result: PartyResult) -> None:
+    """Party 0's test figures of a K-class model: macro one-vs-rest AUC and accuracy (``class_probabilities``)."""
+    probabilities = class_probabilities(model, test_features, config, to=0)
+    if probabilities is not None:
+        assert data.test_labels is not None
+        result.test_rows = len(probabilities)
+        result.auc, result.accuracy = class_metrics(probabilities, data.test_labels)
 
 
 def joint_standardiser(features: SharedTensor, n_numeric: int) -> tuple[SharedTensor, SharedTensor]:
@@ -103,7 +124,8 @@ def _train_steps(session: Session, config: TrainConfig, model: snn.Module, optim
     """Mini-batch SGD on shares in the public seeded batch order, from batch ``done`` (a resumed run) on."""
     n_rows = features.shape[0]
     total_batches = config.epochs * math.ceil(n_rows / config.batch_size)
-    criterion = snn.BCELoss()
+    # K classes: one-hot targets, cross-entropy of the logits; binary: BCE after the final Sigmoid.
+    criterion = snn.CrossEntropyLoss() if labels.dim() == 2 else snn.BCELoss()
     start_step, step = done, 0
     for epoch in range(config.epochs):
         for rows in batch_order(n_rows, epoch, config):
@@ -112,7 +134,8 @@ def _train_steps(session: Session, config: TrainConfig, model: snn.Module, optim
                 continue  # done before the checkpoint we resumed from
             index = torch.from_numpy(rows)
             optimizer.zero_grad()
-            loss = criterion(model(features[index]), labels[index].reshape(-1, 1))
+            targets = labels[index] if labels.dim() == 2 else labels[index].reshape(-1, 1)
+            loss = criterion(model(model_input(features[index], config)), targets)
             loss.backward()
             optimizer.step()
             done += 1

@@ -46,8 +46,8 @@ def _csv(path: Path, change: callable[[list[list[str]]], None]) -> Path:
 
 def _relabel(rows: list[list[str]]) -> None:
     column = rows[0].index("creditability")
-    for i, row in enumerate(rows[1:]):
-        row[column] = ("good", "bad", "unknown")[i % 3]
+    for row in rows[1:]:
+        row[column] = "good"
 
 
 def _blank(rows: list[list[str]]) -> None:
@@ -56,7 +56,7 @@ def _blank(rows: list[list[str]]) -> None:
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--data", "missing.csv"], "line 6: missing value in column 'credit_history'; fill or drop such rows"),
-    (["--data", "threelabel.csv"], "has 3 values (bad, good, unknown); the job needs a binary label: pass --positive"),
+    (["--data", "onelabel.csv"], "label column 'creditability' has only one value (good); training needs two"),
     (["--data", "ok.csv", "--label", "nosuch"], "label column 'nosuch' not found; columns are:"),
     (["--data", "nosuch.csv"], "nosuch.csv: no such file"),
     (["--epochs", "0"], "must be positive"),
@@ -64,7 +64,7 @@ def _blank(rows: list[list[str]]) -> None:
 @pytest.mark.processes
 def test_bad_data_and_options_get_one_clear_line(tmp_path: Path, args: list[str], message: str) -> None:
     _csv(tmp_path / "missing.csv", _blank)
-    _csv(tmp_path / "threelabel.csv", _relabel)
+    _csv(tmp_path / "onelabel.csv", _relabel)
     _csv(tmp_path / "ok.csv", lambda rows: None)
     done = run_smpc("train", *args, cwd=tmp_path, timeout=120)
     assert done.returncode == 2, done.stderr
