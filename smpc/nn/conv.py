@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from smpc.nn import functional as F
-from smpc.nn.init import InitDraws, _joint_values
+from smpc.nn.init import InitDraws, initial_values
 from smpc.nn.module import Module, Parameter
 from smpc.tensor import SharedTensor
 
@@ -37,13 +37,7 @@ class _ConvNd(Module):
         self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, kernel
         self.stride, self.padding = _tuple(stride, self.dims, "stride"), _tuple(padding, self.dims, "padding")
         shapes: list[tuple[int, ...]] = [(out_channels, in_channels, *kernel)] + ([(out_channels,)] if bias else [])
-        if init == "joint":
-            fan_in = in_channels * int(torch.tensor(kernel).prod())
-            values = _joint_values(session, shapes, fan_in, seed)
-        elif init == "zeros":
-            values = [session.public(torch.zeros(shape, dtype=torch.float64)) for shape in shapes]
-        else:
-            raise ValueError(f"init must be 'joint' or 'zeros', got {init!r}")
+        values = initial_values(session, shapes, in_channels * int(torch.tensor(kernel).prod()), init, seed)
         self.weight = Parameter(values[0])
         self.bias = Parameter(values[1]) if bias else None
 

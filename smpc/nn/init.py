@@ -59,9 +59,27 @@ def _joint_values(session: Session, shapes: list[tuple[int, ...]], fan_in: int,
     total = session.share(mine if session.rank == 0 else None, owner=0)
     for owner in range(1, session.world_size):
         total = total + session.share(mine if session.rank == owner else None, owner=owner)
-    values, offset = [], 0
+    return split_flat(total, shapes)
+
+
+def split_flat(flat: SharedTensor, shapes: list[tuple[int, ...]] | list[torch.Size]) -> list[SharedTensor]:
+    """A flat SharedTensor cut into consecutive pieces of ``shapes`` (local, exact)."""
+    pieces, offset = [], 0
     for shape in shapes:
         count = int(torch.Size(shape).numel())
-        values.append(total[offset : offset + count].reshape(shape))
+        pieces.append(flat[offset : offset + count].reshape(shape))
         offset += count
-    return values
+    return pieces
+
+
+def initial_values(session: Session, shapes: list[tuple[int, ...]], fan_in: int, init: str,
+                   seed: int | InitDraws | None) -> list[SharedTensor]:
+    """A layer's starting parameters of ``shapes``: ``init="joint"`` (``_joint_values``: nobody knows them) or
+    ``"zeros"`` (public zeros, no communication; ``seed`` must then be None)."""
+    if init == "joint":
+        return _joint_values(session, shapes, fan_in, seed)
+    if init != "zeros":
+        raise ValueError(f"init must be 'joint' or 'zeros', got {init!r}")
+    if seed is not None:
+        raise ValueError("seed only applies to init='joint'")
+    return [session.public(torch.zeros(shape, dtype=torch.float64)) for shape in shapes]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from smpc.nn.init import InitDraws, _joint_values
+from smpc.nn.init import InitDraws, initial_values
 from smpc.nn.module import Module, Parameter
 from smpc.tensor import SharedTensor
 
@@ -39,14 +39,7 @@ class Linear(Module):
             raise ValueError(f"Linear needs positive sizes, got {in_features} -> {out_features}")
         self.in_features, self.out_features = in_features, out_features
         shapes: list[tuple[int, ...]] = [(out_features, in_features)] + ([(out_features,)] if bias else [])
-        if init == "joint":
-            values = _joint_values(session, shapes, in_features, seed)
-        elif init == "zeros":
-            if seed is not None:
-                raise ValueError("seed only applies to init='joint'")
-            values = [session.public(torch.zeros(shape, dtype=torch.float64)) for shape in shapes]
-        else:
-            raise ValueError(f"init must be 'joint' or 'zeros', got {init!r}")
+        values = initial_values(session, shapes, in_features, init, seed)
         self.weight = Parameter(values[0])
         self.bias = Parameter(values[1]) if bias else None
 

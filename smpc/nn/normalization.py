@@ -20,6 +20,7 @@ import protocols
 from protocols.additive.compare import ltz
 from protocols.prg import AesCtrPrg, new_key
 from smpc.autograd import no_grad, record
+from smpc.nn.init import split_flat
 from smpc.nn.module import Module, Parameter
 from smpc.tensor import SharedTensor, bit_tensor, cat, stack, where
 
@@ -227,13 +228,7 @@ def _products(pairs: list[tuple[SharedTensor, SharedTensor]]) -> list[SharedTens
     shapes = [torch.broadcast_shapes(a.shape, b.shape) for a, b in pairs]
     left = cat([a.expand(*shape).reshape(-1) for (a, _), shape in zip(pairs, shapes)])
     right = cat([b.expand(*shape).reshape(-1) for (_, b), shape in zip(pairs, shapes)])
-    flat = left * right
-    results, start = [], 0
-    for shape in shapes:
-        size = int(torch.Size(shape).numel())
-        results.append(flat[start:start + size].reshape(shape))
-        start += size
-    return results
+    return split_flat(left * right, shapes)
 
 
 def _reduced_dims(x: SharedTensor) -> tuple[int, ...]:
