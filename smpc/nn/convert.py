@@ -106,11 +106,10 @@ def convert_module(module: torch.nn.Module, session: Session, owner: int | None,
         return converter(module, session, owner, draws)
     graph = check_traceable(module, tuple(_LAYERS))
     return Traced(module, graph, lambda child: convert_module(child, session, owner, draws),
-                  lambda tensor: share_parameter(session, tensor, owner, draws))
+                  lambda tensor: share_parameter(session, tensor, owner))
 
 
-def share_parameter(session: Session, tensor: torch.Tensor, owner: int | None,
-                    draws: InitDraws | None = None) -> SharedTensor:
+def share_parameter(session: Session, tensor: torch.Tensor, owner: int | None) -> SharedTensor:
     """The owner's tensor shared (every party passes one of the same shape; only the owner's values count).
     A free parameter of a user's module (outside torch.nn layers) has no joint initialisation: it needs an
     owner."""
