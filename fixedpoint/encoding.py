@@ -149,7 +149,8 @@ class FixedPoint:
         """int64 ring elements -> float64 values (two's complement, so negatives decode as negatives)."""
         if ring.dtype != torch.int64:
             raise TypeError(f"decode expects int64 ring elements, got {ring.dtype}")
-        return ring.to(torch.float64) / self.scale
+        # In place on the new float64 tensor; multiplying by 2^-frac_bits is exact, as the division was.
+        return ring.to(torch.float64).mul_(math.ldexp(1.0, -self.frac_bits))
 
     def local_shift_failure_probability(self) -> float:
         """Chance that the two-party local-shift truncation of one element is wrong by about 2^(64-frac_bits)."""

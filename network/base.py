@@ -77,7 +77,8 @@ class Transport(Protocol):
         """Wait for the message ``src`` sent under ``tag``; ``op`` names the operation in error messages.
 
         Raises PeerLostError, PeerClosedError, ReceiveTimeout or ProtocolError; never waits past the deadline.
-        The returned array may be read-only.
+        The returned array may be read-only; a writable one belongs to the caller alone (nothing else refers to
+        it), who may modify it.
         """
 
     def close(self, *, abort: bool = False, reason: str = "") -> None:

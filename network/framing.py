@@ -57,6 +57,7 @@ _U16_MAX = (1 << 16) - 1
 _U64_MAX = (1 << 64) - 1
 _DTYPE_CODES: dict[np.dtype, int] = {dtype: code for code, dtype in enumerate(WIRE_DTYPES)}
 _BYTES = np.dtype("u1")
+_ZEROS = tuple((0,) * (MAX_NDIM - ndim) for ndim in range(MAX_NDIM + 1))  # unused shape entries, by ndim
 
 
 class Kind(enum.IntEnum):
@@ -67,6 +68,9 @@ class Kind(enum.IntEnum):
     BYE = 2
     ABORT = 3
     MORE = 4  # the next chunk of the array whose DATA frame came last from this sender
+
+
+_KINDS = tuple(Kind(code) for code in range(len(Kind)))  # by code: a tuple lookup, not an enum call per frame
 
 
 @dataclass(frozen=True)
@@ -152,6 +156,8 @@ def encode_header(
 
 def _check_range(name: str, value: int, maximum: int) -> None:
     """ValueError unless ``value`` is an int in ``[0, maximum]``."""
+    if type(value) is int and 0 <= value <= maximum:  # the common case, without the isinstance of numpy's ABCs
+        return
     if not isinstance(value, (int, np.integer)) or not 0 <= int(value) <= maximum:
         raise ValueError(f"{name} must be an integer in [0, {maximum}], got {value!r}")
 
@@ -222,33 +228,26 @@ def _unpack_header(head: memoryview) -> tuple[Any, ...]:
 def _check_fields(fields: tuple[Any, ...], max_bytes: int) -> tuple[Kind, np.dtype, tuple[int, ...], int]:
     """Validate kind, dtype, ndim, shape and declared length; return them decoded."""
     kind_code, dtype_code, ndim, declared = fields[2], fields[3], fields[4], fields[9]
-    if kind_code not in Kind._value2member_map_:
+    if kind_code >= len(_KINDS):
         raise ProtocolError(f"unknown frame kind {kind_code}")
     if dtype_code >= len(WIRE_DTYPES):
         raise ProtocolError(f"unknown dtype code {dtype_code}")
     if ndim > MAX_NDIM:
         raise ProtocolError(f"frame declares {ndim} dimensions, at most {MAX_NDIM} allowed")
-    dims = fields[10:]
-    shape = tuple(dims[:ndim])
-    if any(dims[ndim:]):
+    shape = fields[10 : 10 + ndim]
+    if fields[10 + ndim :] != _ZEROS[ndim]:
         raise ProtocolError(f"frame declares {ndim} dimensions but sets unused shape entries")
     if declared > max_bytes:
         raise ProtocolError(f"frame declares {declared} bytes, more than the cap of {max_bytes}")
     dtype = WIRE_DTYPES[dtype_code]
-    if any(dim > max_bytes for dim in shape):
-        raise ProtocolError(f"frame shape {shape} has a dimension larger than the cap of {max_bytes}")
-    expected = _product(shape) * dtype.itemsize
+    expected = dtype.itemsize
+    for dim in shape:
+        if dim > max_bytes:
+            raise ProtocolError(f"frame shape {shape} has a dimension larger than the cap of {max_bytes}")
+        expected *= dim
     if expected != declared:
         raise ProtocolError(f"shape {shape} of {dtype} needs {expected} bytes but the frame declares {declared}")
-    return Kind(kind_code), dtype, shape, declared
-
-
-def _product(shape: tuple[int, ...]) -> int:
-    """Exact product of the dimensions (Python ints, so no overflow)."""
-    result = 1
-    for dim in shape:
-        result *= dim
-    return result
+    return _KINDS[kind_code], dtype, shape, declared
 
 
 def array_view(body: Any, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:

@@ -58,16 +58,24 @@ def confirm_loss(link: Link, router: zmq.Socket, drain_router: Callable[[], None
         link.lost = True
 
 
-def raise_if_failed(links: Mapping[int, Link], src: int, what: str) -> None:
-    """Raise if ``src`` or any other peer is lost or aborted, or ``src`` closed without sending ``what``."""
+def raise_if_failed(links: Mapping[int, Link], src: int, what: Callable[[], str]) -> None:
+    """Raise if ``src`` or any other peer is lost or aborted, or ``src`` closed without sending ``what()`` (called
+    only then: this runs on every wait of every round)."""
+    for link in links.values():
+        if link.bye or link.aborted or link.lost:
+            break
+    else:
+        return
+    awaited = what()
     ordered = [links[src]] + [link for node, link in sorted(links.items()) if node != src]
     for link in ordered:
         if link.aborted:
-            raise PeerLostError(f"{link.name} aborted ({link.abort_reason}) while we waited for {what}", peer=link.node)
+            raise PeerLostError(f"{link.name} aborted ({link.abort_reason}) while we waited for {awaited}",
+                                peer=link.node)
         if link.lost:
-            raise PeerLostError(f"lost {link.name} while waiting for {what}", peer=link.node)
+            raise PeerLostError(f"lost {link.name} while waiting for {awaited}", peer=link.node)
     if links[src].bye:
-        raise PeerClosedError(f"{links[src].name} closed the session before sending {what}", peer=src)
+        raise PeerClosedError(f"{links[src].name} closed the session before sending {awaited}", peer=src)
 
 
 def apply_goodbye(link: Link, frame: Frame) -> None:

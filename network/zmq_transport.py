@@ -43,10 +43,16 @@ import zmq
 from . import zmq_liveness as liveness
 from . import zmq_setup as setup
 from .base import TransportStats, check_wire_array, node_name
-from .delivery import MESSAGE_CHARGE_BYTES, Mailbox, send_message
+from .delivery import MESSAGE_CHARGE_BYTES, Mailbox, receive_parts, send_message
 from .errors import HandshakeError, NetworkError, PeerClosedError, PeerLostError, ProtocolError, ReceiveTimeout
 from .framing import HEADER_SIZE, Frame, Header, Kind, decode_header, whole_frame
 from .zap import ZapHandler
+
+#: How often a node that is sending or waiting also drains its whole ROUTER and reads its monitors.  Between two
+#: such pumps a round costs one poll of the ROUTER; a lost peer shows at most this much later.
+SERVICE_INTERVAL_S = 0.05
+_SERVICE_INTERVAL_MS = round(SERVICE_INTERVAL_S * 1000)
+_RCVTIMEO = int(zmq.RCVTIMEO)
 
 
 class ZmqTransport:
@@ -113,6 +119,8 @@ class ZmqTransport:
         self._endpoint = self._router.getsockopt_string(zmq.LAST_ENDPOINT)
         self._poller = zmq.Poller()
         self._poller.register(self._router, zmq.POLLIN)
+        self._next_service = 0.0  # monotonic time of the next full pump (ROUTER drained, monitors read)
+        self._receive_timeout_ms = -1  # the ROUTER's RCVTIMEO as last set (-1: ZeroMQ's default, no timeout)
 
     # ----------------------------------------------------------------------------------------------- properties
 
@@ -218,9 +226,11 @@ class ZmqTransport:
         link = self._link(dst)
         self._check_sendable(link, tag)
         started = time.perf_counter()
-        # Read what has arrived first: a node that mostly sends must still drain its queues, or libzmq stops reading
-        # the full ones and their heartbeats starve (see zmq_setup.HWM_FRAMES).  One poll when nothing is waiting.
-        self._drain_router()
+        # A node that mostly sends must still drain its queues, or libzmq stops reading the full ones and their
+        # heartbeats starve (see zmq_setup.HWM_FRAMES): every SERVICE_INTERVAL_S, not on every send (a poll of the
+        # ROUTER is two system calls, a large part of a small round).
+        if time.monotonic() >= self._next_service:
+            self._pump(0.0)
         # reshape: check_wire_array's np.ascontiguousarray turns a 0-d array into shape (1,)
         wire = check_wire_array(array, self._options.max_message_bytes).reshape(np.shape(array))
         self._send(link, Kind.DATA, tag, wire, self._options.recv_timeout)
@@ -239,23 +249,30 @@ class ZmqTransport:
 
         Raises PeerLostError if any peer was lost or aborted, PeerClosedError if ``src`` said goodbye without
         sending it, ReceiveTimeout after ``recv_timeout`` seconds, ProtocolError on a bad frame.  The array
-        returned may be read-only.
+        returned may be read-only (a view of a large frame); nothing else refers to it.
         """
         self._link(src)
         deadline = time.monotonic() + self._options.recv_timeout
-        awaited = f"{op} (tag {tag})" if op else f"tag {tag}"
+
+        def awaited() -> str:
+            return f"{op} (tag {tag})" if op else f"tag {tag}"
+
         while True:
             array = self._mailbox.take(src, tag)
             if array is not None:
                 return array
-            liveness.raise_if_failed(self._links, src, f"{awaited} from {self._name(src)}")
-            remaining = deadline - time.monotonic()
+            liveness.raise_if_failed(self._links, src, lambda: f"{awaited()} from {self._name(src)}")
+            now = time.monotonic()
+            remaining = deadline - now
             if remaining <= 0:
                 raise ReceiveTimeout(
-                    f"no message from {self._name(src)} for {awaited} within {self._options.recv_timeout:g} s",
+                    f"no message from {self._name(src)} for {awaited()} within {self._options.recv_timeout:g} s",
                     peer=src,
                 )
-            self._pump(remaining)
+            if now >= self._next_service:
+                self._pump(remaining)
+            else:
+                self._await_router(remaining)
 
     def _link(self, node: int) -> setup.Link:
         """The link to ``node``; NetworkError if the transport is closed or not connected, ValueError if unknown."""
@@ -284,6 +301,7 @@ class ZmqTransport:
         """Wait up to ``timeout_s`` for traffic or link events (or for room to send on ``writable``), then process
         everything that is ready."""
         started = time.perf_counter()
+        self._next_service = time.monotonic() + SERVICE_INTERVAL_S
         if writable is not None:
             self._poller.register(writable, zmq.POLLOUT)
         try:
@@ -300,10 +318,33 @@ class ZmqTransport:
             if link.monitor in ready:
                 liveness.drain_monitor(link, self._confirm_loss)
 
+    def _await_router(self, timeout_s: float) -> None:
+        """Wait up to ``timeout_s`` (at most ``SERVICE_INTERVAL_S``) for a message on the ROUTER alone and accept
+        it (one; ``recv`` loops).
+
+        The hot path of a round: one blocking receive on one socket.  The monitors and the rest of the queue wait
+        for the next ``_pump``, at most about ``SERVICE_INTERVAL_S`` away, so a lost peer shows that much later."""
+        started = time.perf_counter()
+        # A receive that blocks (RCVTIMEO) costs one system call where zmq_poll costs three or four.  It waits
+        # SERVICE_INTERVAL_S at most (set once), less only when the deadline is nearer.
+        timeout_ms = min(_SERVICE_INTERVAL_MS, setup.seconds_to_ms(timeout_s))
+        if timeout_ms != self._receive_timeout_ms:
+            self._router.setsockopt(_RCVTIMEO, timeout_ms)
+            self._receive_timeout_ms = timeout_ms
+        try:
+            parts = receive_parts(self._router)
+        except zmq.Again:
+            self._stats.wait_seconds += time.perf_counter() - started
+            return
+        accepted = time.perf_counter()
+        self._stats.wait_seconds += accepted - started
+        self._accept(parts)
+        self._stats.codec_seconds += time.perf_counter() - accepted
+
     def _drain_router(self) -> None:
         """Accept every message waiting on the ROUTER."""
         while self._router.poll(0, zmq.POLLIN):
-            self._accept(self._router.recv_multipart(copy=False))
+            self._accept(receive_parts(self._router))
 
     def _confirm_loss(self, link: setup.Link) -> None:
         """Mark ``link`` lost unless its goodbye shows up within the grace period (see ``zmq_liveness``)."""

@@ -90,7 +90,8 @@ class Party:
 
     @property
     def others(self) -> tuple[int, ...]:
-        return tuple(i for i in range(self.n_parties) if i != self.rank)
+        return _OTHERS[self.n_parties][self.rank] if self.n_parties < len(_OTHERS) else tuple(
+            i for i in range(self.n_parties) if i != self.rank)
 
     def next_tag(self) -> int:
         self._tag += 1
@@ -116,7 +117,9 @@ class Party:
         """The message ``src`` sent under ``tag``, as a tensor on this party's device."""
         array = self.transport.recv(src, tag, op=op)
         start = time.perf_counter()
-        tensor = torch.from_numpy(np.array(array, copy=True))
+        # A writable array is ours (see network.base.Transport.recv); a read-only one (a view of a large frame, or
+        # the in-process transport's) is copied, since torch may write to what it wraps.
+        tensor = torch.from_numpy(array if array.flags.writeable else np.array(array, copy=True))
         if self.device.type != "cpu":
             tensor = tensor.to(self.device)
         self._timed("serialization", start)
@@ -124,7 +127,9 @@ class Party:
 
     def _wire(self, tensor: torch.Tensor) -> np.ndarray:
         start = time.perf_counter()
-        wire = tensor.detach().to("cpu").contiguous().numpy()
+        if tensor.device.type != "cpu":
+            tensor = tensor.to("cpu")
+        wire = tensor.detach().contiguous().numpy()
         self._timed("serialization", start)
         return wire
 
@@ -232,6 +237,10 @@ class Party:
                 f"with int_bits={self.encoding.int_bits}, frac_bits={self.encoding.frac_bits}), over the budget "
                 f"of {self.failure_budget:g}; use truncation='dealer' (exact) or lower int_bits"
             )
+
+
+#: ``others`` for the common sizes, by party count and rank (a property every opening reads).
+_OTHERS = tuple(tuple(tuple(i for i in range(n) if i != rank) for rank in range(n)) for n in range(9))
 
 
 def _combine_into(total: torch.Tensor, share: torch.Tensor, xor: bool) -> None:

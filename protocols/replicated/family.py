@@ -129,7 +129,9 @@ class ReplicatedFamily:
             party.send(receiver_of_mine, tag, x[1])
         if to is not None and to != rank:
             return None
-        missing = party.recv(rep.next_rank(rank), tag, "reveal").reshape(x[0].shape)
+        missing = party.recv(rep.next_rank(rank), tag, "reveal")
+        if missing.shape != x[0].shape:
+            missing = missing.reshape(x[0].shape)
         total = rep.recombine((x[0], x[1]), missing)
         party.notify_learned("reveal", tag, total)
         return total
