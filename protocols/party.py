@@ -63,6 +63,8 @@ class Party:
     #: Who watches this party (audit log, cost model, request recorder, profiler); see ``protocols.observe``.
     observers: list[Observer] = field(default_factory=list, repr=False)
     planned: deque = field(default_factory=deque, repr=False)
+    #: Requests the last party sends the dealer as one plan at its next request (``protocols.replicated.helper``).
+    plan_ahead: tuple = field(default=(), repr=False)
     pending_plan_acks: list[int] = field(default_factory=list, repr=False)
     rounds: int = 0
     truncated_elements: int = 0

@@ -302,6 +302,14 @@ class Correlated:
         shape_a, shape_b, shape_c = request.output_shapes()
         stream = party.next_dealer_request()
         self._party, self._stream, self._shape_c, self._kind = party, stream, shape_c, request.kind
+        if party.rank == party.last and party.plan_ahead:
+            # The whole call's requests, sent as one plan under this first request's stream (the replicated
+            # family's helper, ``protocols.replicated.helper.RememberedPlans``); observers hear of it first.
+            ahead, party.plan_ahead = party.plan_ahead, ()
+            plan = encode_plan(ahead, 1)
+            party.notify_opening("helper plan", plan.nbytes)
+            party.send(party.dealer_id, stream, torch.from_numpy(plan))
+            party.planned.extend(ahead)
         party.notify_dealer_request(request)
         if party.rank == party.last:
             if party.planned:

@@ -20,7 +20,7 @@ from protocols.party import Party
 from protocols.prg import AesCtrPrg
 from protocols.replicated import shares as rep
 from protocols.replicated.arithmetic import fused_truncate
-from protocols.replicated.helper import Helper, SubParty, encode_end, sub_party
+from protocols.replicated.helper import Helper, RememberedPlans, SubParty, encode_end, run_remembered, sub_party
 from protocols.setup import derived_key, pairwise_keys
 
 #: Stream-id domains (top byte) on the pair keys, so that no two uses of one key can meet.
@@ -51,6 +51,7 @@ class ReplicatedFamily:
         self.pair = {peer: AesCtrPrg(derived_key(key, b"replicated pair")) for peer, key in keys.items()}
         self.helper: Helper | None = None
         self.sub: SubParty | None = None
+        self.plans = RememberedPlans()  # party 2's (see helper.RememberedPlans)
         if party.rank == 0:
             self.helper = Helper(party, [AesCtrPrg(derived_key(keys[peer], b"helper")) for peer in (1, 2)])
         else:
@@ -192,7 +193,8 @@ class ReplicatedFamily:
     def call(self, function: Callable[..., Any], *inputs: Shares, **options: Any) -> Any:
         """Run ``function`` (a protocol of additive shares) in the helper sub-session (``helper``): parties 1
         and 2 on their two-party view of the inputs, party 0 as its dealer; the outputs come back as
-        replicated shares in one more round.  Returns Shares, or a tuple of them for a tuple result."""
+        replicated shares in one more round.  Returns Shares, or a tuple of them for a tuple result.  Party 2
+        sends a repeated call's dealer requests as one plan (``helper.RememberedPlans``)."""
         party = self.party
         if self.helper is not None:
             shapes, is_tuple, tag, rounds = self.helper.serve()
@@ -204,7 +206,11 @@ class ReplicatedFamily:
         sub = self.sub
         before = sub.rounds
         views = [rep.two_of_two((x[0], x[1]), self.rank) for x in inputs]
-        result = function(sub, *views, **options)
+        if self.rank == 2:
+            key = RememberedPlans.key(function, [tuple(x[0].shape) for x in inputs], options)
+            result = run_remembered(sub, self.plans, key, lambda: function(sub, *views, **options))
+        else:
+            result = function(sub, *views, **options)
         outputs = list(result) if isinstance(result, tuple) else [result]
         rounds = sub.rounds - before
         stream = sub.next_dealer_request()  # the end marker's stream, on both of the sub-session's parties

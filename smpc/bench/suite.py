@@ -238,13 +238,17 @@ def replicated_theory(per_party: list[dict]) -> tuple[int, int, int]:
     """The replicated family's (payload bytes, header bytes, rounds) for the party that sends the most: each
     party's openings from its own trace (``protocols.replicated``: the owner of an input sends its last
     component to both others; everything else, the helper sub-session's two-party openings included, goes to
-    one peer), plus party 0's helper corrections and party 2's requests to it.  Rounds: party 1 takes part in
-    every round, so its openings count them."""
+    one peer), plus party 0's helper corrections and party 2's requests to it: one message each, or, in a call
+    that repeats an earlier one, one plan that holds them all (``helper.RememberedPlans``).  Rounds: party 1
+    takes part in every round, so its openings count them."""
     costs = []
     for rank, party in enumerate(per_party):
         payload = messages = 0
+        planned = False  # between a plan and its call's end, requests travel inside the plan
         for label, nbytes in party["openings"]:
-            if label == "dealer request" and rank != 2:  # recorded by both, sent by the sub-session's last
+            if label == "helper plan" or label == "helper end":
+                planned = label == "helper plan"
+            if label == "dealer request" and (rank != 2 or planned):  # recorded by both, sent by party 2
                 continue
             copies = 2 if label == "share" else 1
             payload += copies * nbytes
@@ -252,7 +256,7 @@ def replicated_theory(per_party: list[dict]) -> tuple[int, int, int]:
         costs.append((payload, messages))
     payload, messages = max(costs)
     rounds = sum(1 for label, _ in per_party[1]["openings"]
-                 if label not in ("helper correction", "dealer request", "helper end"))
+                 if label not in ("helper correction", "dealer request", "helper end", "helper plan"))
     return payload, messages * HEADER_SIZE, rounds
 
 

@@ -206,3 +206,84 @@ def test_what_a_party_sees_does_not_depend_on_the_input(recorded: tuple[str, dic
         if statistic >= critical:
             failures.append(f"party {rank}, {op}: {statistic:.1f} >= {critical:.1f}")
     assert failures == []
+
+
+# -- remembered plans ----------------------------------------------------------------------------------------
+def _helper_messages_per_call(session: smpc.Session) -> list[tuple[int, bool]]:
+    """Party 2's messages to party 0 for each of four sigmoids of one shape, and whether each result is right."""
+    x = session.share(torch.linspace(-9.0, 9.0, 300, dtype=torch.float64) if session.rank == 0 else None, owner=0)
+    out = []
+    for _ in range(4):
+        before = session.party.transport.stats.messages_sent.get(0, 0)
+        value = x.sigmoid().reveal()
+        sent = session.party.transport.stats.messages_sent.get(0, 0) - before
+        out.append((sent, bool((value - torch.sigmoid(torch.linspace(-9.0, 9.0, 300))).abs().max() < 3.3e-4)))
+    return out
+
+
+def test_a_repeated_call_sends_its_requests_to_party_0_as_one_plan() -> None:
+    """The first sigmoid of a shape sends party 0 one request per correlated value, the end marker and its
+    part of the conversion back to replicated shares; every later one the same requests as one plan: 3
+    messages, with results as right as the first's."""
+    results = run_parties(_helper_messages_per_call, REPLICATED)
+    sent = [count for count, _ in results[2]]
+    assert sent[0] > 3 and sent[1:] == [3, 3, 3]
+    assert all(right for party in results for _, right in party)
+
+
+class _Varying:
+    """An option every call sees as the same (equal, one hash), whose ``size`` and ``repeats`` the test changes
+    between calls: a stand-in for a function whose requests depend on something its key does not hold."""
+
+    size = 4
+    repeats = 1
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Varying)
+
+    def __hash__(self) -> int:
+        return 0
+
+
+def _compare_of_varying_size(party: Any, x: torch.Tensor, *, varying: _Varying) -> torch.Tensor:
+    from protocols.additive.compare import ltz
+    for _ in range(varying.repeats - 1):
+        ltz(party, x.reshape(-1)[: varying.size])
+    return ltz(party, x.reshape(-1)[: varying.size])
+
+
+def _varying_calls(session: smpc.Session, calls: list[tuple[int, int]]) -> None:
+    x = session.share(torch.linspace(-2.0, 2.0, 8, dtype=torch.float64) if session.rank == 0 else None, owner=0)
+    varying = _Varying()
+    for size, repeats in calls:
+        varying.size, varying.repeats = size, repeats
+        session.family.call(_compare_of_varying_size, x._parts, varying=varying)
+
+
+@pytest.mark.parametrize(("calls", "message"), [
+    ([(4, 1), (8, 1)], "masked bits of shapes \\(8,\\).*plan made ahead of time has a masked bits of shapes \\(4,\\)"),
+    ([(8, 1), (4, 1)], "masked bits of shapes \\(4,\\).*plan made ahead of time has a masked bits of shapes \\(8,\\)"),
+    ([(4, 2), (4, 1)], "PlanMismatch: this call asked party 0 for .* fewer than the same call did before"),
+])
+def test_a_call_that_asks_for_other_requests_than_remembered_fails_with_plan_mismatch(
+        calls: list[tuple[int, int]], message: str) -> None:
+    """Requests of other shapes than the same call's before, or fewer of them, raise PlanMismatch on party 2
+    (and the session ends on every party), never a wrong value; more of them are asked for one by one."""
+    with pytest.raises(smpc.PartyError, match=message):
+        run_parties(lambda session: _varying_calls(session, calls), REPLICATED, recv_timeout=10.0, timeout=60.0)
+
+
+def _more_requests_than_remembered(session: smpc.Session) -> list[bool]:
+    x = session.share(torch.linspace(-2.0, 2.0, 8, dtype=torch.float64) if session.rank == 0 else None, owner=0)
+    varying, right = _Varying(), []
+    for repeats in (1, 3, 1):
+        varying.size, varying.repeats = 8, repeats
+        bits = session.family.call(_compare_of_varying_size, x._parts, varying=varying)
+        opened = session.family.reveal(bits)
+        assert opened is not None
+        right.append(bool(torch.equal(opened, (torch.linspace(-2.0, 2.0, 8) < 0).to(torch.int64))))
+    return right
+
+
+def test_a_call_that_asks_for_more_requests_than_remembered_asks_for_the_rest_one_by_one() -> None:
+    assert run_parties(_more_requests_than_remembered, REPLICATED) == [[True, True, True]] * 3
