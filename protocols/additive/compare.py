@@ -53,8 +53,9 @@ def ltz(party: Party, x: torch.Tensor) -> torch.Tensor:
     count = generate.numel()
     for width in _LANE_WIDTHS:  # lanes of `width` bits per element, 64 / width elements to a word, in order
         last = width == _LANE_WIDTHS[-1]
-        lo_g, hi_g = compress_bits(generate, odd=False), compress_bits(generate, odd=True)
-        lo_p, hi_p = compress_bits(propagate, odd=False), compress_bits(propagate, odd=True)
+        # One compression of the four rows: even and odd bits of g and p (torch's cost here is per call).
+        pairs = torch.stack([generate, propagate])
+        lo_g, lo_p, hi_g, hi_p = compress_bits(torch.cat([pairs, logical_shift_right(pairs, 1)]), odd=False)
         products = binary_and(party, hi_p, lo_g.unsqueeze(0) if last else torch.stack([lo_g, lo_p]))
         generate = hi_g ^ products[0]
         if not last:
@@ -91,14 +92,15 @@ _COMPRESS_MASKS = tuple(m - (1 << 64) if m >> 63 else m for m in _COMPRESS)
 def compress_bits(words: torch.Tensor, *, odd: bool) -> torch.Tensor:
     """The even (or odd) bits of packed words, packed again at half the lane width: for K words holding lanes of
     w bits, ceil(K / 2) words holding the same elements' lanes of w / 2 bits, in the same order (bit 2i of a
-    word goes to bit i; two words' halves share a word).  Local and XOR-linear, so it applies to XOR shares."""
+    word goes to bit i; two words' halves share a word).  Along the last dimension: rows of a 2-D input are
+    compressed each on its own.  Local and XOR-linear, so it applies to XOR shares."""
     x = logical_shift_right(words, 1) if odd else words
     x = x & _COMPRESS_MASKS[0]
     for shift, mask in zip((1, 2, 4, 8, 16), _COMPRESS_MASKS[1:]):
         x = (x | (x >> shift)) & mask  # arithmetic shifts are harmless: every mask clears bit 63
-    if x.numel() % 2:
-        x = torch.cat([x, x.new_zeros(1)])
-    return x[0::2] | (x[1::2] << 32)
+    if x.shape[-1] % 2:
+        x = torch.cat([x, x.new_zeros((*x.shape[:-1], 1))], dim=-1)
+    return x[..., 0::2] | (x[..., 1::2] << 32)
 
 
 def binary_and(party: Party, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -218,6 +218,14 @@ def test_compress_bits_keeps_every_other_bit_in_order(words: list[int], odd: boo
     assert [(w >> i) & 1 for w in result for i in range(64)] == kept
 
 
+@given(st.lists(st.lists(st.integers(INT64_MIN, INT64_MAX), min_size=3, max_size=3), min_size=1, max_size=4),
+       st.booleans())
+def test_compress_bits_compresses_each_row_of_a_matrix_as_it_would_alone(rows: list[list[int]], odd: bool) -> None:
+    matrix = compress_bits(torch.tensor(rows, dtype=torch.int64), odd=odd)
+    for row, result in zip(rows, matrix):
+        assert torch.equal(result, compress_bits(torch.tensor(row, dtype=torch.int64), odd=odd))
+
+
 # -- costs -----------------------------------------------------------------------------------------------
 def measure(session: smpc.Session, function: Callable[[], Any]) -> dict[str, int]:
     """Counters of one call, from zero (the inputs were shared before)."""
