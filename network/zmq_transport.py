@@ -49,7 +49,7 @@ from .framing import HEADER_SIZE, Frame, Header, Kind, decode_header, whole_fram
 from .zap import ZapHandler
 
 #: How often a node that is sending or waiting also drains its whole ROUTER and reads its monitors.  Between two
-#: such pumps a round costs one poll of the ROUTER; a lost peer shows at most this much later.
+#: such pumps a round costs one blocking receive on the ROUTER; a lost peer shows at most about this much later.
 SERVICE_INTERVAL_S = 0.05
 _SERVICE_INTERVAL_MS = round(SERVICE_INTERVAL_S * 1000)
 _RCVTIMEO = int(zmq.RCVTIMEO)

@@ -16,7 +16,7 @@ sub-session's parties take their program tags from the main party, so tags stay 
 
 Party 2 asks for each correlated value with one small message.  A call it has made before on the same shapes
 (every step of a training loop) asks for all of them in one plan, in its first request's message
-(``RememberedPlans``), and party 0 sends every correction at once: 14 messages fewer per sigmoid, no wait on
+(``RememberedPlans``), and party 0 sends every correction at once: 12 messages fewer per sigmoid, no wait on
 party 0 inside the call, and nothing party 0 learns that it would not learn otherwise.
 """
 
