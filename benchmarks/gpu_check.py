@@ -47,7 +47,7 @@ import smpc
 from fixedpoint import ring_matmul
 from fixedpoint.ring import limb_width
 from protocols.family import FAMILIES
-from smpc.bench.common import barrier, print_table, synchronize
+from smpc.bench.common import barrier, print_table, settle_all, synchronize
 from smpc.bench.training import logistic_model, secure_logistic, synthetic, train_plain_epoch
 
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
@@ -234,7 +234,7 @@ def timing_program(session: smpc.Session, sizes: Sizes, repeats: dict[str, int])
             barrier(session)
             with session.record() if not run else contextlib.nullcontext(plan) as plan:
                 start = time.perf_counter()
-                secure()
+                settle_all(secure())
                 synchronize(session)
                 elapsed = time.perf_counter() - start
             if run:

@@ -52,7 +52,7 @@ import torch
 
 import smpc
 from benchmarks.soak import peak_rss_kib
-from smpc.bench.common import barrier, print_table
+from smpc.bench.common import barrier, print_table, settle_all
 
 LEARNING_RATE = 0.5
 RATIO_TARGET = 1.3
@@ -204,7 +204,7 @@ def secure_epoch(session: smpc.Session, data: ChunkedRows, features: int, batch:
     seconds = []
     for first in range(0, data.count, batch):
         start = time.perf_counter()
-        w, b = sgd_step(data.rows(first, min(first + batch, data.count)), features, w, b, lr)
+        w, b = settle_all(sgd_step(data.rows(first, min(first + batch, data.count)), features, w, b, lr))
         seconds.append(time.perf_counter() - start)
     return w, b, seconds
 

@@ -67,6 +67,20 @@ class Family(Protocol):
     def truncate(self, x: Shares, divisor: int | None = None) -> Shares:
         """floor(x / divisor) or that plus one; divisor defaults to 2^frac_bits."""
 
+    # -- deferred truncation (``smpc.deferred``) ---------------------------------------------------------
+    #: The largest bound_bits ``truncate_additive`` takes (above product_bits only for an exact truncation).
+    max_bound_bits: int
+
+    def product(self, x: Shares, y: Shares, *, matmul: bool = False) -> torch.Tensor:
+        """This party's additive share of x * y (x @ y with ``matmul``) at double scale, not truncated:
+        ``mul`` / ``matmul`` is this, then ``truncate_additive``."""
+
+    def additive(self, x: Shares) -> torch.Tensor:
+        """This party's additive share of x (local; a view, not a copy)."""
+
+    def truncate_additive(self, z: torch.Tensor, divisor: int, bound_bits: int) -> Shares:
+        """Shares of floor(z / divisor) (or that plus one) for an additively shared z with |z| < 2^bound_bits."""
+
     def call(self, function: Callable[..., Any], *inputs: Shares, **options: Any) -> Any:
         """Run an additive-share protocol ``function(party, *tensors, **options)`` (a comparison, an
         approximation) on shared inputs; returns Shares, or a tuple of Shares where ``function`` returns a

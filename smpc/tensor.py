@@ -26,6 +26,7 @@ from protocols.approx import softmax as approx_softmax
 from protocols.approx import sqrt as approx_sqrt
 from protocols.family import Family, Shares, join_parts, map_parts, zip_parts
 from smpc import autograd, gradients
+from smpc.deferred import Deferred
 from smpc.operands import check_multiplier, public_operand, public_tensor
 from smpc.range_check import check_opened, check_shared, rescale_checked
 
@@ -42,14 +43,17 @@ class SharedTensor:
     two in the replicated one); structure applies to each part, the rest goes through the session's family.
     """
 
-    __slots__ = ("_session", "_parts", "_bit", "_requires_grad", "_grad_fn", "_grad")
+    __slots__ = ("_session", "_held", "_deferred", "_bit", "_requires_grad", "_grad_fn", "_grad")
 
-    def __init__(self, session: Session, share: torch.Tensor | Shares, *, bit: Shares | None = None) -> None:
+    def __init__(self, session: Session, share: torch.Tensor | Shares, *, bit: Shares | None = None,
+                 deferred: Deferred | None = None) -> None:
         parts = session.family.from_local(share) if isinstance(share, torch.Tensor) else tuple(share)
-        if not parts or any(part.dtype != torch.int64 for part in parts):
+        if deferred is None and (not parts or any(part.dtype != torch.int64 for part in parts)):
             raise TypeError("a share is an int64 tensor of ring elements")
         self._session = session
-        self._parts: Shares = parts
+        self._held: Shares = parts
+        # A product whose truncation waits for the value's first use (``smpc.deferred``); _parts settles it.
+        self._deferred = deferred
         # Comparisons also keep their result as unscaled 0/1 shares, so that where() needs one product
         # without truncation; every other operation drops them.
         self._bit = bit
@@ -65,23 +69,40 @@ class SharedTensor:
 
     @property
     def shape(self) -> torch.Size:
-        return self._parts[0].shape
+        return self._like.shape
 
     def size(self, dim: int | None = None) -> torch.Size | int:
         return self.shape if dim is None else self.shape[dim]
 
     def dim(self) -> int:
-        return self._parts[0].dim()
+        return self._like.dim()
 
     @property
     def ndim(self) -> int:
-        return self._parts[0].dim()
+        return self._like.dim()
 
     def numel(self) -> int:
-        return self._parts[0].numel()
+        return self._like.numel()
 
     def __len__(self) -> int:
-        return len(self._parts[0])
+        return len(self._like)
+
+    @property
+    def _like(self) -> torch.Tensor:
+        """A tensor of this value's shape and device, without settling a deferred truncation."""
+        return self._deferred.value if self._deferred is not None else self._held[0]
+
+    @property
+    def _parts(self) -> Shares:
+        """This party's parts of the value; settles a deferred truncation first (every party reaches this at the
+        same point of the program, as every protocol step)."""
+        if self._deferred is not None:
+            self._held, self._deferred = self._deferred.settle(self._family), None
+        return self._held
+
+    @_parts.setter
+    def _parts(self, parts: Shares) -> None:
+        self._held, self._deferred = tuple(parts), None
 
     @property
     def local_share(self) -> torch.Tensor:
@@ -102,6 +123,14 @@ class SharedTensor:
 
     def __array__(self, *args: Any, **kwargs: Any) -> np.ndarray:
         raise TypeError("a SharedTensor cannot be converted to an array; call reveal() first")
+
+    def settle(self) -> SharedTensor:
+        """Finish a deferred truncation now (returns self).  A product's truncation waits for the value's first
+        use, so that a following product by a public float shares it (``smpc.deferred``); every use settles it
+        anyway, so only code that counts rounds or times an operation on its own needs this.  Every party
+        must call it at the same point, as any protocol step."""
+        self._parts  # noqa: B018 - the property settles
+        return self
 
     # -- autograd (smpc.autograd) ---------------------------------------------------------------------
     @property
@@ -137,7 +166,7 @@ class SharedTensor:
 
     def detach(self) -> SharedTensor:
         """The same shared value, cut from the graph (no gradient flows through it)."""
-        return SharedTensor(self._session, self._parts, bit=self._bit)
+        return SharedTensor(self._session, self._held, bit=self._bit, deferred=self._deferred)
 
     def backward(self, gradient: Any = None, retain_graph: bool = False) -> None:
         """Accumulate d self / d leaf into the ``.grad`` of every leaf that requires grad (``smpc.autograd``:
@@ -200,6 +229,18 @@ class SharedTensor:
     def _new(self, parts: Shares) -> SharedTensor:
         return SharedTensor(self._session, parts)
 
+    def _owing(self, value: torch.Tensor, divisor: int | None = None) -> SharedTensor:
+        """A new value floor(z / divisor) for this party's additive share ``value`` of z, |z| < 2^product_bits,
+        its truncation deferred (``smpc.deferred``); divisor defaults to 2^frac_bits."""
+        encoding = self._session.encoding
+        deferred = Deferred(value, encoding.scale if divisor is None else divisor, encoding.product_bits)
+        return SharedTensor(self._session, (), deferred=deferred)
+
+    def _defers(self) -> bool:
+        """Whether this session defers truncations: not with ``check_range`` (which tests each product before
+        truncating it) nor without fractional bits (nothing to truncate)."""
+        return not self._session.check_range and self._session.encoding.scale > 1
+
     def _map(self, function: Callable[[torch.Tensor], torch.Tensor]) -> SharedTensor:
         return self._new(map_parts(self._parts, function))
 
@@ -224,6 +265,8 @@ class SharedTensor:
         """The family's ``product`` (mul or matmul) of two SharedTensors, truncated; with ``check_range`` left
         unscaled, tested and then truncated (``smpc.range_check.rescale_checked``)."""
         self._same_session(other)
+        if self._defers():
+            return self._owing(self._family.product(self._parts, other._parts, matmul=name == "matmul"))
         if not self._session.check_range:
             return self._new(product(self._parts, other._parts))
         unscaled = product(self._parts, other._parts, rescale=False)
@@ -233,6 +276,8 @@ class SharedTensor:
         """Local products with a public encoded float, truncated (tested first with ``check_range``)."""
         if self._session.check_range:
             return self._new(rescale_checked(self._session, products, f"the product of a {name}"))
+        if self._defers():
+            return self._owing(self._family.additive(products))
         return self._new(self._family.truncate(products))
 
     def _exact(self, products: Shares, name: str) -> SharedTensor:
@@ -288,7 +333,13 @@ class SharedTensor:
             result = self._exact(map_parts(self._parts, lambda part: part * public.to(part.device)), "mul")
         else:
             encoded = self._session.encoding.encode(public)
-            result = self._truncated(map_parts(self._parts, lambda part: part * encoded.to(part.device)), "mul")
+            folded = None
+            if self._deferred is not None and self._defers():
+                folded = self._deferred.scaled(self._family, encoded, self._session.encoding.scale)
+            if folded is not None:  # one truncation for both products (smpc.deferred)
+                result = SharedTensor(self._session, (), deferred=folded)
+            else:
+                result = self._truncated(map_parts(self._parts, lambda part: part * encoded.to(part.device)), "mul")
         return autograd.record(result, (self,), gradients.mul_public, public)
 
     __rmul__ = __mul__
@@ -537,7 +588,9 @@ class SharedTensor:
         count = self.numel() // max(total.numel(), 1) if self.numel() else 0
         if count == 0:
             raise ValueError("mean of an empty SharedTensor")
-        if self._party.truncation == "dealer":
+        if self._party.truncation == "dealer" and self._defers():
+            result = self._owing(self._family.additive(total._parts), count)
+        elif self._party.truncation == "dealer":
             result = self._new(self._family.truncate(total._parts, count))
         else:
             result = total * (1.0 / count)  # total is untracked: this records nothing

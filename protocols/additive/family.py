@@ -9,10 +9,11 @@ from typing import Any
 
 import torch
 
+from protocols.additive import arithmetic
 from protocols.additive.arithmetic import matmul, mul
 from protocols.additive.dealer import request_plan
 from protocols.additive.sharing import add_public, rerandomize, reveal, share, share_public
-from protocols.additive.truncation import truncate
+from protocols.additive.truncation import MAX_BOUND_BITS, truncate
 from protocols.family import Shares
 from protocols.party import Party
 
@@ -25,6 +26,7 @@ class AdditiveFamily:
 
     def __init__(self, party: Party) -> None:
         self.party = party
+        self.max_bound_bits = MAX_BOUND_BITS if party.truncation == "dealer" else party.encoding.product_bits
 
     def share(self, encoded: torch.Tensor | None, owner: int) -> Shares:
         return (share(self.party, encoded, owner),)
@@ -55,6 +57,15 @@ class AdditiveFamily:
 
     def truncate(self, x: Shares, divisor: int | None = None) -> Shares:
         return (truncate(self.party, x[0], divisor),)
+
+    def product(self, x: Shares, y: Shares, *, matmul: bool = False) -> torch.Tensor:
+        return (arithmetic.matmul if matmul else arithmetic.mul)(self.party, x[0], y[0], rescale=False)
+
+    def additive(self, x: Shares) -> torch.Tensor:
+        return x[0]
+
+    def truncate_additive(self, z: torch.Tensor, divisor: int, bound_bits: int) -> Shares:
+        return (truncate(self.party, z, divisor, bound_bits),)
 
     def preprocess(self, plan: list, times: int, *, wait: bool = True) -> None:
         request_plan(self.party, plan, times, wait=wait)

@@ -19,16 +19,23 @@ from protocols.additive.dealer import truncation_pair, unsigned_divide
 from protocols.party import Party
 
 
-def truncate(party: Party, shares: torch.Tensor, divisor: int | None = None) -> torch.Tensor:
-    """Shares of floor(x / divisor) or that plus one, for a shared x with |x| < 2^product_bits.
+def truncate(party: Party, shares: torch.Tensor, divisor: int | None = None, bound_bits: int | None = None
+             ) -> torch.Tensor:
+    """Shares of floor(x / divisor) or that plus one, for a shared x with |x| < 2^bound_bits.
 
-    ``divisor`` defaults to 2^frac_bits (rescaling after a product).  See the module docstring for the two
-    methods; ``_dealer_divide`` and ``_local_shift`` give their steps and costs.
+    ``divisor`` defaults to 2^frac_bits (rescaling after a product), ``bound_bits`` to the encoding's
+    product_bits; a larger bound (up to ``truncation_fits``) serves a product already scaled by a public
+    factor (``smpc.tensor``'s deferred truncation), for the dealer method only.  See the module docstring for
+    the two methods; ``_dealer_divide`` and ``_local_shift`` give their steps and costs.
     Error: |result - x/divisor| < 1 (one unit in the last place); no failure for the dealer method.
     """
     divisor = party.encoding.scale if divisor is None else int(divisor)
     if divisor < 1:
         raise ValueError(f"divisor must be a positive integer, got {divisor}")
+    product_bits = party.encoding.product_bits
+    bound_bits = product_bits if bound_bits is None else int(bound_bits)
+    if bound_bits > product_bits and party.truncation != "dealer":
+        raise ValueError(f"a bound above 2^{product_bits} needs the dealer's truncation, not local shifts")
     if divisor == 1 or shares.numel() == 0:
         return shares.clone()
     party.check_truncation_budget(shares.numel())
@@ -37,7 +44,7 @@ def truncate(party: Party, shares: torch.Tensor, divisor: int | None = None) -> 
         if divisor & (divisor - 1):
             raise ValueError("local-shift truncation divides by powers of two only; use truncation='dealer'")
         return _local_shift(party, shares, divisor.bit_length() - 1)
-    return _dealer_divide(party, shares, divisor)
+    return _dealer_divide(party, shares, divisor, bound_bits)
 
 
 def _local_shift(party: Party, shares: torch.Tensor, bits: int) -> torch.Tensor:
@@ -53,12 +60,12 @@ def _local_shift(party: Party, shares: torch.Tensor, bits: int) -> torch.Tensor:
     return -((-shares) >> bits)
 
 
-def _dealer_divide(party: Party, shares: torch.Tensor, divisor: int) -> torch.Tensor:
+def _dealer_divide(party: Party, shares: torch.Tensor, divisor: int, bound_bits: int) -> torch.Tensor:
     """Exact truncation with one opening: a dealer pair whose extra share corrects a wrapped masked sum.
 
-    Let |x| < B = 2^product_bits and O = divisor * ceil(B / divisor), so x' = x + O lies in [0, T) with
-    T = O + B <= 2^63.  The dealer pair gives shares of r (uniform in Z_2^64, read unsigned), s = floor(r/d)
-    and u = MSB(r) (s + ceil((2^64 - r)/d)).
+    Let |x| < B = 2^bound_bits (product_bits unless a caller knows better) and O = divisor * ceil(B / divisor),
+    so x' = x + O lies in [0, T) with T = O + B <= 2^63.  The dealer pair gives shares of r (uniform in Z_2^64,
+    read unsigned), s = floor(r/d) and u = MSB(r) (s + ceil((2^64 - r)/d)).
       1. Party 0 adds the public offset O to its share.
       2. Open c = x' + r mod 2^64 (one round).  c is uniform and independent of x.
       3. The sum wrapped (w = 1) exactly when c < T and MSB(r) = 1: if c >= T it cannot have wrapped (a wrap
@@ -71,7 +78,7 @@ def _dealer_divide(party: Party, shares: torch.Tensor, divisor: int) -> torch.Te
     Rounds: 1, always.  Bytes sent per party: 8 (n-1) k; the dealer sends the last party 16 k.
     Error: result - x/d lies in (-1, 1) units of the result; never more, for every x with |x| < B.
     """
-    offset, threshold = wrap_constants(party.encoding.product_bits, divisor)
+    offset, threshold = wrap_constants(bound_bits, divisor)
     flat = shares.reshape(-1)
     pair = truncation_pair(party, flat.shape, divisor)
     values = flat + (offset if party.rank == 0 else 0)
@@ -81,13 +88,23 @@ def _dealer_divide(party: Party, shares: torch.Tensor, divisor: int) -> torch.Te
     return result.reshape(shares.shape)
 
 
+#: The largest bound the exact truncation takes (``truncation_fits`` also limits it with the divisor).
+MAX_BOUND_BITS = 62
+
+
+def truncation_fits(bound_bits: int, divisor: int) -> bool:
+    """Whether the exact truncation can divide values below 2^bound_bits by ``divisor`` (``wrap_constants``)."""
+    bound = 1 << bound_bits
+    return divisor * -(-bound // divisor) + bound <= 1 << 63
+
+
 def wrap_constants(product_bits: int, divisor: int) -> tuple[int, np.uint64]:
     """The public offset O (a multiple of ``divisor`` at least 2^product_bits, so x' = x + O >= 0) and the
     threshold T = O + 2^product_bits below which an opened c = x' + r may have wrapped (``_dealer_divide``).
     Raises ValueError where T > 2^63 (the wrap test needs it)."""
     bound = 1 << product_bits
     offset = divisor * -(-bound // divisor)
-    if offset + bound > 1 << 63:
+    if not truncation_fits(product_bits, divisor):
         raise ValueError(f"truncation by {divisor} needs product_bits + 1 <= 63 and a divisor below 2^62")
     return offset, np.uint64(offset + bound)
 

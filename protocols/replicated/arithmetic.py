@@ -18,9 +18,11 @@ if TYPE_CHECKING:
 _FUSED_DOMAIN = 4 << 56
 
 
-def fused_truncate(family: ReplicatedFamily, z: torch.Tensor, divisor: int | None = None) -> Shares:
+def fused_truncate(family: ReplicatedFamily, z: torch.Tensor, divisor: int | None = None,
+                   bound_bits: int | None = None) -> Shares:
     """Replicated shares of floor(z / divisor) (or that plus one) from the parties' additive shares z_i of a
-    product, |z| < 2^product_bits; divisor defaults to 2^frac_bits.
+    product, |z| < 2^bound_bits; divisor defaults to 2^frac_bits, bound_bits to product_bits (a larger one, up
+    to ``truncation_fits``, serves a product already scaled by a public factor).
 
     The additive family's exact truncation (``protocols.additive.truncation._dealer_divide``) with party 0 as the
     dealer of parties 1 and 2, its mask chosen so that party 0's share of the product needs no message:
@@ -35,12 +37,12 @@ def fused_truncate(family: ReplicatedFamily, z: torch.Tensor, divisor: int | Non
       4. ``from_two_of_two``: back to replicated shares.
     Rounds: 2.  Bytes per element: party 0 sends the 16-byte correction, parties 1 and 2 send 8 each in step 2
     and 8 each in step 4 (party 0 sends no share of the product: before, it sent z_0 + r to both, 16 more).
-    Error: |result - z/d| < 1, as the additive family's truncation, for every |z| < 2^product_bits; never a
+    Error: |result - z/d| < 1, as the additive family's truncation, for every |z| < 2^bound_bits; never a
     failure.
     """
     party, rank = family.party, family.rank
     divisor = party.encoding.scale if divisor is None else int(divisor)
-    offset, threshold = wrap_constants(party.encoding.product_bits, divisor)
+    offset, threshold = wrap_constants(party.encoding.product_bits if bound_bits is None else bound_bits, divisor)
     flat = z.reshape(-1)
     count = flat.numel()
     request = Request(TRUNC, divisor, (count,))

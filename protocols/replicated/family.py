@@ -14,6 +14,7 @@ import torch
 
 from fixedpoint import ring_matmul
 from network import Transport
+from protocols.additive.truncation import MAX_BOUND_BITS
 from protocols.family import Shares
 from protocols.party import Party
 from protocols.prg import AesCtrPrg
@@ -51,6 +52,7 @@ class ReplicatedFamily:
         self.helper: Helper | None = None
         self.sub: SubParty | None = None
         self.plans = RememberedPlans()  # party 2's (see helper.RememberedPlans)
+        self.max_bound_bits = MAX_BOUND_BITS
         if party.rank == 0:
             self.helper = Helper(party, [AesCtrPrg(derived_key(keys[peer], b"helper")) for peer in (1, 2)])
         else:
@@ -194,6 +196,18 @@ class ReplicatedFamily:
         if divisor == 1 or x[0].numel() == 0:
             return x[0].clone(), x[1].clone()
         return fused_truncate(self, x[0], divisor)
+
+    def product(self, x: Shares, y: Shares, *, matmul: bool = False) -> torch.Tensor:
+        """Each party's additive share of x * y (or x @ y) from its pairs (``shares.local_product``).  Local."""
+        return rep.local_product((x[0], x[1]), (y[0], y[1]), ring_matmul if matmul else torch.mul)
+
+    def additive(self, x: Shares) -> torch.Tensor:
+        """x_i, this party's first part: x = x_0 + x_1 + x_2 is an additive sharing."""
+        return x[0]
+
+    def truncate_additive(self, z: torch.Tensor, divisor: int, bound_bits: int) -> Shares:
+        """``fused_truncate`` of the additive shares z_i (2 rounds)."""
+        return fused_truncate(self, z, divisor, bound_bits)
 
     def preprocess(self, plan: list, times: int, *, wait: bool = True) -> None:
         """Nothing to do ahead of time: party 0 makes the helper sub-session's material when it is asked."""

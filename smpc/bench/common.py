@@ -59,13 +59,25 @@ class Measurement:
         }
 
 
+def settle_all(result: Any) -> Any:
+    """Finish the deferred truncations (``smpc.deferred``) of an operation's result (a SharedTensor, or a tuple
+    or list of them), so that a timed call includes them, as a user's next use of the value would."""
+    if isinstance(result, smpc.SharedTensor):
+        result.settle()
+    elif isinstance(result, (tuple, list)):
+        for item in result:
+            settle_all(item)
+    return result
+
+
 def measure(session: smpc.Session, op: Callable[[], Any], repeats: int, warmup: int = 1) -> Measurement:
-    """Run ``op`` ``warmup + repeats`` times, each after a barrier; traffic is that of the last run."""
+    """Run ``op`` ``warmup + repeats`` times, each after a barrier, its result settled (``settle_all``);
+    traffic is that of the last run."""
     seconds = []
     for run in range(warmup + repeats):
         barrier(session)
         start = time.perf_counter()
-        op()
+        settle_all(op())
         synchronize(session)
         elapsed = time.perf_counter() - start
         if run >= warmup:

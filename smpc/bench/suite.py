@@ -38,7 +38,7 @@ import protocols
 import smpc
 from network.framing import HEADER_SIZE
 from smpc.bench import versus
-from smpc.bench.common import barrier, print_table, synchronize
+from smpc.bench.common import barrier, print_table, settle_all, synchronize
 from smpc.bench.netmodel import LINKS, calibrate_encryption, calibrate_round_trip, predict
 from smpc.bench.training import plain_epoch, secure_epoch_runner
 from smpc.loan.config import TrainConfig
@@ -170,7 +170,7 @@ def party_program(session: smpc.Session, cases: list[Case], repeats: int, profil
             party.observers[:] = [trace, timing] if profile else [trace]
             with session.record() if not run else contextlib.nullcontext(plan) as plan:
                 start = time.perf_counter()
-                secure()
+                settle_all(secure())
                 synchronize(session)
                 elapsed = time.perf_counter() - start
             if run:

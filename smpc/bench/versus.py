@@ -49,7 +49,7 @@ import numpy as np
 import torch
 
 import smpc
-from smpc.bench.common import barrier, print_table
+from smpc.bench.common import barrier, print_table, settle_all
 
 #: Targets of the performance issue: (op, size) -> the least speed-up over CrypTen, total time against total.
 CRYPTEN_TARGETS: dict[tuple[str, int], float] = {
@@ -166,11 +166,11 @@ def party_program(session: smpc.Session, cases: list[Case], repeats: int) -> lis
         runs = repeats if case.op != "lr_epoch" else max(1, min(repeats, 3))
         total, online, offline = [], [], []
         with session.record() as plan:
-            operation()  # warm-up; records the dealer's requests for the online runs
+            settle_all(operation())  # warm-up; records the dealer's requests for the online runs
         for _ in range(runs):
             barrier(session)
             start = time.perf_counter()
-            operation()
+            settle_all(operation())
             total.append(time.perf_counter() - start)
         stats = session.stats
         row: dict[str, Any] = {"total": total, "bytes_sent": stats.bytes_sent, "rounds": stats.rounds}
@@ -180,7 +180,7 @@ def party_program(session: smpc.Session, cases: list[Case], repeats: int) -> lis
                 offline.append(session.preprocess(plan, 1))
                 barrier(session)
                 start = time.perf_counter()
-                operation()
+                settle_all(operation())
                 online.append(time.perf_counter() - start)
         row["online"], row["offline"] = online or total, offline or [0.0] * runs
         rows.append(row)

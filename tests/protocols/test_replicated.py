@@ -72,8 +72,8 @@ def _costs(session: smpc.Session, count: int) -> dict[str, dict[str, int]]:
     matrix = session.share(torch.ones(count, 4, dtype=torch.float64) if session.rank == 2 else None, owner=2)
     cases: dict[str, Callable[[], Any]] = {
         "share": lambda: session.share(torch.ones(count) if session.rank == 0 else None, owner=0),
-        "reveal": x.reveal, "mul unscaled": lambda: x.mul_unscaled(y), "mul": lambda: x * y,
-        "matmul": lambda: x.reshape(1, count) @ matrix, "truncate": lambda: x.rescale(3),
+        "reveal": x.reveal, "mul unscaled": lambda: x.mul_unscaled(y), "mul": lambda: (x * y).settle(),
+        "matmul": lambda: (x.reshape(1, count) @ matrix).settle(), "truncate": lambda: x.rescale(3),
         "compare": lambda: x < y,
     }
     measured = {}
@@ -135,8 +135,8 @@ def test_replicated_needs_three_parties() -> None:
 INPUTS = {"a": torch.zeros(5_000, dtype=torch.float64),
           "b": torch.linspace(-3000.0, 3000.0, 5_000, dtype=torch.float64)}
 CASES: dict[str, Callable[[smpc.SharedTensor], Any]] = {
-    "mul": lambda x: x * x,
-    "matmul": lambda x: x.reshape(50, 100) @ x.reshape(100, 50),
+    "mul": lambda x: (x * x).settle(),
+    "matmul": lambda x: (x.reshape(50, 100) @ x.reshape(100, 50)).settle(),
     "truncate": lambda x: x.rescale(7),
     "compare": lambda x: x > 1.0,
     "sigmoid": lambda x: (x * (1.0 / 400)).sigmoid(),

@@ -256,17 +256,21 @@ def test_where(n_parties: int, data: st.DataObject) -> None:
 @PARTIES
 def test_where_fast_path_costs_one_round(n_parties: int) -> None:
     """A condition straight from a comparison (or argmax) selects with one product (1 round); the same
-    condition times 1.0 has lost its bit and costs a product plus a truncation (2 rounds); both exact."""
+    condition times 1.0 has lost its bit and costs a product plus a truncation (2 rounds); both exact.
+    ``settle`` finishes the deferred truncations (``smpc.deferred``) of the condition before the count and of
+    the result inside it."""
     x = torch.tensor([-2.0, 0.0, 3.5, 1.0], dtype=torch.float64)
 
     def program(session: smpc.Session) -> dict[str, torch.Tensor]:
         (sx,) = share_from(session, [x])
-        conditions = {"comparison": sx > 0.0, "argmax": sx.argmax()}
-        conditions["comparison*1.0"] = conditions["comparison"] * 1.0
+        comparison = sx > 0.0
+        conditions = {"comparison": lambda: comparison, "argmax": sx.argmax,
+                      "comparison*1.0": lambda: comparison * 1.0}
         results = {}
-        for name, cond in conditions.items():
+        for name, condition in conditions.items():
+            cond = condition().settle()
             before = session.stats.rounds
-            chosen = shared_where(cond, sx, -sx)
+            chosen = shared_where(cond, sx, -sx).settle()
             results[f"{name} rounds"] = torch.tensor(float(session.stats.rounds - before), dtype=torch.float64)
             results[name] = chosen.reveal()
         return results

@@ -186,9 +186,10 @@ def test_rounds_of_dropout(protocol: str) -> None:
         for p, mask in ((0.5, None), (0.3, None), (0.5, public), (0.3, public)):
             value = shared(session, x).requires_grad_()
             before = session.stats.rounds
-            out = dropout(value, p, mask=mask)
+            out = dropout(value, p, mask=mask).settle()
             middle = session.stats.rounds
             out.backward(torch.ones(5, 8))
+            value.grad.settle()
             counts.append((middle - before, session.stats.rounds - middle))
         return counts
 
@@ -325,10 +326,13 @@ def test_rounds_of_batch_norm(protocol: str) -> None:
             before = session.stats.rounds
             if step == "forward":
                 y, *_ = batch_norm(xs, *stats, w, b, True)
+                y.settle()
             elif step == "backward":
                 y.backward(torch.ones(4, 3, 2))
+                for leaf in (xs, w, b):
+                    leaf.grad.settle()
             else:
-                batch_norm(xs, *stats, w, b, False)
+                batch_norm(xs, *stats, w, b, False)[0].settle()
             counts.append(session.stats.rounds - before)
         return counts
 

@@ -1,0 +1,49 @@
+"""Deferred truncation: a product's rescaling waits until its value is used, so that a product by a public float
+right after it shares the one truncation.
+
+``x @ w`` (or ``x * y``, ``x * 0.5``, ``x.mean()``) leaves a ``Deferred``: this party's additive share of the
+product z at double scale and the divisor still owed.  The next use of the tensor settles it with the family's
+exact truncation (``Family.truncate_additive``: 2 rounds in the replicated family, 1 in the dealer family), just
+as the product would have.  A product by a public float is local on an additive sharing, so
+``(x @ w) * 0.01`` or ``x.mean() * lr`` multiplies z by the encoded float C and divides once, by 2^frac_bits
+more: one truncation instead of two, and one rounding instead of two.
+
+The bound: the truncation is exact for |z| < 2^bound_bits (``protocols.additive.truncation``).  A product of
+in-range values has |z| < 2^product_bits; times C it is below 2^(product_bits + ceil(log2 |C|)).  A fold that would
+pass the family's ``max_bound_bits`` (62 for the exact truncations; product_bits for the two-party local shift)
+or the truncation's limit with the divisor (``truncation_fits``) settles first instead, as before.  Nothing
+changes what a party sends or learns: the same truncation protocol runs, on z C instead of z.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from protocols.additive.truncation import truncation_fits
+from protocols.family import Family, Shares
+
+
+@dataclass(frozen=True)
+class Deferred:
+    """floor(z / divisor) (or that plus one), not yet computed: ``value`` is this party's additive share of z,
+    |z| < 2^bound_bits."""
+
+    value: torch.Tensor
+    divisor: int
+    bound_bits: int
+
+    def settle(self, family: Family) -> Shares:
+        """The family's shares of the result: one exact truncation (its rounds and bytes)."""
+        return family.truncate_additive(self.value, self.divisor, self.bound_bits)
+
+    def scaled(self, family: Family, encoded: torch.Tensor, scale: int) -> Deferred | None:
+        """z * C for a public encoded float C (broadcasting), owing ``scale`` more: local.  None where the bound
+        would exceed what the family's truncation takes (the caller settles and multiplies as usual)."""
+        magnitude = int(encoded.abs().max()) if encoded.numel() else 0
+        bound_bits = self.bound_bits + (max(magnitude, 1) - 1).bit_length()  # |z C| < 2^b |C| <= 2^(b + this)
+        divisor = self.divisor * scale
+        if bound_bits > family.max_bound_bits or not truncation_fits(bound_bits, divisor):
+            return None
+        return Deferred(self.value * encoded.to(self.value.device), divisor, bound_bits)

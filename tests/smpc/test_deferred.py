@@ -1,0 +1,121 @@
+"""Deferred truncation (``smpc.deferred``): a product's truncation waits for the value's first use, and a product
+by a public float folds into it.  Against plain float64 torch (values) and against the protocols' round counts.
+
+Bounds, with e = 2^-(frac_bits+1) the encoding error and u = 2^-frac_bits one unit: a value v computed within b,
+times a public c, is within b (|c| + e) + |v| e + u, which covers both the folded product (one
+truncation) and the one that settled first (two).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import smpc
+from tests.support.checks import PARTIES, check_all, run_and_collect
+from tests.support.harness import REPLICATED, run_parties, share_from
+from tests.support.strategies import float_arrays
+
+E = math.ldexp(1.0, -17)
+U = math.ldexp(1.0, -16)
+
+
+def times_public(value: torch.Tensor, bound: Any, c: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(value * c, its bound) for a value computed within ``bound`` (see the module docstring)."""
+    bound = torch.as_tensor(bound, dtype=torch.float64)
+    return value * c, bound * (abs(c) + E) + value.abs() * E + U
+
+
+@PARTIES
+@given(data=st.data())
+def test_products_by_public_floats_match_torch(n_parties: int, data: st.DataObject) -> None:
+    """(x * y) c, (x @ y^T) c, mean(x) c and (x * y) c d, with c and d drawn across the fold's limit (|C| up to
+    2^15 folds, larger settles first) and chains that fold once and then settle: within the bound."""
+    shape = data.draw(hnp.array_shapes(min_dims=2, max_dims=2, max_side=4), label="shape")
+    x = data.draw(float_arrays(shape, 60.0), label="x")
+    y = data.draw(float_arrays(shape, 60.0), label="y")
+    c = data.draw(st.one_of(st.floats(-0.5, 0.5), st.sampled_from([0.0, 0.5, -0.5, 0.75, 3.0, 1e-4])), label="c")
+    d = data.draw(st.one_of(st.floats(-2.0, 2.0), st.sampled_from([0.01, 0.5])), label="d")
+
+    def program(session: smpc.Session) -> dict[str, torch.Tensor]:
+        sx, sy = share_from(session, [x, y])
+        return {"(x*y)c": ((sx * sy) * c).reveal(), "(x@yT)c": ((sx @ sy.t()) * c).reveal(),
+                "mean(x)c": (sx.mean() * c).reveal(), "(x*y)cd": ((sx * sy) * c * d).reveal(),
+                "c(x*y)": (c * (sx * sy)).reveal()}
+
+    product_error = x.abs() * E + y.abs() * E + E * E + U
+    matmul_error = (torch.matmul(x.abs(), torch.ones_like(y).t()) + torch.matmul(torch.ones_like(x), y.abs().t())
+                    ) * E + shape[1] * E * E + U
+    xyc, xyc_bound = times_public(x * y, product_error, c)
+    check_all(run_and_collect(program, n_parties), {
+        "(x*y)c": (xyc, xyc_bound), "c(x*y)": (xyc, xyc_bound),
+        "(x@yT)c": times_public(x @ y.t(), matmul_error, c),
+        "mean(x)c": times_public(x.mean(), E + U, c),
+        "(x*y)cd": times_public(xyc, xyc_bound, d),
+    })
+
+
+def _rounds(session: smpc.Session) -> dict[str, torch.Tensor]:
+    x = session.share(torch.linspace(-3, 3, 12).reshape(3, 4) if session.rank == 0 else None, owner=0)
+    y = session.share(torch.linspace(1, 2, 12).reshape(3, 4) if session.rank == 1 else None, owner=1)
+    cases = {
+        "x*y": lambda: x * y, "(x*y)*0.25": lambda: (x * y) * 0.25, "(x*y)*0.75": lambda: (x * y) * 0.75,
+        "(x@yT)*0.01*0.01": lambda: (x @ y.t()) * 0.01 * 0.01, "mean(x)*0.25": lambda: x.mean() * 0.25,
+        "mean(x)*0.5": lambda: x.mean() * 0.5,
+        "mean(x)": x.mean,
+    }
+    counts = {}
+    for name, case in cases.items():
+        before = session.stats.rounds
+        value = case()
+        deferred = session.stats.rounds - before
+        shape = value.shape, value.detach().shape  # neither settles
+        assert session.stats.rounds - before == deferred and shape[0] == shape[1]
+        assert value.settle() is value
+        settled = session.stats.rounds - before
+        value.settle()
+        assert session.stats.rounds - before == settled  # settled once
+        counts[name] = (deferred, settled)
+    return counts
+
+
+@pytest.mark.parametrize("n_parties", [3, REPLICATED], ids=["dealer", "replicated"])
+def test_a_fold_saves_the_second_truncation(n_parties: int) -> None:
+    """Rounds before and after ``settle``: a product by 0.25 or 0.5 costs no more than the product alone (one
+    truncation, 1 round in the dealer family, 2 in the replicated one), by 0.75 (|C| = 3 2^14, past 2^15) two;
+    0.01 twice folds once, then settles and defers the second.  A mean over 12 divides by 12, not a power of
+    two, so its offset needs one bit more: a fold by 0.25 fits, one by 0.5 does not.  The truncation waits
+    for settle."""
+    trunc, product = (2, 0) if getattr(n_parties, "protocol", "dealer") == "replicated" else (1, 1)
+    counts = run_parties(_rounds, n_parties)[0]
+    assert counts == {
+        "x*y": (product, product + trunc), "(x*y)*0.25": (product, product + trunc),
+        "(x*y)*0.75": (product + trunc, product + 2 * trunc),
+        "(x@yT)*0.01*0.01": (product + trunc, product + 2 * trunc),
+        "mean(x)*0.25": (0, trunc), "mean(x)*0.5": (trunc, 2 * trunc), "mean(x)": (0, trunc),
+    }
+
+
+def _checked_and_local(session: smpc.Session) -> list[Any]:
+    x = session.share(torch.tensor([1.5, -2.0, 3.0]) if session.rank == 0 else None, owner=0)
+    before = session.stats.rounds
+    value = (x * x) * 0.25
+    rounds = session.stats.rounds - before
+    return [rounds, value.reveal()]
+
+
+def test_no_deferral_with_check_range_and_no_fold_with_local_shifts() -> None:
+    """``check_range`` tests every product before its truncation, so nothing is deferred (the rounds come at
+    once); the two-party local shift defers but never folds (its bound is product_bits), and both are right."""
+    expected = torch.tensor([1.5, -2.0, 3.0], dtype=torch.float64) ** 2 * 0.25
+    checked = run_parties(_checked_and_local, 3, check_range=True)[0]
+    local = run_parties(_checked_and_local, 2, truncation="local", failure_budget=1e-3)[0]
+    assert checked[0] > 0 and local[0] == 1  # local: the Beaver opening only; its shifts cost no round
+    for _, value in (checked, local):
+        assert torch.allclose(value, expected, atol=4 * U)
