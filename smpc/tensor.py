@@ -588,7 +588,7 @@ class SharedTensor:
         count = self.numel() // max(total.numel(), 1) if self.numel() else 0
         if count == 0:
             raise ValueError("mean of an empty SharedTensor")
-        if self._party.truncation == "dealer" and self._defers():
+        if self._party.truncation == "dealer" and self._defers() and count > 1:  # a count of 1 divides by 1
             result = self._owing(self._family.additive(total._parts), count)
         elif self._party.truncation == "dealer":
             result = self._new(self._family.truncate(total._parts, count))

@@ -68,7 +68,7 @@ def _rounds(session: smpc.Session) -> dict[str, torch.Tensor]:
         "x*y": lambda: x * y, "(x*y)*0.25": lambda: (x * y) * 0.25, "(x*y)*0.75": lambda: (x * y) * 0.75,
         "(x@yT)*0.01*0.01": lambda: (x @ y.t()) * 0.01 * 0.01, "mean(x)*0.25": lambda: x.mean() * 0.25,
         "mean(x)*0.5": lambda: x.mean() * 0.5,
-        "mean(x)": x.mean,
+        "mean(x)": x.mean, "mean of one": lambda: x.reshape(-1)[:1].mean(),
     }
     counts = {}
     for name, case in cases.items():
@@ -90,8 +90,8 @@ def test_a_fold_saves_the_second_truncation(n_parties: int) -> None:
     """Rounds before and after ``settle``: a product by 0.25 or 0.5 costs no more than the product alone (one
     truncation, 1 round in the dealer family, 2 in the replicated one), by 0.75 (|C| = 3 2^14, past 2^15) two;
     0.01 twice folds once, then settles and defers the second.  A mean over 12 divides by 12, not a power of
-    two, so its offset needs one bit more: a fold by 0.25 fits, one by 0.5 does not.  The truncation waits
-    for settle."""
+    two, so its offset needs one bit more: a fold by 0.25 fits, one by 0.5 does not; a mean of one element
+    divides by 1, for free.  The truncation waits for settle."""
     trunc, product = (2, 0) if getattr(n_parties, "protocol", "dealer") == "replicated" else (1, 1)
     counts = run_parties(_rounds, n_parties)[0]
     assert counts == {
@@ -99,6 +99,7 @@ def test_a_fold_saves_the_second_truncation(n_parties: int) -> None:
         "(x*y)*0.75": (product + trunc, product + 2 * trunc),
         "(x@yT)*0.01*0.01": (product + trunc, product + 2 * trunc),
         "mean(x)*0.25": (0, trunc), "mean(x)*0.5": (trunc, 2 * trunc), "mean(x)": (0, trunc),
+        "mean of one": (0, 0),
     }
 
 
