@@ -272,12 +272,14 @@ class SharedTensor:
         unscaled = product(self._parts, other._parts, rescale=False)
         return self._new(rescale_checked(self._session, unscaled, f"the product of a {name}"))
 
-    def _truncated(self, products: Shares, name: str) -> SharedTensor:
-        """Local products with a public encoded float, truncated (tested first with ``check_range``)."""
+    def _truncated(self, product: Callable[[torch.Tensor], torch.Tensor], name: str) -> SharedTensor:
+        """Local products of this value's parts with a public encoded float (``product`` of one part), truncated
+        (tested first with ``check_range``); deferred, only the additive share is multiplied."""
+        if self._defers():
+            return self._owing(product(self._family.additive(self._parts)))
+        products = map_parts(self._parts, product)
         if self._session.check_range:
             return self._new(rescale_checked(self._session, products, f"the product of a {name}"))
-        if self._defers():
-            return self._owing(self._family.additive(products))
         return self._new(self._family.truncate(products))
 
     def _exact(self, products: Shares, name: str) -> SharedTensor:
@@ -339,7 +341,7 @@ class SharedTensor:
             if folded is not None:  # one truncation for both products (smpc.deferred)
                 result = SharedTensor(self._session, (), deferred=folded)
             else:
-                result = self._truncated(map_parts(self._parts, lambda part: part * encoded.to(part.device)), "mul")
+                result = self._truncated(lambda part: part * encoded.to(part.device), "mul")
         return autograd.record(result, (self,), gradients.mul_public, public)
 
     __rmul__ = __mul__
@@ -366,8 +368,10 @@ class SharedTensor:
             matrix = ring_public.to(part.device)
             return ring_matmul(matrix, part) if left else ring_matmul(part, matrix)
 
-        products = map_parts(self._parts, product)
-        result = self._exact(products, "matmul") if is_integer else self._truncated(products, "matmul")
+        if is_integer:
+            result = self._exact(map_parts(self._parts, product), "matmul")
+        else:
+            result = self._truncated(product, "matmul")
         rule = gradients.matmul_public_left if left else gradients.matmul_public_right
         return autograd.record(result, (self,), rule, public, self.dim())
 
