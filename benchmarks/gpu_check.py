@@ -15,9 +15,11 @@
    on the CPU: the TOTAL a caller waits (the median online seconds after one warm-up, with the dealer's
    material made ahead of each timed run as ``smpc bench`` does, plus that offline time), the CPU / device
    ratio of totals, and the online and offline seconds beside.
-   3 timed runs per op, 2 for the matmul (on the CPU each party's int64 product of 4096 x 8192 by 8192 x 4096
-   and the dealer's 4096^3 take over ten seconds a run): the whole check is sized to stay under 5 minutes on a
-   16-core GPU host, by estimate (no GPU was available to this work; ``wall_s`` in the JSON says).
+   Op by op, each side in its own processes, the JSON saved after each: a run cut short keeps what it measured.
+   1 timed run per op by default: on the CPU each party's int64 product of 4096 x 8192 by 8192 x 4096 and the
+   dealer's 4096^3 take over a minute a run on an H200 host's cores.  Measured there on 2026-12-04, step 3
+   took 261 s and steps 1 and 2 well under a minute: the whole check stays near 5 minutes (``wall_s`` in the
+   JSON says); ``--steps timing`` runs step 3 alone, ``--repeats N`` times each op N times.
 
 Prints a line per matmul size and per op check, then the timing table; writes JSON to ``--out`` after each step
 (so an interrupted run keeps what it measured).  Exit status 1 on any mismatch or failed check.
@@ -204,61 +206,69 @@ def check_ops(device: torch.device) -> list[dict[str, Any]]:
 
 
 # -- step 3: timing ------------------------------------------------------------------------------------------
-def timed_ops(session: smpc.Session, sizes: Sizes) -> list[tuple[str, str, Callable[[], Any]]]:
-    """(op, size label, secure computation) of step 3, inputs shared (seeded public data, not shares)."""
+TIMED_OPS = ("mul", "lr_epoch", "matmul")
+STEPS = ("ring", "ops", "timing")
+
+
+def timed_op(session: smpc.Session, sizes: Sizes, op: str) -> tuple[str, Callable[[], Any]]:
+    """(size label, secure computation) of one op of step 3, its inputs shared (seeded public data, not shares)."""
     generator = torch.Generator().manual_seed(1)
-    n = sizes.matmul
-    x_mul, y_mul = (torch.rand(sizes.mul, generator=generator, dtype=torch.float64) * 8 - 4 for _ in range(2))
-    a_mat, b_mat = (torch.rand(n, n, generator=generator, dtype=torch.float64) * 2 - 1 for _ in range(2))
-    x = session.share(x_mul if session.rank == 0 else None, owner=0)
-    y = session.share(y_mul if session.rank == 1 else None, owner=1)
-    a = session.share(a_mat if session.rank == 0 else None, owner=0)
-    b = session.share(b_mat if session.rank == 1 else None, owner=1)
-    epoch, _ = secure_logistic(session, sizes.epoch_rows, EPOCH_FEATURES, EPOCH_BATCH)
-    return [("mul", f"{sizes.mul:.0e}".replace("e+0", "e"), lambda: x * y),
-            ("lr_epoch", f"N={sizes.epoch_rows}", epoch),
-            ("matmul", f"{n}x{n} @ {n}x{n}", lambda: a @ b)]
+    if op == "lr_epoch":
+        epoch, _ = secure_logistic(session, sizes.epoch_rows, EPOCH_FEATURES, EPOCH_BATCH)
+        return f"N={sizes.epoch_rows}", epoch
+    if op == "mul":
+        x_plain, y_plain = (torch.rand(sizes.mul, generator=generator, dtype=torch.float64) * 8 - 4
+                            for _ in range(2))
+        label = f"{sizes.mul:.0e}".replace("e+0", "e")
+    else:
+        n = sizes.matmul
+        x_plain, y_plain = (torch.rand(n, n, generator=generator, dtype=torch.float64) * 2 - 1 for _ in range(2))
+        label = f"{n}x{n} @ {n}x{n}"
+    x = session.share(x_plain if session.rank == 0 else None, owner=0)
+    y = session.share(y_plain if session.rank == 1 else None, owner=1)
+    return label, (lambda: x * y) if op == "mul" else (lambda: x @ y)
 
 
-def timing_program(session: smpc.Session, sizes: Sizes, repeats: dict[str, int]) -> list[dict[str, Any]]:
-    """Runs on every party: for each op, one warm-up that records the dealer requests, then timed runs of the
+def timing_program(session: smpc.Session, sizes: Sizes, repeats: int, op: str) -> dict[str, Any]:
+    """Runs on every party: one warm-up of ``op`` that records the dealer requests, then timed runs of the
     online phase, each after the dealer made its material (offline, timed apart) and a barrier."""
     torch.set_num_threads(1)
-    rows = []
-    for op, label, secure in timed_ops(session, sizes):
-        online, offline = [], []
-        plan: list = []
-        for run in range(repeats[op] + 1):
-            if run:
-                offline.append(session.preprocess(plan, 1))
-            barrier(session)
-            with session.record() if not run else contextlib.nullcontext(plan) as plan:
-                start = time.perf_counter()
-                settle_all(secure())
-                synchronize(session)
-                elapsed = time.perf_counter() - start
-            if run:
-                online.append(elapsed)
-        rows.append({"op": op, "size": label, "online_s": online, "offline_s": offline})
-    return rows
+    label, secure = timed_op(session, sizes, op)
+    online, offline = [], []
+    plan: list = []
+    for run in range(repeats + 1):
+        if run:
+            offline.append(session.preprocess(plan, 1))
+        barrier(session)
+        with session.record() if not run else contextlib.nullcontext(plan) as plan:
+            start = time.perf_counter()
+            settle_all(secure())
+            synchronize(session)
+            elapsed = time.perf_counter() - start
+        if run:
+            online.append(elapsed)
+    return {"op": op, "size": label, "online_s": online, "offline_s": offline}
 
 
-def time_device(device: str, sizes: Sizes, repeats: dict[str, int]) -> list[dict[str, Any]]:
-    """Step 3 on one device: per op, party 0's median online seconds and the slowest party's offline ones."""
-    program = functools.partial(timing_program, sizes=sizes, repeats=repeats)
+def time_device(device: str, sizes: Sizes, repeats: int, op: str) -> dict[str, Any]:
+    """Step 3 for one op on one device (its own processes): party 0's median online seconds and the slowest
+    party's median offline ones."""
+    program = functools.partial(timing_program, sizes=sizes, repeats=repeats, op=op)
     per_party = smpc.run_local(program, parties=3, transport="zmq", device=device, timeout=600.0)
-    rows = []
-    for index, row in enumerate(per_party[0]):
-        rows.append({**row, "median_online_s": statistics.median(row["online_s"]),
-                     "median_offline_s": max(statistics.median(p[index]["offline_s"]) for p in per_party)})
-    return rows
+    row = per_party[0]
+    return {**row, "median_online_s": statistics.median(row["online_s"]),
+            "median_offline_s": max(statistics.median(p["offline_s"]) for p in per_party)}
 
 
 def timing_table(device: str, cpu: list[dict[str, Any]], other: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per op: the TOTAL a caller waits on each side (online median + the dealer's offline time) and their
     ratio first, the online and offline parts beside."""
     rows = []
-    for c, d in zip(cpu, other):
+    timed = {row["op"]: row for row in other}
+    for c in cpu:
+        if c["op"] not in timed:
+            continue
+        d = timed[c["op"]]
         cpu_total = c["median_online_s"] + c["median_offline_s"]
         device_total = d["median_online_s"] + d["median_offline_s"]
         rows.append({"op": c["op"], "size": c["size"], "cpu_total_s": cpu_total, "device_total_s": device_total,
@@ -276,8 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the device checked and timed against the CPU (default: cuda; cpu is the test mode)")
     parser.add_argument("--quick", action="store_true",
                         help="small sizes (mul 10^4, matmul 64, epoch N = 1,280): under a minute on 2 CPU cores")
-    parser.add_argument("--repeats", type=int, default=0,
-                        help="timed runs per op after the warm-up (default: 3, 2 for the matmul)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="timed runs per op after the warm-up (default: 1, so that the check fits in about "
+                             "5 minutes)")
+    parser.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS),
+                        help="steps to run (default: all three; 'timing' alone when a host's time is short)")
     parser.add_argument("--out", type=Path, default=Path("gpu-check.json"),
                         help="JSON report (default: gpu-check.json)")
     return parser
@@ -287,7 +300,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     device = protocols.check_device(args.device)
     sizes = QUICK if args.quick else FULL
-    repeats = {"mul": args.repeats or 3, "lr_epoch": args.repeats or 3, "matmul": args.repeats or 2}
+    repeats = dict.fromkeys(TIMED_OPS, args.repeats)
     report: dict[str, Any] = {
         "machine": {"python": sys.version.split()[0], "torch": torch.__version__, "platform": platform.platform(),
                     "cuda": torch.cuda.get_device_name(device) if device.type == "cuda" else None},
@@ -300,41 +313,44 @@ def run(args: argparse.Namespace) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=2), encoding="utf-8")
 
-    ring = check_ring_matmul(device, sizes.outer)
+    ring = check_ring_matmul(device, sizes.outer) if "ring" in args.steps else []
     save(ring_matmul=ring)
-    ops = check_ops(device)
+    ops = check_ops(device) if "ops" in args.steps else []
     save(op_checks=ops)
-    # Keyed by role, not by name: the test mode times the cpu against itself.
-    timings: dict[str, list[dict[str, Any]]] = {}
-    failures = {}
-    for role, name in (("device", str(device)), ("cpu", "cpu")):
-        print(f"timing {', '.join(repeats)} with shares on {name}...", flush=True)
-        try:
-            timings[role] = time_device(name, sizes, repeats)
-        except (smpc.PartyError, TimeoutError) as error:
-            failures[role] = str(error)
-            print(f"timing on {name}: FAIL: {error}", flush=True)
-        save(timings=timings, timing_failures=failures)
-    table = timing_table(str(device), timings["cpu"], timings["device"]) if not failures else []
+    # Keyed by role, not by name: the test mode times the cpu against itself.  Op by op, the device then the
+    # cpu, each in its own processes, saved after each: a run cut short keeps whole pairs of what it measured.
+    timings: dict[str, list[dict[str, Any]]] = {"device": [], "cpu": []}
+    failures: dict[str, str] = {}
+    for op in TIMED_OPS if "timing" in args.steps else ():
+        for role, name in (("device", str(device)), ("cpu", "cpu")):
+            print(f"timing {op} with shares on {name}...", flush=True)
+            try:
+                timings[role].append(time_device(name, sizes, repeats[op], op))
+            except (smpc.PartyError, TimeoutError) as error:
+                failures[f"{op} on {role}"] = str(error)
+                print(f"timing {op} on {name}: FAIL: {error}", flush=True)
+            save(timings=timings, timing_failures=failures)
+    table = timing_table(str(device), timings["cpu"], timings["device"])
     ok = all(row["equal"] for row in ring) and all(row["ok"] for row in ops) and not failures
-    save(table=table, ok=ok)
+    save(table=table, ok=ok, steps=args.steps)
     print(f"\n3 parties + dealer over ZeroMQ + CurveZMQ on 127.0.0.1, one torch thread each; TOTAL = online + "
-          f"offline, the time a caller waits; online: party 0's median over {repeats['mul']} timed runs "
-          f"({repeats['matmul']} for the matmul) after a warm-up; offline: the dealer's phase before each run; "
+          f"offline, the time a caller waits; online: party 0's median over {args.repeats} timed run(s) "
+          f"after a warm-up; offline: the dealer's phase before each run; "
           f"ratio = cpu / {device}")
     print_table(table, [("op", "op", "s"), ("size", "size", "s"), ("cpu_total_s", "cpu TOTAL s", ".3f"),
                         ("device_total_s", f"{device} TOTAL s", ".3f"), ("ratio", "ratio", ".2f"),
                         ("cpu_s", "cpu online s", ".3f"), ("device_s", f"{device} online s", ".3f"),
                         ("online_ratio", "online ratio", ".2f"),
                         ("cpu_offline_s", "cpu offline s", ".2f"), ("device_offline_s", f"{device} offline s", ".2f")])
-    print(f"{'all checks passed' if ok else 'CHECKS FAILED'}; wrote {args.out}; took {report['wall_s']:.0f} s")
+    print(f"{'all checks passed' if ok else 'CHECKS FAILED'} (steps: {', '.join(args.steps)}); wrote {args.out}; "
+          f"took {report['wall_s']:.0f} s")
     return 0 if ok else 1
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.repeats < 0:
-        raise SystemExit("--repeats must be >= 0")
+    if args.repeats < 1:
+        raise SystemExit("--repeats must be >= 1")
     try:
         protocols.check_device(args.device)
     except ValueError as error:

@@ -66,3 +66,43 @@ def test_cuda_refusal_starts_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setattr("smpc.run_local", started)
     with pytest.raises(SystemExit, match="no CUDA device"):
         main(["--device", "cuda", "--out", str(tmp_path / "check.json")])
+
+
+def test_steps_timing_alone_pairs_each_op_and_keeps_the_others_on_a_failure(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--steps timing` runs neither check; the ops are timed one by one, each on both sides in its own run, so
+    one that fails (the cpu matmul here) is reported and the pairs measured before it stay in the table."""
+    import smpc
+
+    def refused(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a check step ran")
+
+    calls: list[str] = []
+
+    def fake_time(device: str, sizes: object, repeats: int, op: str) -> dict[str, object]:
+        calls.append(op)
+        on_cpu = calls.count(op) == 2  # the device side first, then the cpu (both "cpu" in this test mode)
+        if on_cpu and op == "matmul":
+            raise smpc.PartyError(1, "MemoryError", "out of memory")
+        seconds = {"mul": 2.0, "lr_epoch": 1.0, "matmul": 4.0}[op] * (2 if on_cpu else 1)
+        return {"op": op, "size": "s", "online_s": [seconds] * repeats, "offline_s": [0.5] * repeats,
+                "median_online_s": seconds, "median_offline_s": 0.5}
+
+    monkeypatch.setattr("benchmarks.gpu_check.check_ring_matmul", refused)
+    monkeypatch.setattr("benchmarks.gpu_check.check_ops", refused)
+    monkeypatch.setattr("benchmarks.gpu_check.time_device", fake_time)
+    out = tmp_path / "check.json"
+    assert main(["--device", "cpu", "--quick", "--steps", "timing", "--repeats", "2", "--out", str(out)]) == 1
+    report = json.loads(out.read_text())
+    assert report["ring_matmul"] == [] and report["op_checks"] == [] and report["steps"] == ["timing"]
+    assert list(report["timing_failures"]) == ["matmul on cpu"]
+    assert [row["op"] for row in report["timings"]["device"]] == ["mul", "lr_epoch", "matmul"]
+    assert [row["op"] for row in report["timings"]["cpu"]] == ["mul", "lr_epoch"]
+    assert [(row["op"], row["ratio"]) for row in report["table"]] == [("mul", 4.5 / 2.5), ("lr_epoch", 2.5 / 1.5)]
+    assert calls == ["mul", "mul", "lr_epoch", "lr_epoch", "matmul", "matmul"]
+    assert "CHECKS FAILED" in capsys.readouterr().out
+
+
+def test_repeats_below_one_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="--repeats must be >= 1"):
+        main(["--device", "cpu", "--repeats", "0", "--out", str(tmp_path / "check.json")])
