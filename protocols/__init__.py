@@ -10,7 +10,7 @@ global state; the network and the dealer are reached through the Party passed in
 
 from protocols.additive import AdditiveFamily
 from protocols.additive.arithmetic import matmul, matmul_public, mul, mul_public
-from protocols.additive.compare import absolute, binary_and, ltz, maximum, relu, select, sign
+from protocols.additive.compare import absolute, binary_and, gtz, ltz, maximum, relu, select, sign
 from protocols.additive.dealer import beaver_triple, dealer_correction, matrix_triple, serve, truncation_pair
 from protocols.additive.sampling import bernoulli, representable_probability
 from protocols.additive.sharing import add_public, rerandomize, reveal, share, share_public
@@ -49,6 +49,7 @@ __all__ = [
     "bernoulli",
     "dealer_correction",
     "dealer_keys",
+    "gtz",
     "ltz",
     "matmul",
     "matmul_public",

@@ -86,6 +86,13 @@ class Family(Protocol):
         approximation) on shared inputs; returns Shares, or a tuple of Shares where ``function`` returns a
         tuple."""
 
+    def call_truncated(self, function: Callable[..., Any], z: torch.Tensor, divisor: int, bound_bits: int,
+                       base: Shares | None = None, **options: Any) -> tuple[Shares, Any]:
+        """(x, ``call(function, x)``) for x = floor(z / divisor) (or that plus one) + base, z additively shared
+        with |z| < 2^bound_bits, base shared (broadcasting) or None: a deferred truncation settled into a call.
+        The same values and bytes as truncating first; a family may spend fewer rounds (the replicated one: 1
+        fewer)."""
+
     def preprocess(self, plan: list, times: int, *, wait: bool = True) -> None:
         """Make ``times`` repetitions of a recorded plan's correlated randomness ahead of time (or nothing,
         where the family makes it inline)."""

@@ -13,6 +13,11 @@ in-range values has |z| < 2^product_bits; times C it is below 2^(product_bits + 
 pass the family's ``max_bound_bits`` (62 for the exact truncations; product_bits for the two-party local shift)
 or the truncation's limit with the divisor (``truncation_fits``) settles first instead, as before.  Nothing
 changes what a party sends or learns: the same truncation protocol runs, on z C instead of z.
+
+A sum with a settled value waits too: ``x @ w + b`` is floor(z / d) + b with b added after the truncation (a
+local addition whenever it happens), and ``b - x @ w`` truncates -z.  That is what lets a helper call of the
+replicated family take the truncation in (``Family.call_truncated``): ``(x @ w + b).sigmoid()`` spends one round
+fewer there than settling first.  Such a sum folds no public float (its b would need a truncation of its own).
 """
 
 from __future__ import annotations
@@ -22,25 +27,42 @@ from dataclasses import dataclass
 import torch
 
 from protocols.additive.truncation import truncation_fits
-from protocols.family import Family, Shares
+from protocols.family import Family, Shares, zip_parts
 
 
 @dataclass(frozen=True)
 class Deferred:
-    """floor(z / divisor) (or that plus one), not yet computed: ``value`` is this party's additive share of z,
-    |z| < 2^bound_bits."""
+    """floor(z / divisor) (or that plus one), plus ``base`` where given, not yet computed: ``value`` is this
+    party's additive share of z, |z| < 2^bound_bits; ``base`` the family's shares of a settled value (broadcast
+    to ``value``'s shape)."""
 
     value: torch.Tensor
     divisor: int
     bound_bits: int
+    base: Shares | None = None
 
     def settle(self, family: Family) -> Shares:
-        """The family's shares of the result: one exact truncation (its rounds and bytes)."""
-        return family.truncate_additive(self.value, self.divisor, self.bound_bits)
+        """The family's shares of the result: one exact truncation (its rounds and bytes), then ``base`` added."""
+        truncated = family.truncate_additive(self.value, self.divisor, self.bound_bits)
+        return truncated if self.base is None else zip_parts(truncated, self.base, torch.add)
+
+    def plus(self, settled: Shares, *, negate: bool = False) -> Deferred | None:
+        """base + this (``negate``: base - this, truncating -z, as exact) for a settled value of the same shape
+        or one that broadcasts to it; None where the shapes would change (the caller settles first)."""
+        if torch.broadcast_shapes(self.value.shape, settled[0].shape) != self.value.shape:
+            return None
+        value, own = self.value, self.base
+        if negate:
+            value, own = -value, None if own is None else tuple(-part for part in own)
+        base = settled if own is None else zip_parts(own, settled, torch.add)
+        return Deferred(value, self.divisor, self.bound_bits, base)
 
     def scaled(self, family: Family, encoded: torch.Tensor, scale: int) -> Deferred | None:
         """z * C for a public encoded float C (broadcasting), owing ``scale`` more: local.  None where the bound
-        would exceed what the family's truncation takes (the caller settles and multiplies as usual)."""
+        would exceed what the family's truncation takes, or where a settled ``base`` would need a truncation of
+        its own (the caller settles and multiplies as usual)."""
+        if self.base is not None:
+            return None
         magnitude = int(encoded.abs().max()) if encoded.numel() else 0
         bound_bits = self.bound_bits + (max(magnitude, 1) - 1).bit_length()  # |z C| < 2^b |C| <= 2^(b + this)
         divisor = self.divisor * scale

@@ -291,13 +291,38 @@ class SharedTensor:
 
     def _call(self, function: Callable[..., Any], **options: Any) -> SharedTensor:
         """A protocol function of additive shares applied to this value (the family runs it)."""
-        return self._new(self._family.call(function, self._parts, **options))
+        return self._new(self._call_shares(function, **options))
+
+    def _call_shares(self, function: Callable[..., Any], **options: Any) -> Any:
+        """The family's ``call`` of ``function`` on this value; a deferred truncation is settled inside the call
+        (``Family.call_truncated``: the same values and bytes, one round fewer where the family can)."""
+        owed = self._deferred
+        if owed is None:
+            return self._family.call(function, self._parts, **options)
+        self._parts, result = self._family.call_truncated(function, owed.value, owed.divisor, owed.bound_bits,
+                                                          owed.base, **options)
+        return result
+
+    def _deferred_sum(self, other: SharedTensor, *, subtract: bool) -> SharedTensor | None:
+        """self + other (self - other) with the one deferred truncation among them still owed (``smpc.deferred``:
+        the settled one is added after it); None where neither or both are deferred, or the shape would change."""
+        if (self._deferred is None) == (other._deferred is None):
+            return None
+        if self._deferred is not None:
+            settled = tuple(-part for part in other._held) if subtract else other._held
+            owed = self._deferred.plus(settled)
+        else:
+            assert other._deferred is not None
+            owed = other._deferred.plus(self._held, negate=subtract)
+        return None if owed is None else SharedTensor(self._session, (), deferred=owed)
 
     # -- linear operations (local) --------------------------------------------------------------------
     def __add__(self, other: Any) -> SharedTensor:
         if isinstance(other, SharedTensor):
             self._same_session(other)
-            result = self._new(zip_parts(self._parts, other._parts, torch.add))
+            result = self._deferred_sum(other, subtract=False)
+            if result is None:
+                result = self._new(zip_parts(self._parts, other._parts, torch.add))
             return autograd.record(result, (self, other), gradients.add)
         encoded = self._session.encoding.encode(public_tensor(other))
         result = self._new(self._family.add_public(self._parts, encoded))
@@ -313,7 +338,9 @@ class SharedTensor:
     def __sub__(self, other: Any) -> SharedTensor:
         if isinstance(other, SharedTensor):
             self._same_session(other)
-            result = self._new(zip_parts(self._parts, other._parts, torch.sub))
+            result = self._deferred_sum(other, subtract=True)
+            if result is None:
+                result = self._new(zip_parts(self._parts, other._parts, torch.sub))
             return autograd.record(result, (self, other), gradients.sub)
         return self + (-public_tensor(other))
 
@@ -437,7 +464,7 @@ class SharedTensor:
         if not autograd.tracking((self,)):
             return self._call(protocols.absolute)
         with autograd.no_grad():
-            negative = self < 0
+            negative = self._from_bit(self._call_shares(protocols.ltz))  # self < 0, settling self in the call
             result = self - where(negative, self, 0.0) * 2
         return autograd.record(result, (self,), gradients.absolute, negative)
 
@@ -450,7 +477,7 @@ class SharedTensor:
         if not autograd.tracking((self,)):
             return self._call(protocols.relu)
         with autograd.no_grad():
-            positive = self > 0
+            positive = self._from_bit(self._call_shares(protocols.gtz))  # self > 0, settling self in the call
             result = where(positive, self, 0.0)
         return autograd.record(result, (self,), gradients.select, positive)
 

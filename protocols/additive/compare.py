@@ -68,6 +68,16 @@ def ltz(party: Party, x: torch.Tensor) -> torch.Tensor:
     return xor_bit_to_additive(party, msb).reshape(x.shape)
 
 
+def gtz(party: Party, x: torch.Tensor) -> torch.Tensor:
+    """Additive shares of the bit [x > 0], same shape as ``x``: ``ltz`` of -x.
+
+    Steps: 1. Negate x (local).  2. ``ltz``.
+    Rounds: 8.  Bytes: as ``ltz``.  Error: none (exact; -x is exact for every ring element but -2^63, which no
+    fixed-point value reaches).
+    """
+    return ltz(party, -x)
+
+
 def ltz_bytes(count: int) -> int:
     """Payload bytes each party sends each other party in one ``ltz`` call on ``count`` elements (the cost
     model of its docstring, exactly): the masked opening, the six packed levels, the bit conversion."""

@@ -70,6 +70,13 @@ class AdditiveFamily:
     def preprocess(self, plan: list, times: int, *, wait: bool = True) -> None:
         request_plan(self.party, plan, times, wait=wait)
 
+    def call_truncated(self, function: Callable[..., Any], z: torch.Tensor, divisor: int, bound_bits: int,
+                       base: Shares | None = None, **options: Any) -> tuple[Shares, Any]:
+        """The truncation (1 round), then ``call``: nothing to save in this family."""
+        value = truncate(self.party, z, divisor, bound_bits)
+        settled = (value if base is None else value + base[0],)
+        return settled, self.call(function, settled, **options)
+
     def call(self, function: Callable[..., Any], *inputs: Shares, **options: Any) -> Any:
         result = function(self.party, *(x[0] for x in inputs), **options)
         if isinstance(result, tuple):

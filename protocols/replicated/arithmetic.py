@@ -34,12 +34,22 @@ def fused_truncate(family: ReplicatedFamily, z: torch.Tensor, divisor: int | Non
          truncation), uniform whatever z is; party 0 sees nothing.
       3. Parties 1 and 2 finish the truncation as the two parties of the additive protocol do (one keeps
          floor(c/d) - O/d - s_1 + [c < T] u_1, the other -s_2 + [c < T] u_2): a two-party sharing of the result.
-      4. ``from_two_of_two``: back to replicated shares.
+      4. ``from_two_of_two``: back to replicated shares (``ReplicatedFamily.call_truncated`` stops after step 3
+         and hands the two-party sharing to a helper call, which needs nothing else: 1 round fewer).
     Rounds: 2.  Bytes per element: party 0 sends the 16-byte correction, parties 1 and 2 send 8 each in step 2
     and 8 each in step 4 (party 0 sends no share of the product: before, it sent z_0 + r to both, 16 more).
     Error: |result - z/d| < 1, as the additive family's truncation, for every |z| < 2^bound_bits; never a
     failure.
     """
+    result = truncate_two_of_two(family, z, divisor, bound_bits)
+    return family.from_two_of_two(None if result is None else [result], [tuple(z.shape)])[0]
+
+
+def truncate_two_of_two(family: ReplicatedFamily, z: torch.Tensor, divisor: int | None = None,
+                        bound_bits: int | None = None) -> torch.Tensor | None:
+    """Steps 1 to 3 of ``fused_truncate``: parties 1 and 2 get a two-party additive sharing of floor(z / d) (or
+    that plus one), the view a helper call takes; party 0 gets None.  Rounds: 1.  Bytes per element: party 0
+    sends 16 (the pair's correction), parties 1 and 2 send 8 each.  Error: as ``fused_truncate``."""
     party, rank = family.party, family.rank
     divisor = party.encoding.scale if divisor is None else int(divisor)
     offset, threshold = wrap_constants(party.encoding.product_bits if bound_bits is None else bound_bits, divisor)
@@ -56,7 +66,7 @@ def fused_truncate(family: ReplicatedFamily, z: torch.Tensor, divisor: int | Non
         pair = torch.stack(truncation_values(mask.cpu(), divisor))
         family.helper.send_to_last(stream, pair - first_pair)
         party.rounds += 1
-        return family.from_two_of_two(None, [tuple(z.shape)])[0]
+        return None
     assert family.sub is not None
     sub = family.sub
     stream = sub.next_dealer_request()
@@ -72,5 +82,4 @@ def fused_truncate(family: ReplicatedFamily, z: torch.Tensor, divisor: int | Non
     party.rounds += 1
     party.notify_learned("truncate", tag, opened)
     unsigned = opened.cpu().numpy().view(np.uint64)
-    result = finish_divide(unsigned, pair[0], pair[1], divisor, offset, threshold, first=rank == 1)
-    return family.from_two_of_two([result.reshape(z.shape)], [tuple(z.shape)])[0]
+    return finish_divide(unsigned, pair[0], pair[1], divisor, offset, threshold, first=rank == 1).reshape(z.shape)

@@ -19,7 +19,7 @@ from protocols.family import Shares
 from protocols.party import Party
 from protocols.prg import AesCtrPrg
 from protocols.replicated import shares as rep
-from protocols.replicated.arithmetic import fused_truncate
+from protocols.replicated.arithmetic import fused_truncate, truncate_two_of_two
 from protocols.replicated.helper import Helper, RememberedPlans, SubParty, encode_end, run_remembered, sub_party
 from protocols.setup import derived_key, pairwise_keys
 
@@ -217,23 +217,59 @@ class ReplicatedFamily:
         and 2 on their two-party view of the inputs, party 0 as its dealer; the outputs come back as
         replicated shares in one more round.  Returns Shares, or a tuple of them for a tuple result.  Party 2
         sends a repeated call's dealer requests as one plan (``helper.RememberedPlans``)."""
-        party = self.party
         if self.helper is not None:
-            shapes, is_tuple, tag, rounds = self.helper.serve()
-            party.tag = max(party.tag, tag)
-            party.rounds += rounds
-            converted = self.from_two_of_two(None, shapes)
-            return tuple(converted) if is_tuple else converted[0]
+            converted, is_tuple = self._serve()
+        else:
+            views = [rep.two_of_two((x[0], x[1]), self.rank) for x in inputs]
+            converted, is_tuple = self._run_sub(function, views, options)
+        return tuple(converted) if is_tuple else converted[0]
+
+    def call_truncated(self, function: Callable[..., Any], z: torch.Tensor, divisor: int, bound_bits: int,
+                       base: Shares | None = None, **options: Any) -> tuple[Shares, Any]:
+        """(x, ``call(function, x)``) for x = floor(z / divisor) (or that plus one) + base.
+
+        ``truncate_two_of_two`` leaves parties 1 and 2 the two-party view of x that the call runs on, and x goes
+        back to replicated shares with the call's outputs, in the same message: the truncation's own return
+        round is saved.  Rounds: 1 + the call's (2 + the call's when truncating first).  Bytes: the same as
+        truncating first.  Error: the truncation's, then the call's."""
+        view = truncate_two_of_two(self, z, divisor, bound_bits)
+        if self.helper is not None:
+            converted, is_tuple = self._serve()
+        else:
+            assert view is not None
+            if base is not None:
+                base_view = rep.two_of_two((base[0], base[1]), self.rank)
+                assert base_view is not None
+                view = view + base_view
+            converted, is_tuple = self._run_sub(function, [view], options, carried=view)
+        settled, outputs = converted[-1], converted[:-1]
+        return settled, tuple(outputs) if is_tuple else outputs[0]
+
+    def _serve(self) -> tuple[list[Shares], bool]:
+        """Party 0's side of a helper call: deal until the end marker, then the outputs' return."""
+        assert self.helper is not None
+        party = self.party
+        shapes, is_tuple, tag, rounds = self.helper.serve()
+        party.tag = max(party.tag, tag)
+        party.rounds += rounds
+        return self.from_two_of_two(None, shapes), is_tuple
+
+    def _run_sub(self, function: Callable[..., Any], views: list[torch.Tensor | None], options: dict[str, Any],
+                 carried: torch.Tensor | None = None) -> tuple[list[Shares], bool]:
+        """Parties 1 and 2: ``function`` on the two-party views, then its outputs (and ``carried``, a two-party
+        value returned with them, last) back to replicated shares in one round."""
         assert self.sub is not None
-        sub = self.sub
+        party, sub = self.party, self.sub
         before = sub.rounds
-        views = [rep.two_of_two((x[0], x[1]), self.rank) for x in inputs]
         if self.rank == 2:
-            key = RememberedPlans.key(function, [tuple(x[0].shape) for x in inputs], options)
+            key = RememberedPlans.key(function, [tuple(view.shape) for view in views if view is not None],
+                                      options)
             result = run_remembered(sub, self.plans, key, lambda: function(sub, *views, **options))
         else:
             result = function(sub, *views, **options)
         outputs = list(result) if isinstance(result, tuple) else [result]
+        if carried is not None:
+            outputs.append(carried)
         rounds = sub.rounds - before
         stream = sub.next_dealer_request()  # the end marker's stream, on both of the sub-session's parties
         shapes = [tuple(output.shape) for output in outputs]
@@ -242,8 +278,7 @@ class ReplicatedFamily:
             party.notify_opening("helper end", end.numel() * 8)
             sub.send(sub.dealer_id, stream, end)
         party.rounds += rounds
-        converted = self.from_two_of_two(outputs, shapes)
-        return tuple(converted) if isinstance(result, tuple) else converted[0]
+        return self.from_two_of_two(outputs, shapes), isinstance(result, tuple)
 
     def from_two_of_two(self, values: Sequence[torch.Tensor] | None, shapes: Sequence[tuple[int, ...]]
                         ) -> list[Shares]:

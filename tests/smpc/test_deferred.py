@@ -47,7 +47,8 @@ def test_products_by_public_floats_match_torch(n_parties: int, data: st.DataObje
         sx, sy = share_from(session, [x, y])
         return {"(x*y)c": ((sx * sy) * c).reveal(), "(x@yT)c": ((sx @ sy.t()) * c).reveal(),
                 "mean(x)c": (sx.mean() * c).reveal(), "(x*y)cd": ((sx * sy) * c * d).reveal(),
-                "c(x*y)": (c * (sx * sy)).reveal()}
+                "c(x*y)": (c * (sx * sy)).reveal(), "x*y+x": (sx * sy + sx).reveal(),
+                "y-x*y": (sy - sx * sy).reveal(), "sigmoid(x*y-y)": (sx * sy - sy).sigmoid().reveal()}
 
     product_error = x.abs() * E + y.abs() * E + E * E + U
     matmul_error = (torch.matmul(x.abs(), torch.ones_like(y).t()) + torch.matmul(torch.ones_like(x), y.abs().t())
@@ -58,6 +59,9 @@ def test_products_by_public_floats_match_torch(n_parties: int, data: st.DataObje
         "(x@yT)c": times_public(x @ y.t(), matmul_error, c),
         "mean(x)c": times_public(x.mean(), E + U, c),
         "(x*y)cd": times_public(xyc, xyc_bound, d),
+        # a sum waits with the settled term added after the truncation; sigmoid settles it in its call
+        "x*y+x": (x * y + x, product_error + E), "y-x*y": (y - x * y, product_error + E),
+        "sigmoid(x*y-y)": (torch.sigmoid(x * y - y), 3.2e-4 + 0.25 * (product_error + E)),
     })
 
 
@@ -120,3 +124,52 @@ def test_no_deferral_with_check_range_and_no_fold_with_local_shifts() -> None:
     assert checked[0] > 0 and local[0] == 1  # local: the Beaver opening only; its shifts cost no round
     for _, value in (checked, local):
         assert torch.allclose(value, expected, atol=4 * U)
+
+
+def _sums_and_calls(session: smpc.Session) -> dict[str, Any]:
+    x = session.share(torch.linspace(-3, 3, 12).reshape(4, 3) if session.rank == 0 else None, owner=0)
+    w = session.share(torch.linspace(-1, 2, 6).reshape(3, 2) if session.rank == 1 else None, owner=1)
+    b = session.share(torch.tensor([0.5, -1.25]) if session.rank == 0 else None, owner=0)
+    stats = session.stats
+    out: dict[str, Any] = {}
+    (x @ w + b).sigmoid()  # the replicated family's helper plans a call it has seen: both measured calls repeat
+    for name, settle_first in (("deferred", False), ("settled", True)):
+        z = x @ w + b
+        rounds, sent = stats.rounds, stats.bytes_sent
+        if settle_first:
+            z.settle()
+        s = z.sigmoid()
+        out[f"{name} rounds"], out[f"{name} bytes"] = stats.rounds - rounds, stats.bytes_sent - sent
+        rounds = stats.rounds
+        z.settle()  # settled by the call: nothing more to do
+        out[f"{name} settle rounds"] = stats.rounds - rounds
+        out[f"{name} sigmoid"], out[f"{name} z"] = s.reveal(), z.reveal()
+    out["b - x@w"], out["x@w - b"] = (b - x @ w).reveal(), (x @ w - b).reveal()
+    out["relu(x@w - b)"] = (x @ w - b).relu().reveal()
+    out["(x@w - b) * 0.5"] = ((x @ w - b) * 0.5).reveal()
+    tracked = w.detach().requires_grad_()
+    out["tracked relu"] = (x @ tracked - b).relu().reveal()
+    return out
+
+
+@pytest.mark.parametrize("n_parties", [3, REPLICATED], ids=["dealer", "replicated"])
+def test_a_sum_with_a_settled_value_stays_deferred_and_a_call_settles_it(n_parties: Any) -> None:
+    """x @ w + b, b - x @ w and x @ w - b wait for their truncation with b added after it; sigmoid (or ReLU)
+    of one settles it inside the call: the values of truncating first, one round fewer in the replicated
+    family (the same in the dealer one), no more bytes, and the input is settled for later use."""
+    replicated = getattr(n_parties, "protocol", "dealer") == "replicated"
+    xw = torch.linspace(-3, 3, 12, dtype=torch.float64).reshape(4, 3) @ torch.linspace(
+        -1, 2, 6, dtype=torch.float64).reshape(3, 2)
+    bias = torch.tensor([0.5, -1.25], dtype=torch.float64)
+    for out in run_parties(_sums_and_calls, n_parties):
+        assert out["deferred rounds"] == out["settled rounds"] - (1 if replicated else 0)
+        assert out["deferred bytes"] <= out["settled bytes"]
+        assert out["deferred settle rounds"] == out["settled settle rounds"] == 0
+        for name in ("deferred", "settled"):
+            assert torch.allclose(out[f"{name} z"], xw + bias, atol=1e-3)
+            assert torch.allclose(out[f"{name} sigmoid"], torch.sigmoid(xw + bias), atol=1e-3)
+        assert torch.allclose(out["b - x@w"], bias - xw, atol=1e-3)
+        assert torch.allclose(out["x@w - b"], xw - bias, atol=1e-3)
+        assert torch.allclose(out["relu(x@w - b)"], torch.relu(xw - bias), atol=1e-3)
+        assert torch.allclose(out["tracked relu"], torch.relu(xw - bias), atol=1e-3)
+        assert torch.allclose(out["(x@w - b) * 0.5"], (xw - bias) * 0.5, atol=1e-3)

@@ -301,7 +301,7 @@ def test_rounds_of_a_relu_network(n_parties: int) -> None:
         shared, sx = share_model_and_data(session, model, x)
         optimizer = soptim.SGD(shared.parameters(), lr=0.1, momentum=0.9, weight_decay=0.01)
         counts = []
-        for action in (lambda: shared(sx), lambda: snn.MSELoss()(shared(sx), torch.zeros(16, 1)).backward(),
+        for action in (lambda: shared(sx).settle(), lambda: snn.MSELoss()(shared(sx), torch.zeros(16, 1)).backward(),
                        optimizer.step, lambda: shared.predict(sx, to=0)):
             before = session.stats.rounds
             action()
