@@ -81,6 +81,13 @@ class Family(Protocol):
     def truncate_additive(self, z: torch.Tensor, divisor: int, bound_bits: int) -> Shares:
         """Shares of floor(z / divisor) (or that plus one) for an additively shared z with |z| < 2^bound_bits."""
 
+    #: Whether ``truncate_additive_many`` costs the rounds of one truncation (so waiting truncations are worth
+    #: settling together); else it is one truncation after another.
+    settles_together: bool
+
+    def truncate_additive_many(self, items: Sequence[tuple[torch.Tensor, int, int]]) -> list[Shares]:
+        """``truncate_additive`` of each (z, divisor, bound_bits), in order."""
+
     def call(self, function: Callable[..., Any], *inputs: Shares, **options: Any) -> Any:
         """Run an additive-share protocol ``function(party, *tensors, **options)`` (a comparison, an
         approximation) on shared inputs; returns Shares, or a tuple of Shares where ``function`` returns a

@@ -18,11 +18,19 @@ A sum with a settled value waits too: ``x @ w + b`` is floor(z / d) + b with b a
 local addition whenever it happens), and ``b - x @ w`` truncates -z.  That is what lets a helper call of the
 replicated family take the truncation in (``Family.call_truncated``): ``(x @ w + b).sigmoid()`` spends one round
 fewer there than settling first.  Such a sum folds no public float (its b would need a truncation of its own).
+
+Where the family settles several truncations in the rounds of one (``Family.settles_together``: the replicated
+family), the session keeps its waiting values in program order (``Waiting``), and the first use of any of them
+settles them all: in a training step, ``w - lr * grad_w`` and ``b - lr * grad_b`` then cost the 2 rounds of one
+truncation.  Every party runs the same operations on shared values in the same order, so the batches agree; a
+value whose truncation was folded into another leaves the list (it settles on its own if used after all).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -48,10 +56,12 @@ class Deferred:
 
     def plus(self, settled: Shares, *, negate: bool = False) -> Deferred | None:
         """base + this (``negate``: base - this, truncating -z, as exact) for a settled value of the same shape
-        or one that broadcasts to it; None where the shapes would change (the caller settles first)."""
-        if torch.broadcast_shapes(self.value.shape, settled[0].shape) != self.value.shape:
+        or one that broadcasts to it with as many elements; None where more elements would need a truncation
+        (the caller settles first)."""
+        shape = torch.broadcast_shapes(self.value.shape, settled[0].shape)
+        if shape.numel() != self.value.numel():
             return None
-        value, own = self.value, self.base
+        value, own = self.value.expand(shape), self.base  # the same elements: (), (1,) and (1, 1) alike
         if negate:
             value, own = -value, None if own is None else tuple(-part for part in own)
         base = settled if own is None else zip_parts(own, settled, torch.add)
@@ -69,3 +79,37 @@ class Deferred:
         if bound_bits > family.max_bound_bits or not truncation_fits(bound_bits, divisor):
             return None
         return Deferred(self.value * encoded.to(self.value.device), divisor, bound_bits)
+
+
+def settle_many(family: Family, owed: Sequence[Deferred]) -> list[Shares]:
+    """Each deferred value's shares, with one ``truncate_additive_many`` for them all."""
+    if len(owed) == 1:
+        return [owed[0].settle(family)]
+    truncated = family.truncate_additive_many([(d.value, d.divisor, d.bound_bits) for d in owed])
+    return [t if d.base is None else zip_parts(t, d.base, torch.add) for t, d in zip(truncated, owed)]
+
+
+class Waiting:
+    """A session's values whose truncation waits, in program order (only where ``Family.settles_together``).
+    Holds them until the next settle (a value nobody uses is settled with the rest: bytes, no round)."""
+
+    def __init__(self) -> None:
+        self._values: list[Any] = []
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def add(self, value: Any) -> None:
+        self._values.append(value)
+
+    def drop(self, value: Any) -> None:
+        """``value``'s truncation went into another value's (a fold, a sum, a call): not settled with the rest."""
+        self._values = [waiting for waiting in self._values if waiting is not value]
+
+    def take(self, value: Any) -> list[Any]:
+        """Every waiting value still deferred, with ``value`` (last if it was not waiting); empties the list."""
+        batch = [waiting for waiting in self._values if waiting._deferred is not None]
+        if not any(waiting is value for waiting in batch):
+            batch.append(value)
+        self._values = []
+        return batch

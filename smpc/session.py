@@ -23,6 +23,7 @@ from protocols import Party
 from protocols.additive.family import AdditiveFamily
 from protocols.family import Family
 from protocols.replicated import ReplicatedFamily, replicated_keys
+from smpc.deferred import Waiting
 from smpc.hosts import connect_node, load_roster, roster_options
 from smpc.options import SessionOptions
 from smpc.tensor import SharedTensor
@@ -92,6 +93,8 @@ class Session:
         self._closed = False
         self._stats = SessionStats(party)
         self._check_range = bool(check_range)
+        # Values whose truncation waits, settled together (smpc.deferred; the replicated family only).
+        self._waiting = Waiting()
 
     @classmethod
     def from_transport(

@@ -26,7 +26,7 @@ from protocols.approx import softmax as approx_softmax
 from protocols.approx import sqrt as approx_sqrt
 from protocols.family import Family, Shares, join_parts, map_parts, zip_parts
 from smpc import autograd, gradients
-from smpc.deferred import Deferred
+from smpc.deferred import Deferred, settle_many
 from smpc.operands import check_multiplier, public_operand, public_tensor
 from smpc.range_check import check_opened, check_shared, rescale_checked
 
@@ -54,6 +54,8 @@ class SharedTensor:
         self._held: Shares = parts
         # A product whose truncation waits for the value's first use (``smpc.deferred``); _parts settles it.
         self._deferred = deferred
+        if deferred is not None and session.family.settles_together:
+            session._waiting.add(self)
         # Comparisons also keep their result as unscaled 0/1 shares, so that where() needs one product
         # without truncation; every other operation drops them.
         self._bit = bit
@@ -94,10 +96,15 @@ class SharedTensor:
 
     @property
     def _parts(self) -> Shares:
-        """This party's parts of the value; settles a deferred truncation first (every party reaches this at the
-        same point of the program, as every protocol step)."""
+        """This party's parts of the value; settles a deferred truncation first, with every other one waiting
+        where the family settles them together (every party reaches this at the same point of the program, as
+        every protocol step)."""
         if self._deferred is not None:
-            self._held, self._deferred = self._deferred.settle(self._family), None
+            family = self._family
+            batch = self._session._waiting.take(self) if family.settles_together else [self]
+            owed = [value._deferred for value in batch if value._deferred is not None]
+            for value, parts in zip(batch, settle_many(family, owed)):
+                value._held, value._deferred = parts, None
         return self._held
 
     @_parts.setter
@@ -165,7 +172,10 @@ class SharedTensor:
         self._grad = value
 
     def detach(self) -> SharedTensor:
-        """The same shared value, cut from the graph (no gradient flows through it)."""
+        """The same shared value, cut from the graph (no gradient flows through it).  A deferred truncation
+        goes with the copy (this one settles on its own if it is used after all)."""
+        if self._deferred is not None:
+            self._session._waiting.drop(self)
         return SharedTensor(self._session, self._held, bit=self._bit, deferred=self._deferred)
 
     def backward(self, gradient: Any = None, retain_graph: bool = False) -> None:
@@ -299,6 +309,7 @@ class SharedTensor:
         owed = self._deferred
         if owed is None:
             return self._family.call(function, self._parts, **options)
+        self._session._waiting.drop(self)
         self._parts, result = self._family.call_truncated(function, owed.value, owed.divisor, owed.bound_bits,
                                                           owed.base, **options)
         return result
@@ -308,13 +319,17 @@ class SharedTensor:
         the settled one is added after it); None where neither or both are deferred, or the shape would change."""
         if (self._deferred is None) == (other._deferred is None):
             return None
+        source = self if self._deferred is not None else other
         if self._deferred is not None:
             settled = tuple(-part for part in other._held) if subtract else other._held
             owed = self._deferred.plus(settled)
         else:
             assert other._deferred is not None
             owed = other._deferred.plus(self._held, negate=subtract)
-        return None if owed is None else SharedTensor(self._session, (), deferred=owed)
+        if owed is None:
+            return None
+        self._session._waiting.drop(source)
+        return SharedTensor(self._session, (), deferred=owed)
 
     # -- linear operations (local) --------------------------------------------------------------------
     def __add__(self, other: Any) -> SharedTensor:
@@ -366,6 +381,7 @@ class SharedTensor:
             if self._deferred is not None and self._defers():
                 folded = self._deferred.scaled(self._family, encoded, self._session.encoding.scale)
             if folded is not None:  # one truncation for both products (smpc.deferred)
+                self._session._waiting.drop(self)
                 result = SharedTensor(self._session, (), deferred=folded)
             else:
                 result = self._truncated(lambda part: part * encoded.to(part.device), "mul")

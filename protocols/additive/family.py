@@ -4,7 +4,7 @@ bits).  Each party's ``Shares`` have one part, its x_i."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -66,6 +66,12 @@ class AdditiveFamily:
 
     def truncate_additive(self, z: torch.Tensor, divisor: int, bound_bits: int) -> Shares:
         return (truncate(self.party, z, divisor, bound_bits),)
+
+    #: One truncation after another (each needs its own dealer pair and opening; nothing batches them yet).
+    settles_together = False
+
+    def truncate_additive_many(self, items: Sequence[tuple[torch.Tensor, int, int]]) -> list[Shares]:
+        return [self.truncate_additive(*item) for item in items]
 
     def preprocess(self, plan: list, times: int, *, wait: bool = True) -> None:
         request_plan(self.party, plan, times, wait=wait)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -50,36 +51,64 @@ def truncate_two_of_two(family: ReplicatedFamily, z: torch.Tensor, divisor: int 
     """Steps 1 to 3 of ``fused_truncate``: parties 1 and 2 get a two-party additive sharing of floor(z / d) (or
     that plus one), the view a helper call takes; party 0 gets None.  Rounds: 1.  Bytes per element: party 0
     sends 16 (the pair's correction), parties 1 and 2 send 8 each.  Error: as ``fused_truncate``."""
+    results = truncate_many_two_of_two(family, [(z, divisor, bound_bits)])
+    return None if results is None else results[0]
+
+
+def fused_truncate_many(family: ReplicatedFamily,
+                        items: Sequence[tuple[torch.Tensor, int | None, int | None]]) -> list[Shares]:
+    """``fused_truncate`` of several values (z, divisor, bound_bits) in its 2 rounds: step 2's messages and
+    step 4's return carry every value together.  Bytes: the sum of theirs, less the headers of the messages
+    saved.  Error: each value's, as ``fused_truncate``."""
+    results = truncate_many_two_of_two(family, items)
+    return family.from_two_of_two(results, [tuple(z.shape) for z, _, _ in items])
+
+
+def truncate_many_two_of_two(family: ReplicatedFamily,
+                             items: Sequence[tuple[torch.Tensor, int | None, int | None]]
+                             ) -> list[torch.Tensor] | None:
+    """Steps 1 to 3 of ``fused_truncate`` for every (z, divisor, bound_bits) of ``items`` in one round: one
+    mask over them all (their pairs apart, one per divisor and value), one message each way between parties 1
+    and 2.  Parties 1 and 2 get each result's two-party sharing, party 0 None."""
     party, rank = family.party, family.rank
-    divisor = party.encoding.scale if divisor is None else int(divisor)
-    offset, threshold = wrap_constants(party.encoding.product_bits if bound_bits is None else bound_bits, divisor)
-    flat = z.reshape(-1)
+    plans = []
+    for z, divisor, bound_bits in items:
+        d = party.encoding.scale if divisor is None else int(divisor)
+        offset, threshold = wrap_constants(party.encoding.product_bits if bound_bits is None else bound_bits, d)
+        plans.append((z, d, offset, threshold, Request(TRUNC, d, (z.numel(),)).output_shapes()))
+    flat = torch.cat([z.reshape(-1) for z, _, _ in items]) if len(items) > 1 else items[0][0].reshape(-1)
     count = flat.numel()
-    request = Request(TRUNC, divisor, (count,))
-    shapes = request.output_shapes()
+    bounds = np.cumsum([0] + [z.numel() for z, *_ in plans]).tolist()
     tag = party.next_tag()
     if rank == 0:
         assert family.helper is not None
-        stream = family.helper.next_stream()
         mask = family._mask(1, _FUSED_DOMAIN, tag, count) + family._mask(2, _FUSED_DOMAIN, tag, count) - flat
-        _, _, first_pair = expand_parts(family.helper.prgs[0], stream, shapes)  # party 1's shares of (s, u)
-        pair = torch.stack(truncation_values(mask.cpu(), divisor))
-        family.helper.send_to_last(stream, pair - first_pair)
+        for (_, d, _, _, shapes), start, stop in zip(plans, bounds, bounds[1:]):
+            stream = family.helper.next_stream()
+            _, _, first_pair = expand_parts(family.helper.prgs[0], stream, shapes)  # party 1's shares of (s, u)
+            pair = torch.stack(truncation_values(mask[start:stop].cpu(), d))
+            family.helper.send_to_last(stream, pair - first_pair)
         party.rounds += 1
         return None
     assert family.sub is not None
     sub = family.sub
-    stream = sub.next_dealer_request()
+    streams = [sub.next_dealer_request() for _ in plans]
     assert sub.dealer_prg is not None
     party.notify_opening("truncate", count * 8)
     masked = flat + family._mask(0, _FUSED_DOMAIN, tag, count)
     party.send(3 - rank, tag, masked)
     if rank == 1:
-        _, _, pair = expand_parts(sub.dealer_prg, stream, shapes, sub)
+        pairs = [expand_parts(sub.dealer_prg, stream, shapes, sub)[2] for stream, (*_, shapes) in zip(streams, plans)]
     else:
-        pair = sub.recv(sub.dealer_id, stream, "helper truncation pair").reshape(shapes[2])
-    opened = masked + party.recv(3 - rank, tag, "truncate") + offset
+        pairs = [sub.recv(sub.dealer_id, stream, "helper truncation pair").reshape(shapes[2])
+                 for stream, (*_, shapes) in zip(streams, plans)]
+    summed = masked + party.recv(3 - rank, tag, "truncate")
     party.rounds += 1
-    party.notify_learned("truncate", tag, opened)
-    unsigned = opened.cpu().numpy().view(np.uint64)
-    return finish_divide(unsigned, pair[0], pair[1], divisor, offset, threshold, first=rank == 1).reshape(z.shape)
+    results = []
+    for (z, d, offset, threshold, _), pair, start, stop in zip(plans, pairs, bounds, bounds[1:]):
+        opened = summed[start:stop] + offset
+        party.notify_learned("truncate", tag, opened)
+        unsigned = opened.cpu().numpy().view(np.uint64)
+        results.append(finish_divide(unsigned, pair[0], pair[1], d, offset, threshold, first=rank == 1
+                                     ).reshape(z.shape))
+    return results

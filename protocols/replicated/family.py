@@ -19,7 +19,7 @@ from protocols.family import Shares
 from protocols.party import Party
 from protocols.prg import AesCtrPrg
 from protocols.replicated import shares as rep
-from protocols.replicated.arithmetic import fused_truncate, truncate_two_of_two
+from protocols.replicated.arithmetic import fused_truncate, fused_truncate_many, truncate_two_of_two
 from protocols.replicated.helper import Helper, RememberedPlans, SubParty, encode_end, run_remembered, sub_party
 from protocols.setup import derived_key, pairwise_keys
 
@@ -208,6 +208,13 @@ class ReplicatedFamily:
     def truncate_additive(self, z: torch.Tensor, divisor: int, bound_bits: int) -> Shares:
         """``fused_truncate`` of the additive shares z_i (2 rounds)."""
         return fused_truncate(self, z, divisor, bound_bits)
+
+    #: ``fused_truncate_many`` takes any number of values in the 2 rounds of one.
+    settles_together = True
+
+    def truncate_additive_many(self, items: Sequence[tuple[torch.Tensor, int, int]]) -> list[Shares]:
+        """``fused_truncate_many``: every value in 2 rounds."""
+        return fused_truncate_many(self, items)
 
     def preprocess(self, plan: list, times: int, *, wait: bool = True) -> None:
         """Nothing to do ahead of time: party 0 makes the helper sub-session's material when it is asked."""

@@ -173,3 +173,47 @@ def test_a_sum_with_a_settled_value_stays_deferred_and_a_call_settles_it(n_parti
         assert torch.allclose(out["relu(x@w - b)"], torch.relu(xw - bias), atol=1e-3)
         assert torch.allclose(out["tracked relu"], torch.relu(xw - bias), atol=1e-3)
         assert torch.allclose(out["(x@w - b) * 0.5"], (xw - bias) * 0.5, atol=1e-3)
+
+
+def _settled_together(session: smpc.Session) -> dict[str, Any]:
+    x = session.share(torch.linspace(-3, 3, 12).reshape(4, 3) if session.rank == 0 else None, owner=0)
+    w = session.share(torch.linspace(-1, 2, 3).reshape(3, 1) if session.rank == 1 else None, owner=1)
+    b = session.share(torch.tensor([0.5]) if session.rank == 0 else None, owner=0)
+    stats = session.stats
+    out: dict[str, Any] = {}
+    new_w = w - (x.t() @ x[:, :1]) * 0.125  # a training step's updates: both wait
+    new_b = b - x.mean() * 0.25
+    rounds = stats.rounds
+    new_w.settle()
+    out["first"] = stats.rounds - rounds
+    rounds = stats.rounds
+    new_b.settle()
+    out["second"] = stats.rounds - rounds
+    product = x * x
+    folded = product * 0.25  # product's truncation went into folded's: not settled with it
+    rounds = stats.rounds
+    folded.settle()
+    out["folded rounds"] = stats.rounds - rounds
+    rounds = stats.rounds
+    product.settle()  # used after all: settles on its own
+    out["product after"] = stats.rounds - rounds
+    out.update(w=new_w.reveal(), b=new_b.reveal(), folded=folded.reveal(), product=product.reveal())
+    return out
+
+
+@pytest.mark.parametrize("n_parties", [3, REPLICATED], ids=["dealer", "replicated"])
+def test_waiting_truncations_settle_together_in_the_replicated_family(n_parties: Any) -> None:
+    """Two updates of a training step wait; settling one settles both in the replicated family (2 rounds, the
+    second free), one at a time in the dealer family.  A product folded into another leaves the list and
+    settles on its own when used after all.  Values as plain torch."""
+    replicated = getattr(n_parties, "protocol", "dealer") == "replicated"
+    trunc = 2 if replicated else 1
+    x = torch.linspace(-3, 3, 12, dtype=torch.float64).reshape(4, 3)
+    w = torch.linspace(-1, 2, 3, dtype=torch.float64).reshape(3, 1)
+    for out in run_parties(_settled_together, n_parties):
+        assert (out["first"], out["second"]) == ((trunc, 0) if replicated else (trunc, trunc))
+        assert (out["folded rounds"], out["product after"]) == (trunc, trunc)
+        assert torch.allclose(out["w"], w - (x.t() @ x[:, :1]) * 0.125, atol=1e-3)
+        assert torch.allclose(out["b"], 0.5 - x.mean() * 0.25, atol=1e-3)
+        assert torch.allclose(out["folded"], x * x * 0.25, atol=1e-3)
+        assert torch.allclose(out["product"], x * x, atol=1e-3)
