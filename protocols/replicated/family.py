@@ -248,7 +248,8 @@ class ReplicatedFamily:
                 base_view = rep.two_of_two((base[0], base[1]), self.rank)
                 assert base_view is not None
                 view = view + base_view
-            converted, is_tuple = self._run_sub(function, [view], options, carried=view)
+            # A copy comes back as the settled input, whatever the call does with its own view.
+            converted, is_tuple = self._run_sub(function, [view], options, carried=view.clone())
         settled, outputs = converted[-1], converted[:-1]
         return settled, tuple(outputs) if is_tuple else outputs[0]
 
