@@ -67,9 +67,16 @@ def fused_truncate_many(family: ReplicatedFamily,
 def truncate_many_two_of_two(family: ReplicatedFamily,
                              items: Sequence[tuple[torch.Tensor, int | None, int | None]]
                              ) -> list[torch.Tensor] | None:
-    """Steps 1 to 3 of ``fused_truncate`` for every (z, divisor, bound_bits) of ``items`` in one round: one
-    mask over them all (their pairs apart, one per divisor and value), one message each way between parties 1
-    and 2.  Parties 1 and 2 get each result's two-party sharing, party 0 None."""
+    """Steps 1 to 3 of ``fused_truncate`` for every (z, divisor, bound_bits) of ``items`` in one round.
+    Parties 1 and 2 get each result's two-party sharing, party 0 None.
+      1. One mask stream (one tag) over the values laid end to end: each value's elements get their own
+         segment of r, as if it had a tag of its own.  Party 0 sends party 2 one pair correction per value
+         (its own divisor and bound).
+      2. One message each way between parties 1 and 2 carries every masked value.
+      3. Each value is finished with its own offset, threshold and pair.
+    Rounds: 1.  Bytes per element: party 0 sends 16, parties 1 and 2 send 8 each, as for one value; one
+    message header per value from party 0 and one in all from each of parties 1 and 2.  Error: each value's,
+    as ``fused_truncate``."""
     party, rank = family.party, family.rank
     plans = []
     for z, divisor, bound_bits in items:
