@@ -10,7 +10,6 @@ backward formulas are in ``smpc.gradients``); without, they record nothing.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
@@ -18,15 +17,10 @@ import torch
 
 import protocols
 from fixedpoint import ring_matmul
-from protocols.approx import exp as approx_exp
-from protocols.approx import log as approx_log
-from protocols.approx import reciprocal as approx_reciprocal
-from protocols.approx import sigmoid as approx_sigmoid
-from protocols.approx import softmax as approx_softmax
-from protocols.approx import sqrt as approx_sqrt
 from protocols.family import Family, Shares, join_parts, map_parts, zip_parts
 from smpc import autograd, gradients
 from smpc.deferred import Deferred, settle_many
+from smpc.nonlinear import Nonlinear
 from smpc.operands import check_multiplier, public_operand, public_tensor
 from smpc.range_check import check_opened, check_shared, rescale_checked
 
@@ -36,7 +30,7 @@ if TYPE_CHECKING:
 Index = Any
 
 
-class SharedTensor:
+class SharedTensor(Nonlinear):
     """A secret-shared tensor of one session.  Values stay secret until ``reveal``.
 
     It holds this party's parts of the secret (``protocols.family.Shares``: one tensor in the additive family,
@@ -423,201 +417,6 @@ class SharedTensor:
     def square(self) -> SharedTensor:
         return self * self
 
-    # -- comparisons (exact; results are shared 0.0 / 1.0) --------------------------------------------
-    def _from_bit(self, bit: Shares) -> SharedTensor:
-        return bit_tensor(self._session, bit)
-
-    def _ltz(self, value: SharedTensor) -> Shares:
-        """Unscaled shares of [value < 0] (``protocols.additive.compare.ltz``: exact; cost there)."""
-        return self._family.call(protocols.ltz, value._parts)
-
-    def _one_minus(self, bit: Shares) -> Shares:
-        ones = self._family.public(torch.ones(bit[0].shape, dtype=torch.int64))
-        return zip_parts(ones, bit, torch.sub)
-
-    def __lt__(self, other: Any) -> SharedTensor:
-        """[x < y] elementwise as shared 0/1, exact (``protocols.additive.compare.ltz``: cost there)."""
-        return self._from_bit(self._ltz(self - other))
-
-    def __gt__(self, other: Any) -> SharedTensor:
-        return self._from_bit(self._ltz(-(self - other)))
-
-    def __le__(self, other: Any) -> SharedTensor:
-        return self._from_bit(self._one_minus(self._ltz(-(self - other))))
-
-    def __ge__(self, other: Any) -> SharedTensor:
-        return self._from_bit(self._one_minus(self._ltz(self - other)))
-
-    def _both_sides(self, other: Any) -> tuple[Shares, Shares]:
-        """([x < y], [y < x]) from one batched comparison."""
-        difference = self - other
-        both = self._ltz(stack([difference, -difference]))
-        return map_parts(both, lambda part: part[0]), map_parts(both, lambda part: part[1])
-
-    def eq(self, other: Any) -> SharedTensor:
-        """[x == y] elementwise: 1 - [x < y] - [y < x], both in one batched comparison."""
-        below, above = self._both_sides(other)
-        return self._from_bit(zip_parts(self._one_minus(below), above, torch.sub))
-
-    def ne(self, other: Any) -> SharedTensor:
-        below, above = self._both_sides(other)
-        return self._from_bit(zip_parts(below, above, torch.add))
-
-    __eq__ = eq  # type: ignore[assignment]
-    __ne__ = ne  # type: ignore[assignment]
-    __hash__ = object.__hash__  # identity, as torch.Tensor
-
-    lt, gt, le, ge = __lt__, __gt__, __le__, __ge__
-
-    def sign(self) -> SharedTensor:
-        """-1, 0 or 1 as torch.sign (``protocols.additive.compare.sign``)."""
-        scale = self._session.encoding.scale
-        return self._call(protocols.sign)._map(lambda part: part * scale)
-
-    def abs(self) -> SharedTensor:
-        """|x| (``protocols.additive.compare.absolute``).  When a gradient is recorded: x - 2 x [x < 0], keeping
-        the comparison bit for the backward (same rounds)."""
-        if not autograd.tracking((self,)):
-            return self._call(protocols.absolute)
-        with autograd.no_grad():
-            negative = self._from_bit(self._call_shares(protocols.ltz))  # self < 0, settling self in the call
-            result = self - where(negative, self, 0.0) * 2
-        return autograd.record(result, (self,), gradients.absolute, negative)
-
-    def __abs__(self) -> SharedTensor:
-        return self.abs()
-
-    def relu(self) -> SharedTensor:
-        """max(x, 0) (``protocols.additive.compare.relu``).  When a gradient is recorded: where([x > 0], x, 0),
-        keeping the comparison bit for the backward (same 9 rounds)."""
-        if not autograd.tracking((self,)):
-            return self._call(protocols.relu)
-        with autograd.no_grad():
-            positive = self._from_bit(self._call_shares(protocols.gtz))  # self > 0, settling self in the call
-            result = where(positive, self, 0.0)
-        return autograd.record(result, (self,), gradients.select, positive)
-
-    def where(self, condition: Any, other: Any) -> SharedTensor:
-        """torch.Tensor.where: self where condition, else other."""
-        return where(condition, self, other)
-
-    def clamp(self, min: Any = None, max: Any = None) -> SharedTensor:  # noqa: A002 - torch's names
-        """Clamp to [min, max] (public numbers, tensors or SharedTensors), as torch: min(max(x, min), max), so
-        every element becomes ``max`` where min > max.  Public bounds with min <= max: min + relu(x - min) -
-        relu(x - max), both comparisons in one batch, 9 rounds; otherwise the two clamps in turn, 18 rounds.
-        Exact."""
-        if min is None and max is None:
-            raise ValueError("clamp needs min, max or both")
-        if max is None:
-            return (self - min).relu() + min
-        if min is None:
-            return self - (self - max).relu()
-        ordered = not isinstance(min, SharedTensor) and not isinstance(max, SharedTensor) and bool(
-            (public_tensor(min).to(torch.float64) <= public_tensor(max).to(torch.float64)).all())
-        if not ordered:
-            return self.clamp(min=min).clamp(max=max)
-        relus = stack([self - min, self - max]).relu()
-        return relus[0] - relus[1] + min
-
-    clip = clamp
-
-    def max(self, dim: int | None = None, keepdim: bool = False) -> SharedTensor:
-        """Maximum over all elements, or along ``dim`` (``protocols.additive.compare.maximum``)."""
-        if not autograd.tracking((self,)):
-            values, _ = self._tournament(dim)
-            return values.unsqueeze(dim) if keepdim and dim is not None else values
-        with autograd.no_grad():
-            values, onehot = self._tournament(dim)
-            result = values.unsqueeze(dim) if keepdim and dim is not None else values
-        return autograd.record(result, (self,), gradients.max_along, onehot, dim, keepdim)
-
-    def min(self, dim: int | None = None, keepdim: bool = False) -> SharedTensor:
-        """Minimum: the maximum of -x, negated."""
-        return -((-self).max(dim, keepdim))
-
-    def argmax(self, dim: int | None = None, keepdim: bool = True) -> SharedTensor:
-        """A shared one-hot (0.0 / 1.0) marking the first maximum along ``dim`` (over all elements if None),
-        with the input's shape: the position of a maximum is secret, so no integer index is returned."""
-        _, onehot = self._tournament(dim)
-        return onehot
-
-    def argmin(self, dim: int | None = None, keepdim: bool = True) -> SharedTensor:
-        return (-self).argmax(dim, keepdim)
-
-    def _tournament(self, dim: int | None) -> tuple[SharedTensor, SharedTensor]:
-        source = self.reshape(-1) if dim is None else self
-        values, onehot = self._family.call(protocols.maximum, source._parts, dim=0 if dim is None else dim)
-        shape = self.shape
-        return self._new(values), self._from_bit(map_parts(onehot, lambda part: part.reshape(shape)))
-
-    # -- approximations (documented domain, error and cost in protocols/approx) -----------------------
-    def exp(self, method: str = "piecewise") -> SharedTensor:
-        """e^x (``protocols.approx.exp.exp``: domain, error and cost there)."""
-        result = self._call(approx_exp.exp, method=method)
-        return autograd.record(result, (self,), gradients.exp, result)
-
-    def sigmoid(self, method: str = "piecewise") -> SharedTensor:
-        """1 / (1 + e^-x) (``protocols.approx.sigmoid.sigmoid``: error and cost there)."""
-        result = self._call(approx_sigmoid.sigmoid, method=method)
-        return autograd.record(result, (self,), gradients.sigmoid, result)
-
-    def tanh(self, method: str = "piecewise") -> SharedTensor:
-        """tanh(x) (``protocols.approx.sigmoid.tanh``: error and cost there)."""
-        result = self._call(approx_sigmoid.tanh, method=method)
-        return autograd.record(result, (self,), gradients.tanh, result)
-
-    def reciprocal(self, method: str = "poly4", positive: bool = False) -> SharedTensor:
-        """1/x (``protocols.approx.reciprocal.reciprocal``: domain, error and cost there).  ``positive=True``
-        skips the sign (half the comparisons) and returns 0 for x < 0."""
-        result = self._call(approx_reciprocal.reciprocal, method=method, signed=not positive)
-        return autograd.record(result, (self,), gradients.reciprocal, result)
-
-    def sqrt(self, method: str = "poly4") -> SharedTensor:
-        """sqrt(x); 0 for x <= 0 (``protocols.approx.sqrt.sqrt``: domain, error and cost there)."""
-        result = self._call(approx_sqrt.sqrt, method=method)
-        return autograd.record(result, (self,), gradients.sqrt, self, method)
-
-    def rsqrt(self, method: str = "poly4") -> SharedTensor:
-        """1/sqrt(x); 0 for x <= 0 (``protocols.approx.sqrt.inv_sqrt``: domain, error and cost there)."""
-        result = self._call(approx_sqrt.inv_sqrt, method=method)
-        return autograd.record(result, (self,), gradients.rsqrt, result)
-
-    inv_sqrt = rsqrt
-
-    def log(self, method: str = "poly4") -> SharedTensor:
-        """ln(x); 0 for x <= 0 (``protocols.approx.log.log``: domain, error and cost there)."""
-        result = self._call(approx_log.log, method=method)
-        return autograd.record(result, (self,), gradients.log, self)
-
-    def softmax(self, dim: int) -> SharedTensor:
-        """softmax along ``dim`` (``protocols.approx.softmax.softmax``)."""
-        result = self._call(approx_softmax.softmax, dim=dim)
-        return autograd.record(result, (self,), gradients.softmax, result, dim)
-
-    def log_softmax(self, dim: int) -> SharedTensor:
-        """log_softmax along ``dim`` (``protocols.approx.softmax.log_softmax``)."""
-        result = self._call(approx_softmax.log_softmax, dim=dim)
-        return autograd.record(result, (self,), gradients.log_softmax, result, dim)
-
-    def __truediv__(self, other: Any) -> SharedTensor:
-        """x / y.  Shared y: x * reciprocal(y) (y's sign handled; see ``reciprocal`` for the error).  Public
-        integer y: one exact division (truncation, error below one unit).  Public float y: x * (1/y)."""
-        if isinstance(other, SharedTensor):
-            self._same_session(other)
-            return self * other.reciprocal()
-        public, is_integer = public_operand(other)
-        if is_integer and public.dim() == 0 and int(public) > 0 and self._party.truncation == "dealer":
-            result = self._new(self._family.truncate(self._parts, int(public)))
-            return autograd.record(result, (self,), gradients.divide, int(public))
-        if bool((public == 0).any()):
-            raise ZeroDivisionError("division of a SharedTensor by a public zero")
-        return self * (1.0 / public.to(torch.float64))
-
-    def __rtruediv__(self, other: Any) -> SharedTensor:
-        return self.reciprocal() * other
-
-    div = __truediv__
-
     # -- reductions -----------------------------------------------------------------------------------
     def sum(self, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> SharedTensor:
         """Sum (local, exact).  The sum of values must itself stay inside the fixed-point range."""
@@ -695,7 +494,9 @@ class SharedTensor:
     def __torch_function__(
         cls, func: Callable[..., Any], types: tuple[type, ...], args: tuple = (), kwargs: dict | None = None
     ) -> Any:
-        handler = _TORCH_FUNCTIONS.get(func)
+        from smpc.torch_dispatch import TORCH_FUNCTIONS  # that module builds its table from this class
+
+        handler = TORCH_FUNCTIONS.get(func)
         if handler is None:
             return NotImplemented
         return handler(*args, **(kwargs or {}))
@@ -786,107 +587,3 @@ def stack(tensors: Sequence[SharedTensor], dim: int = 0, *, out: Any = None) -> 
     items = _shared_list(tensors, "stack")
     result = items[0]._new(join_parts([t._parts for t in items], lambda parts: torch.stack(parts, dim=dim)))
     return autograd.record(result, items, gradients.stack, dim, len(items))
-
-
-def _binary(name: str, forward: Callable[[SharedTensor, Any], SharedTensor],
-            reverse: Callable[[SharedTensor, Any], SharedTensor]) -> Callable[..., SharedTensor]:
-    """The handler of a two-operand torch function: ``forward(a, b)`` when the SharedTensor comes first,
-    ``reverse(b, a)`` when it comes second (each spelled out, never a fallback)."""
-
-    def handler(a: Any, b: Any, *, out: Any = None, **kwargs: Any) -> SharedTensor:
-        if out is not None or kwargs:
-            unsupported = "out" if out is not None else ", ".join(sorted(kwargs))
-            raise TypeError(f"torch.{name}({unsupported}=...) is not supported for SharedTensors")
-        if isinstance(a, SharedTensor):
-            return forward(a, b)
-        if isinstance(b, SharedTensor):
-            return reverse(b, a)
-        raise TypeError(f"torch.{name} needs a SharedTensor operand")
-
-    return handler
-
-
-def _maximum(a: SharedTensor, b: Any) -> SharedTensor:
-    """Elementwise max(a, b) (torch.maximum): b + relu(a - b), one comparison and one product; exact."""
-    return (a - b).relu() + b
-
-
-def _minimum(a: SharedTensor, b: Any) -> SharedTensor:
-    """Elementwise min(a, b) (torch.minimum): a - relu(a - b); exact."""
-    return a - (a - b).relu()
-
-
-#: Two-operand torch functions: (forward(shared, other), reverse(shared, other)) for other - shared order.
-_BINARY = {
-    torch.add: ("add", lambda a, b: a + b, lambda b, a: b + a),
-    torch.sub: ("sub", lambda a, b: a - b, lambda b, a: b.__rsub__(a)),
-    torch.subtract: ("subtract", lambda a, b: a - b, lambda b, a: b.__rsub__(a)),
-    torch.mul: ("mul", lambda a, b: a * b, lambda b, a: b * a),
-    torch.multiply: ("multiply", lambda a, b: a * b, lambda b, a: b * a),
-    torch.div: ("div", lambda a, b: a / b, lambda b, a: b.__rtruediv__(a)),
-    torch.true_divide: ("true_divide", lambda a, b: a / b, lambda b, a: b.__rtruediv__(a)),
-    torch.divide: ("divide", lambda a, b: a / b, lambda b, a: b.__rtruediv__(a)),
-    torch.matmul: ("matmul", lambda a, b: a @ b, lambda b, a: b.__rmatmul__(a)),
-    torch.maximum: ("maximum", _maximum, lambda b, a: _maximum(b, a)),
-    torch.minimum: ("minimum", _minimum, lambda b, a: _minimum(b, a)),
-}
-
-
-def _binary_method(name: str) -> Callable[..., SharedTensor]:
-    """A comparison: a.<name>(b), or the reflected comparison of b with a when the SharedTensor is second."""
-    reflected = {"lt": "gt", "gt": "lt", "le": "ge", "ge": "le", "eq": "eq", "ne": "ne"}
-
-    def handler(a: Any, b: Any) -> SharedTensor:
-        if isinstance(a, SharedTensor):
-            return getattr(a, name)(b)
-        if isinstance(b, SharedTensor):
-            return getattr(b, reflected[name])(a)
-        raise TypeError(f"torch.{name} needs a SharedTensor operand")
-
-    return handler
-
-
-def _unary(name: str, method: Callable[..., SharedTensor]) -> Callable[..., SharedTensor]:
-    """The handler of a torch function whose first argument must be the SharedTensor."""
-
-    def handler(a: Any, *args: Any, **kwargs: Any) -> SharedTensor:
-        if not isinstance(a, SharedTensor):
-            raise TypeError(f"torch.{name} takes the SharedTensor as its first argument here")
-        return method(a, *args, **kwargs)
-
-    return handler
-
-
-#: torch functions a SharedTensor implements, and how.  Read-only; everything else is NotImplemented.
-_TORCH_FUNCTIONS: MappingProxyType = MappingProxyType(
-    {
-        torch.cat: cat,
-        torch.concat: cat,
-        torch.stack: stack,
-        **{function: _binary(*spec) for function, spec in _BINARY.items()},
-        torch.where: where,
-        torch.lt: _binary_method("lt"),
-        torch.gt: _binary_method("gt"),
-        torch.le: _binary_method("le"),
-        torch.ge: _binary_method("ge"),
-        torch.eq: _binary_method("eq"),
-        torch.ne: _binary_method("ne"),
-        **{getattr(torch, name): _unary(name, getattr(SharedTensor, name)) for name in (
-            "neg", "sum", "mean", "transpose", "reshape", "flatten", "t", "exp", "sigmoid", "tanh", "reciprocal",
-            "sqrt", "rsqrt", "log", "sign", "abs", "relu", "clamp", "clip", "max", "min", "argmax", "argmin")},
-        **{function: _unary(name, method) for function, name, method in (
-            (torch.softmax, "softmax", lambda a, dim, dtype=None: a.softmax(dim)),
-            (torch.log_softmax, "log_softmax", lambda a, dim, dtype=None: a.log_softmax(dim)),
-            (torch.nn.functional.softmax, "nn.functional.softmax",
-             lambda a, dim=None, _stacklevel=3, dtype=None: a.softmax(dim)),
-            (torch.nn.functional.log_softmax, "nn.functional.log_softmax",
-             lambda a, dim=None, _stacklevel=3, dtype=None: a.log_softmax(dim)),
-            (torch.nn.functional.relu, "nn.functional.relu", lambda a, inplace=False: a.relu()),
-        )},
-    }
-)
-
-
-def supports_torch_function(function: object) -> bool:
-    """Whether ``function`` (a torch function) dispatches to SharedTensor through ``__torch_function__``."""
-    return function in _TORCH_FUNCTIONS

@@ -27,7 +27,8 @@ import torch.fx
 from smpc.nn import functional as F
 from smpc.nn.module import Module, Parameter
 from smpc.nn.normalization import dropout
-from smpc.tensor import SharedTensor, supports_torch_function
+from smpc.tensor import SharedTensor
+from smpc.torch_dispatch import supports_torch_function
 
 
 def _linear(x: SharedTensor, weight: Any, bias: Any = None) -> SharedTensor:

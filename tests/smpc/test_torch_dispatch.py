@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import smpc
-from smpc.tensor import _TORCH_FUNCTIONS
+from smpc.torch_dispatch import TORCH_FUNCTIONS as _TORCH_FUNCTIONS
 from tests.support.harness import run_parties
 
 #: Public and shared operands: both in [0.5, 8] so that reciprocals stay in the accurate domain and products
