@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 
 class Nonlinear:
-    """The comparisons (exact; results are shared 0.0 / 1.0) and approximations of a SharedTensor."""
+    """The comparisons (exact; results are shared 0.0 / 1.0), approximations and division of a SharedTensor."""
 
     __slots__ = ()
 
