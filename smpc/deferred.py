@@ -48,6 +48,25 @@ class Deferred:
     divisor: int
     bound_bits: int
     base: Shares | None = None
+    #: Where this value shares another's truncation (a sum, a negation, a detached copy): that value (a
+    #: SharedTensor), and this one = sign * it (its elements in this shape) + extra.  Settling this settles the
+    #: origin (one truncation for both), then adds locally; ``value`` and ``base`` above say the same in full,
+    #: for a call that takes the truncation in.
+    origin: Any = None
+    sign: int = 1
+    extra: Shares | None = None
+
+    def from_origin(self, origin_parts: Shares) -> Shares:
+        """This value's shares from its settled origin's: local."""
+        shape = self.value.shape
+        parts = tuple((part if self.sign > 0 else -part).reshape(shape) for part in origin_parts)
+        return parts if self.extra is None else zip_parts(parts, self.extra, torch.add)
+
+    def to_origin(self, parts: Shares, origin_shape: torch.Size) -> Shares:
+        """The origin's shares from this value's (settled inside a call): local, the inverse of ``from_origin``."""
+        if self.extra is not None:
+            parts = zip_parts(parts, self.extra, torch.sub)
+        return tuple((part if self.sign > 0 else -part).reshape(origin_shape) for part in parts)
 
     def settle(self, family: Family) -> Shares:
         """The family's shares of the result: one exact truncation (its rounds and bytes), then ``base`` added."""
@@ -61,17 +80,21 @@ class Deferred:
         shape = torch.broadcast_shapes(self.value.shape, settled[0].shape)
         if shape.numel() != self.value.numel():
             return None
-        value, own = self.value.expand(shape), self.base  # the same elements: (), (1,) and (1, 1) alike
-        if negate:
-            value, own = -value, None if own is None else tuple(-part for part in own)
-        base = settled if own is None else zip_parts(own, settled, torch.add)
-        return Deferred(value, self.divisor, self.bound_bits, base)
+        owed = self.negated() if negate else self
+        base = settled if owed.base is None else zip_parts(owed.base, settled, torch.add)
+        # The same elements in another shape ((), (1,) and (1, 1) alike): each party's additive share spreads.
+        return Deferred(owed.value.expand(shape), self.divisor, self.bound_bits, base)
+
+    def negated(self) -> Deferred:
+        """-(this): truncating -z, as exact."""
+        return Deferred(-self.value, self.divisor, self.bound_bits,
+                        None if self.base is None else tuple(-part for part in self.base))
 
     def scaled(self, family: Family, encoded: torch.Tensor, scale: int) -> Deferred | None:
         """z * C for a public encoded float C (broadcasting), owing ``scale`` more: local.  None where the bound
         would exceed what the family's truncation takes, or where a settled ``base`` would need a truncation of
         its own (the caller settles and multiplies as usual)."""
-        if self.base is not None:
+        if self.base is not None or self.origin is not None:
             return None
         magnitude = int(encoded.abs().max()) if encoded.numel() else 0
         bound_bits = self.bound_bits + (max(magnitude, 1) - 1).bit_length()  # |z C| < 2^b |C| <= 2^(b + this)
@@ -107,7 +130,8 @@ class Waiting:
         self._values = [waiting for waiting in self._values if waiting is not value]
 
     def take(self, value: Any) -> list[Any]:
-        """Every waiting value still deferred, with ``value`` (last if it was not waiting); empties the list."""
+        """Every waiting value still deferred, with ``value`` (last if it was not waiting); empties the list.
+        Only values with a truncation of their own wait (``Deferred.origin`` None)."""
         batch = [waiting for waiting in self._values if waiting._deferred is not None]
         if not any(waiting is value for waiting in batch):
             batch.append(value)

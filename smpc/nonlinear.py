@@ -39,8 +39,9 @@ class Nonlinear:
         return tensor.bit_tensor(self._session, bit)
 
     def _ltz(self: SharedTensor, value: SharedTensor) -> Shares:
-        """Unscaled shares of [value < 0] (``protocols.additive.compare.ltz``: exact; cost there)."""
-        return self._family.call(protocols.ltz, value._parts)
+        """Unscaled shares of [value < 0] (``protocols.additive.compare.ltz``: exact; cost there); a value whose
+        truncation waits (x @ w - y) is settled inside the call."""
+        return value._call_shares(protocols.ltz)
 
     def _one_minus(self: SharedTensor, bit: Shares) -> Shares:
         ones = self._family.public(torch.ones(bit[0].shape, dtype=torch.int64))

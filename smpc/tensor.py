@@ -9,6 +9,7 @@ backward formulas are in ``smpc.gradients``); without, they record nothing.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, overload
 
@@ -48,7 +49,7 @@ class SharedTensor(Nonlinear):
         self._held: Shares = parts
         # A product whose truncation waits for the value's first use (``smpc.deferred``); _parts settles it.
         self._deferred = deferred
-        if deferred is not None and session.family.settles_together:
+        if deferred is not None and deferred.origin is None and session.family.settles_together:
             session._waiting.add(self)
         # Comparisons also keep their result as unscaled 0/1 shares, so that where() needs one product
         # without truncation; every other operation drops them.
@@ -93,17 +94,39 @@ class SharedTensor(Nonlinear):
         """This party's parts of the value; settles a deferred truncation first, with every other one waiting
         where the family settles them together (every party reaches this at the same point of the program, as
         every protocol step)."""
-        if self._deferred is not None:
+        owed = self._deferred
+        if owed is not None and owed.origin is not None:  # its origin's truncation, then local
+            self._held, self._deferred = owed.from_origin(owed.origin._parts), None
+        elif owed is not None:
             family = self._family
             batch = self._session._waiting.take(self) if family.settles_together else [self]
-            owed = [value._deferred for value in batch if value._deferred is not None]
-            for value, parts in zip(batch, settle_many(family, owed)):
+            truncations = [value._deferred for value in batch if value._deferred is not None]
+            for value, parts in zip(batch, settle_many(family, truncations)):
                 value._held, value._deferred = parts, None
         return self._held
 
     @_parts.setter
     def _parts(self, parts: Shares) -> None:
         self._held, self._deferred = tuple(parts), None
+
+    def _adopt(self, parts: Shares) -> None:
+        """Take ``parts`` (settled inside a call) as this value's, and pass them back along its origins, so that
+        the truncation they share is never run again."""
+        owed = self._deferred
+        self._held, self._deferred = tuple(parts), None
+        if owed is None:
+            return
+        if owed.origin is None:
+            self._session._waiting.drop(self)
+        elif owed.origin._deferred is not None:
+            owed.origin._adopt(owed.to_origin(self._held, owed.origin._like.shape))
+
+    def _truncation_waits(self) -> bool:
+        """Whether settling this value would run a truncation (its own, or an origin's still owed)."""
+        owed = self._deferred
+        while owed is not None and owed.origin is not None:
+            owed = owed.origin._deferred
+        return owed is not None
 
     @property
     def local_share(self) -> torch.Tensor:
@@ -166,11 +189,12 @@ class SharedTensor(Nonlinear):
         self._grad = value
 
     def detach(self) -> SharedTensor:
-        """The same shared value, cut from the graph (no gradient flows through it).  A deferred truncation
-        goes with the copy (this one settles on its own if it is used after all)."""
-        if self._deferred is not None:
-            self._session._waiting.drop(self)
-        return SharedTensor(self._session, self._held, bit=self._bit, deferred=self._deferred)
+        """The same shared value, cut from the graph (no gradient flows through it).  A deferred truncation is
+        shared with the copy: whichever is used first runs it."""
+        owed = self._deferred
+        if owed is not None:  # the copy shares this value's truncation
+            owed = dataclasses.replace(owed, origin=self, sign=1, extra=None)
+        return SharedTensor(self._session, self._held, bit=self._bit, deferred=owed)
 
     def backward(self, gradient: Any = None, retain_graph: bool = False) -> None:
         """Accumulate d self / d leaf into the ``.grad`` of every leaf that requires grad (``smpc.autograd``:
@@ -301,29 +325,22 @@ class SharedTensor(Nonlinear):
         """The family's ``call`` of ``function`` on this value; a deferred truncation is settled inside the call
         (``Family.call_truncated``: the same values and bytes, one round fewer where the family can)."""
         owed = self._deferred
-        if owed is None:
+        if owed is None or not self._truncation_waits():
             return self._family.call(function, self._parts, **options)
-        self._session._waiting.drop(self)
-        self._parts, result = self._family.call_truncated(function, owed.value, owed.divisor, owed.bound_bits,
-                                                          owed.base, **options)
+        settled, result = self._family.call_truncated(function, owed.value, owed.divisor, owed.bound_bits,
+                                                      owed.base, **options)
+        self._adopt(settled)
         return result
 
     def _deferred_sum(self, other: SharedTensor, *, subtract: bool) -> SharedTensor | None:
         """self + other (self - other) with the one deferred truncation among them still owed (``smpc.deferred``:
         the settled one is added after it); None where neither or both are deferred, or the shape would change."""
-        if (self._deferred is None) == (other._deferred is None):
+        mine = self._truncation_waits()
+        if mine == other._truncation_waits():
             return None
-        source = self if self._deferred is not None else other
-        if self._deferred is not None:
-            settled = tuple(-part for part in other._held) if subtract else other._held
-            owed = self._deferred.plus(settled)
-        else:
-            assert other._deferred is not None
-            owed = other._deferred.plus(self._held, negate=subtract)
-        if owed is None:
-            return None
-        self._session._waiting.drop(source)
-        return SharedTensor(self._session, (), deferred=owed)
+        if mine:  # other settles locally, if at all
+            return self._owing_plus(tuple(-part for part in other._parts) if subtract else other._parts)
+        return other._owing_plus(self._parts, negate=subtract)
 
     # -- linear operations (local) --------------------------------------------------------------------
     def __add__(self, other: Any) -> SharedTensor:
@@ -334,13 +351,31 @@ class SharedTensor(Nonlinear):
                 result = self._new(zip_parts(self._parts, other._parts, torch.add))
             return autograd.record(result, (self, other), gradients.add)
         encoded = self._session.encoding.encode(public_tensor(other))
-        result = self._new(self._family.add_public(self._parts, encoded))
+        result = None
+        if self._truncation_waits():  # x @ w - 1.5 waits too, the public term added after the truncation
+            result = self._owing_plus(self._family.public(encoded))
+        if result is None:
+            result = self._new(self._family.add_public(self._parts, encoded))
         return autograd.record(result, (self,), gradients.passthrough)
 
     __radd__ = __add__
 
     def __neg__(self) -> SharedTensor:
-        return autograd.record(self._map(torch.neg), (self,), gradients.neg)
+        result = self._owing_plus(None, negate=True) if self._truncation_waits() else None
+        if result is None:
+            result = self._map(torch.neg)
+        return autograd.record(result, (self,), gradients.neg)
+
+    def _owing_plus(self, settled: Shares | None, *, negate: bool = False) -> SharedTensor | None:
+        """base + self (base - self with ``negate``; -self for no base) sharing self's truncation, still owed, or
+        None where it cannot wait (``Deferred.plus``)."""
+        assert self._deferred is not None
+        owed = (self._deferred.plus(settled, negate=negate) if settled is not None
+                else self._deferred.negated())
+        if owed is None:
+            return None
+        owed = dataclasses.replace(owed, origin=self, sign=-1 if negate or settled is None else 1, extra=settled)
+        return SharedTensor(self._session, (), deferred=owed)
 
     neg = __neg__
 

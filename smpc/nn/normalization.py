@@ -139,7 +139,7 @@ def batch_norm(x: SharedTensor, running_mean: SharedTensor | None, running_var: 
       Steps 1-4 are one fused autograd node (``_batch_norm_backward``: closed form, no r^3).
     Evaluation: y = (x - rm) * (r w) + bias with r = 1/sqrt(rv + eps): plain SharedTensor operations, recorded
     by autograd as they are (statistics unchanged).
-    Rounds (asserted in tests/smpc/test_nn_normalization.py): training forward 28 dealer, 30 replicated (mean,
+    Rounds (asserted in tests/smpc/test_nn_normalization.py): training forward 28 dealer, 29 replicated (mean,
     c * c, its mean, rsqrt 19 (20 replicated), xhat, times weight, the running update; the replicated family
     settles waiting truncations together, ``smpc.deferred``); backward 7 dealer,
     8 replicated; evaluation forward 23 dealer, 24 replicated.  Bytes per element of x: training forward

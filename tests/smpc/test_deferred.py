@@ -217,3 +217,53 @@ def test_waiting_truncations_settle_together_in_the_replicated_family(n_parties:
         assert torch.allclose(out["b"], 0.5 - x.mean() * 0.25, atol=1e-3)
         assert torch.allclose(out["folded"], x * x * 0.25, atol=1e-3)
         assert torch.allclose(out["product"], x * x, atol=1e-3)
+
+
+def _shared_truncations(session: smpc.Session) -> dict[str, Any]:
+    x = session.share(torch.linspace(-3, 3, 12).reshape(4, 3) if session.rank == 0 else None, owner=0)
+    w = session.share(torch.linspace(-1, 2, 6).reshape(3, 2) if session.rank == 1 else None, owner=1)
+    b = session.share(torch.tensor([0.5, -1.25]) if session.rank == 0 else None, owner=0)
+    stats = session.stats
+    out: dict[str, Any] = {}
+
+    def rounds(step: Any) -> int:
+        before = stats.rounds
+        step()
+        return stats.rounds - before
+
+    z = x @ w
+    y = z + b
+    out["sigmoid of the sum"] = rounds(y.sigmoid)
+    out["its product after"] = rounds(z.settle)  # settled by the call, through the sum
+    out["sum - b - product"] = (y - b - z).reveal()
+    z = x @ w
+    negated, copy = -z, z.detach()
+    out["negation"] = rounds(negated.settle)
+    out["product and copy after"] = rounds(z.settle) + rounds(copy.settle)
+    out["negation + product"], out["copy - product"] = (negated + z).reveal(), (copy - z).reveal()
+    y_public = (torch.linspace(-3, 3, 8).reshape(4, 2) if session.rank == 1 else None)
+    other = session.share(y_public, owner=1)
+    out["x@w - 1.5 > y"] = rounds(lambda: (x @ w - 1.5 > other).settle())
+    out["settled first"] = rounds(lambda: ((x @ w).settle() - 1.5 > other).settle())
+    out["comparison"] = (x @ w - 1.5 > other).reveal()
+    return out
+
+
+@pytest.mark.parametrize("n_parties", [3, REPLICATED], ids=["dealer", "replicated"])
+def test_values_made_from_a_waiting_product_share_its_truncation(n_parties: Any) -> None:
+    """A sum, a negation and a detached copy of a product whose truncation waits share that one truncation:
+    whichever is used first runs it (or a call takes it in), the others follow locally and exactly (y - b - z,
+    -z + z and copy - z are exactly 0).  A comparison of x @ w - 1.5 takes the truncation into its call: one
+    round fewer than settling first in the replicated family, as many in the dealer family."""
+    replicated = getattr(n_parties, "protocol", "dealer") == "replicated"
+    trunc = 2 if replicated else 1
+    xw = torch.linspace(-3, 3, 12, dtype=torch.float64).reshape(4, 3) @ torch.linspace(
+        -1, 2, 6, dtype=torch.float64).reshape(3, 2)
+    other = torch.linspace(-3, 3, 8, dtype=torch.float64).reshape(4, 2)
+    for out in run_parties(_shared_truncations, n_parties):
+        assert out["its product after"] == 0 and out["product and copy after"] == 0
+        assert out["negation"] == trunc
+        for name in ("sum - b - product", "negation + product", "copy - product"):
+            assert torch.equal(out[name], torch.zeros_like(out[name])), name
+        assert out["x@w - 1.5 > y"] == out["settled first"] - (1 if replicated else 0)
+        assert torch.equal(out["comparison"], (xw - 1.5 > other).double())
