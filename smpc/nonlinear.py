@@ -1,7 +1,7 @@
 # mypy: disable-error-code="misc"
 # (the methods below annotate self as SharedTensor, the class that mixes them in: mypy wants a supertype there)
-"""Comparisons and approximations of ``SharedTensor`` (a mixin: ``smpc.tensor`` holds the class, its data,
-products and structure).  Every method here runs a protocol of ``protocols`` through the session's family;
+"""Comparisons, ``where`` and approximations of ``SharedTensor`` (a mixin: ``smpc.tensor`` holds the class, its
+data, products and structure).  Every method here runs a protocol of ``protocols`` through the session's family;
 their steps, costs and errors are in those protocols' docstrings."""
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from smpc import (
 from smpc.operands import public_operand, public_tensor
 
 if TYPE_CHECKING:
+    from smpc.session import Session
     from smpc.tensor import SharedTensor
 
 
@@ -93,7 +94,7 @@ class Nonlinear:
             return self._call(protocols.absolute)
         with autograd.no_grad():
             negative = self._from_bit(self._call_shares(protocols.ltz))  # self < 0, settling self in the call
-            result = self - tensor.where(negative, self, 0.0) * 2
+            result = self - where(negative, self, 0.0) * 2
         return autograd.record(result, (self,), gradients.absolute, negative)
 
     def __abs__(self: SharedTensor) -> SharedTensor:
@@ -106,12 +107,12 @@ class Nonlinear:
             return self._call(protocols.relu)
         with autograd.no_grad():
             positive = self._from_bit(self._call_shares(protocols.gtz))  # self > 0, settling self in the call
-            result = tensor.where(positive, self, 0.0)
+            result = where(positive, self, 0.0)
         return autograd.record(result, (self,), gradients.select, positive)
 
     def where(self: SharedTensor, condition: Any, other: Any) -> SharedTensor:
         """torch.Tensor.where: self where condition, else other."""
-        return tensor.where(condition, self, other)
+        return where(condition, self, other)
 
     def clamp(self: SharedTensor, min: Any = None, max: Any = None) -> SharedTensor:  # noqa: A002 - torch's names
         """Clamp to [min, max] (public numbers, tensors or SharedTensors), as torch: min(max(x, min), max), so
@@ -229,3 +230,45 @@ class Nonlinear:
         return self.reciprocal() * other
 
     div = __truediv__
+
+
+def where(condition: Any, if_true: Any, if_false: Any) -> SharedTensor:
+    """``if_true`` where ``condition`` is 1, else ``if_false`` (shared or public, broadcasting).
+
+    A shared 0/1 condition straight from a comparison costs one product (1 round); any other 0/1 SharedTensor
+    costs a product and a truncation (2 rounds), exact either way for 0/1 conditions.  A public bool tensor
+    costs nothing (exact integer products), but then ``if_true`` or ``if_false`` must be shared.
+    Differentiable in ``if_true`` and ``if_false`` (not in the condition, as torch).
+    """
+    session = _where_session(condition, if_true, if_false)
+    true_part = if_true if isinstance(if_true, tensor.SharedTensor) else session.public(public_tensor(if_true))
+    false_part = if_false if isinstance(if_false, tensor.SharedTensor) else session.public(public_tensor(if_false))
+    selector = condition if isinstance(condition, tensor.SharedTensor) else condition.to(torch.int64)
+    if not autograd.tracking((true_part, false_part)):
+        return _select(selector, true_part, false_part)
+    with autograd.no_grad():
+        result = _select(selector, true_part, false_part)
+    return autograd.record(result, (true_part, false_part), gradients.where, selector)
+
+
+def _where_session(condition: Any, if_true: Any, if_false: Any) -> Session:
+    if isinstance(condition, tensor.SharedTensor):
+        return condition.session
+    if not isinstance(condition, torch.Tensor) or condition.dtype != torch.bool:
+        raise TypeError("where() needs a SharedTensor condition or a public bool tensor")
+    for operand in (if_true, if_false):
+        if isinstance(operand, tensor.SharedTensor):
+            return operand.session
+    raise TypeError("where() with a public condition needs a SharedTensor operand (else it would not need MPC)")
+
+
+def _select(condition: SharedTensor | torch.Tensor, true_part: SharedTensor, false_part: SharedTensor
+            ) -> SharedTensor:
+    """false + condition (true - false): a bit product, a product with truncation, or exact public products."""
+    delta = true_part - false_part
+    if isinstance(condition, torch.Tensor):
+        return false_part + delta * condition
+    if condition._bit is not None:
+        product = condition.session.family.mul(condition._bit, delta._parts, rescale=False)
+        return false_part + condition._new(product)
+    return false_part + condition * delta

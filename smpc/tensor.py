@@ -22,6 +22,7 @@ from protocols.family import Family, Shares, join_parts, map_parts, zip_parts
 from smpc import autograd, gradients
 from smpc.deferred import Deferred, settle_many
 from smpc.nonlinear import Nonlinear
+from smpc.nonlinear import where as where  # re-exported: smpc.tensor is where the public API has it
 from smpc.operands import check_multiplier, public_operand, public_tensor
 from smpc.range_check import check_opened, check_shared, rescale_checked
 
@@ -546,48 +547,6 @@ def bit_tensor(session: Session, bits: Shares) -> SharedTensor:
     ``where`` needs one product without truncation."""
     scale = session.encoding.scale
     return SharedTensor(session, map_parts(bits, lambda part: part * scale), bit=bits)
-
-
-def where(condition: Any, if_true: Any, if_false: Any) -> SharedTensor:
-    """``if_true`` where ``condition`` is 1, else ``if_false`` (shared or public, broadcasting).
-
-    A shared 0/1 condition straight from a comparison costs one product (1 round); any other 0/1 SharedTensor
-    costs a product and a truncation (2 rounds), exact either way for 0/1 conditions.  A public bool tensor
-    costs nothing (exact integer products), but then ``if_true`` or ``if_false`` must be shared.
-    Differentiable in ``if_true`` and ``if_false`` (not in the condition, as torch).
-    """
-    session = _where_session(condition, if_true, if_false)
-    true_part = if_true if isinstance(if_true, SharedTensor) else session.public(public_tensor(if_true))
-    false_part = if_false if isinstance(if_false, SharedTensor) else session.public(public_tensor(if_false))
-    selector = condition if isinstance(condition, SharedTensor) else condition.to(torch.int64)
-    if not autograd.tracking((true_part, false_part)):
-        return _select(selector, true_part, false_part)
-    with autograd.no_grad():
-        result = _select(selector, true_part, false_part)
-    return autograd.record(result, (true_part, false_part), gradients.where, selector)
-
-
-def _where_session(condition: Any, if_true: Any, if_false: Any) -> Session:
-    if isinstance(condition, SharedTensor):
-        return condition.session
-    if not isinstance(condition, torch.Tensor) or condition.dtype != torch.bool:
-        raise TypeError("where() needs a SharedTensor condition or a public bool tensor")
-    for operand in (if_true, if_false):
-        if isinstance(operand, SharedTensor):
-            return operand.session
-    raise TypeError("where() with a public condition needs a SharedTensor operand (else it would not need MPC)")
-
-
-def _select(condition: SharedTensor | torch.Tensor, true_part: SharedTensor, false_part: SharedTensor
-            ) -> SharedTensor:
-    """false + condition (true - false): a bit product, a product with truncation, or exact public products."""
-    delta = true_part - false_part
-    if isinstance(condition, torch.Tensor):
-        return false_part + delta * condition
-    if condition._bit is not None:
-        product = condition.session.family.mul(condition._bit, delta._parts, rescale=False)
-        return false_part + condition._new(product)
-    return false_part + condition * delta
 
 
 def _contains_shared(index: Index) -> bool:

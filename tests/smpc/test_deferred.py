@@ -126,10 +126,16 @@ def test_no_deferral_with_check_range_and_no_fold_with_local_shifts() -> None:
         assert torch.allclose(value, expected, atol=4 * U)
 
 
-def _sums_and_calls(session: smpc.Session) -> dict[str, Any]:
+def _layer(session: smpc.Session) -> tuple[smpc.SharedTensor, smpc.SharedTensor, smpc.SharedTensor]:
+    """x (4 x 3, party 0's), w (3 x 2, party 1's) and b (2, party 0's): a small layer's operands."""
     x = session.share(torch.linspace(-3, 3, 12).reshape(4, 3) if session.rank == 0 else None, owner=0)
     w = session.share(torch.linspace(-1, 2, 6).reshape(3, 2) if session.rank == 1 else None, owner=1)
     b = session.share(torch.tensor([0.5, -1.25]) if session.rank == 0 else None, owner=0)
+    return x, w, b
+
+
+def _sums_and_calls(session: smpc.Session) -> dict[str, Any]:
+    x, w, b = _layer(session)
     stats = session.stats
     out: dict[str, Any] = {}
     (x @ w + b).sigmoid()  # the replicated family's helper plans a call it has seen: both measured calls repeat
@@ -220,9 +226,7 @@ def test_waiting_truncations_settle_together_in_the_replicated_family(n_parties:
 
 
 def _shared_truncations(session: smpc.Session) -> dict[str, Any]:
-    x = session.share(torch.linspace(-3, 3, 12).reshape(4, 3) if session.rank == 0 else None, owner=0)
-    w = session.share(torch.linspace(-1, 2, 6).reshape(3, 2) if session.rank == 1 else None, owner=1)
-    b = session.share(torch.tensor([0.5, -1.25]) if session.rank == 0 else None, owner=0)
+    x, w, b = _layer(session)
     stats = session.stats
     out: dict[str, Any] = {}
 
