@@ -59,6 +59,9 @@ class Party:
     truncation: str = "dealer"
     failure_budget: float = DEFAULT_FAILURE_BUDGET
     gather_bytes: int | None = DEFAULT_GATHER_BYTES
+    #: Up to how many elements a comparison asks the dealer to answer online (``protocols.additive.helped``, 3
+    #: rounds instead of 8); 0 (a dealer process, which never sees more than requests): never.
+    helper_compare_max: int = 0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     #: Who watches this party (audit log, cost model, request recorder, profiler); see ``protocols.observe``.
     observers: list[Observer] = field(default_factory=list, repr=False)

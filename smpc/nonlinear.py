@@ -2,7 +2,9 @@
 # (the methods below annotate self as SharedTensor, the class that mixes them in: mypy wants a supertype there)
 """Comparisons, ``where`` and approximations of ``SharedTensor`` (a mixin: ``smpc.tensor`` holds the class, its
 data, products and structure).  Every method here runs a protocol of ``protocols`` through the session's family;
-their steps, costs and errors are in those protocols' docstrings."""
+their steps, costs and errors are in those protocols' docstrings.  Rounds below are the dealer family's; in the
+replicated family a comparison (``ltz``) of up to 1,024 elements in one call takes 3 rounds instead of 8
+(``protocols.additive.helped``), and a call returns to replicated shares in one more round."""
 
 from __future__ import annotations
 

@@ -203,8 +203,9 @@ class Adam(_Optimizer):
     clamps it to +-G, G = 2^(int_bits/2 - scale_bits) (1 - 2^-6) = 1.39 by default (9 rounds), then runs 1-4
     on g with no decay.  Rounds per step (measured, asserted in tests/smpc/test_optim.py):
         dealer family:      24 = 1 + 2 + 19 + 2 without clip;  33 with clip (34 with weight decay)
-        replicated family:  26 without clip (its truncations cost 2, one of them taken into rsqrt);  36 with
-                            clip (38 with weight decay)
+        replicated family:  26 without clip (its truncations cost 2, one of them taken into rsqrt);  31 with
+                            clip (33 with weight decay), while the clamp compares at most 1,024 values (up
+                            to 512 parameters; its comparison takes 3 rounds, not 8); 36 (38) above
     Parameters whose ``grad`` is None are skipped (their step count does not advance, as torch).
 
     Where it matches torch.  eps enters as sqrt(v_hat + eps_eff^2) instead of sqrt(v_hat) + eps: the two agree

@@ -237,7 +237,8 @@ class SharedTensor(Nonlinear):
 
         With the session's ``check_range`` (``smpc.range_check``), ``RangeError`` on every party when some value
         is outside |x| < 2^int_bits: checked in the clear after a reveal to all, by a secure test before a
-        reveal to one party (17 more rounds, 18 in the replicated family), so that every party raises alike."""
+        reveal to one party (17 more rounds; 8 in the replicated family up to 512 elements, 18 above), so that
+        every party raises alike."""
         checked = self._session.check_range
         if checked and to is not None:
             check_shared(self._session, self._parts, _REVEAL)

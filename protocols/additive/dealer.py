@@ -16,6 +16,8 @@ Z_2^64, "^" XOR shares of 64-bit words):
   * ``MASK_BITS``: +r and ^r: one uniform r, both additively shared and XOR-shared (for comparisons).
   * ``AND``: binary triple ^a (shape x), ^b (shape y), ^c = a & b (broadcast shape).
   * ``BIT``: a uniform bit rho, XOR-shared in bit 0 of ``a`` and additively shared in ``c``.
+  * ``COMPARE``: only from an online helper (``protocols.additive.helped``), never from the dealer process: +r
+    in ``a``, party 0's share of the helper's answer in ``b``, and shares modulo 67 of r's 63 low bits in ``c``.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from network import PeerClosedError, ProtocolError, Transport
 from protocols.party import Party
 from protocols.prg import AesCtrPrg
 
-MUL, MATMUL, TRUNC, MASK_BITS, AND, BIT = 1, 2, 3, 4, 5, 6
+MUL, MATMUL, TRUNC, MASK_BITS, AND, BIT, COMPARE = 1, 2, 3, 4, 5, 6, 7
 #: Not a kind of randomness: a plan, asking the dealer to make a recorded list of requests ahead of time.
 PLAN = 99
 #: Cap on the correction elements one plan may ask for (512 MiB of corrections queued at the last party).
@@ -44,6 +46,7 @@ _KIND_NAMES = {
     MASK_BITS: "masked bits",
     AND: "binary triple",
     BIT: "random bit",
+    COMPARE: "helper comparison",
 }
 #: Kinds whose a and b are XOR-shared, and kinds whose c is XOR-shared; every other share is additive.
 _XOR_INPUTS = frozenset({AND})
@@ -86,6 +89,8 @@ class Request:
             raise ProtocolError("dealer request with an invalid shape")
         if kind == TRUNC and param < 2:
             raise ProtocolError("truncation divisor must be >= 2")
+        if kind == COMPARE and (nx != 1 or ny != 0):
+            raise ProtocolError("a helper comparison is asked for a vector of elements")
         request = Request(kind, param, shape_x, shape_y)
         if any(_numel(s) > MAX_REQUEST_ELEMENTS for s in (shape_x, shape_y)):
             raise ProtocolError(f"dealer request for more than {MAX_REQUEST_ELEMENTS} elements")
@@ -105,6 +110,8 @@ class Request:
             return self.shape_x, self.shape_y, matmul_shape(self.shape_x, self.shape_y)
         if self.kind == TRUNC:
             return self.shape_x, (0,), (2, *self.shape_x)
+        if self.kind == COMPARE:
+            return self.shape_x, self.shape_x, (*self.shape_x, 63)
         return self.shape_x, (0,), self.shape_x
 
 
@@ -210,6 +217,8 @@ def dealer_material(prgs: Sequence[AesCtrPrg], stream: int, request: Request) ->
       3. Return c - sum_{i < last} c_i.
     Cost: n PRG expansions and one combine; 8 bytes per element of c sent to the last party.
     """
+    if request.kind == COMPARE:  # it needs the helper online (``protocols.additive.helped``)
+        raise ProtocolError("a helper comparison was asked of a dealer that answers no comparison")
     shape_a, shape_b, shape_c = request.output_shapes()
     last = len(prgs) - 1
     xor_in, xor_out = request.kind in _XOR_INPUTS or request.kind == BIT, request.kind in _XOR_OUTPUTS
@@ -295,6 +304,11 @@ class Correlated:
 
     __slots__ = ("a", "b", "_c", "_party", "_stream", "_shape_c", "_kind")
 
+    @property
+    def stream(self) -> int:
+        """The dealer stream id of this request."""
+        return self._stream
+
     def __init__(self, party: Party, request: Request) -> None:
         if party.dealer_prg is None:
             raise RuntimeError("this session has no dealer: its protocol family makes correlated randomness "
@@ -323,6 +337,9 @@ class Correlated:
                 party.send(party.dealer_id, stream, torch.from_numpy(request.encode()))
             self.a, self.b = expand_parts(party.dealer_prg, stream, (shape_a, shape_b), party)
             self._c: torch.Tensor | None = None
+        elif request.kind == COMPARE:  # its c share is drawn by ``helped.helped_ltz`` (exactly uniform residues)
+            self.a, self.b = expand_parts(party.dealer_prg, stream, (shape_a, shape_b), party)
+            self._c = None
         else:
             self.a, self.b, self._c = expand_parts(party.dealer_prg, stream, (shape_a, shape_b, shape_c), party)
 

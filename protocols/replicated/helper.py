@@ -14,6 +14,11 @@ replicated shares in one round (``ReplicatedFamily.from_two_of_two``).
 Traffic with party 0 in its helper role uses tags offset by ``HELPER_TAG``, apart from program tags; the
 sub-session's parties take their program tags from the main party, so tags stay in step everywhere.
 
+Comparisons of up to ``HELPED_COMPARE_MAX`` elements ask party 0 for one thing more than a dealer gives: an
+answer online (``protocols.additive.helped``).  It receives test values that are uniform to it but for one bit,
+masked by a coin of parties 1 and 2, and sends party 2 a share of the result: 3 rounds instead of the 8 of the
+comparison tree, within the same threat model (one corrupted party).
+
 Party 2 asks for each correlated value with one small message.  A call it has made before on the same shapes
 (every step of a training loop) asks for all of them in one plan, in its first request's message
 (``RememberedPlans``), and party 0 sends every correction at once: 12 messages fewer per sigmoid, no wait on
@@ -32,7 +37,8 @@ import numpy as np
 import torch
 
 from network import ProtocolError, Transport, TransportStats
-from protocols.additive.dealer import PLAN, PlanMismatch, Request, dealer_correction, decode_plan
+from protocols.additive.dealer import COMPARE, PLAN, PlanMismatch, Request, dealer_correction, decode_plan
+from protocols.additive.helped import ANSWER_TAG, compare_material, helper_verdict
 from protocols.party import Party
 from protocols.prg import AesCtrPrg
 
@@ -45,6 +51,12 @@ REMEMBERED_CALLS = 64
 #: A call is planned ahead only if party 0's corrections for it total at most this many elements (32 MiB), so
 #: what waits in party 2's mailbox stays small.
 PLAN_AHEAD_ELEMENTS = 1 << 22
+#: Up to how many elements one comparison of the sub-session asks party 0 to answer online (3 rounds,
+#: ``protocols.additive.helped``); larger ones take the 8-round tree of ``ltz``, which sends less than half
+#: the bytes and does less local work per element.  Measured on 127.0.0.1 (2 cores, CurveZMQ): x > y in 4.1
+#: against 5.5 ms at 1,000 elements, 8.5 against 4.5 ms at 2,048; a sigmoid of 128 values (640 comparisons)
+#: 5.7 to 6.7 against 6.5 to 7.6 ms.  Where a round costs more than here (a LAN, a WAN) the crossover is higher.
+HELPED_COMPARE_MAX = 1 << 10
 #: Sub-session node -> main node: the two-party session's parties 0 and 1 are parties 1 and 2, its dealer
 #: (node 2 of the sub-session) is party 0.
 _NODES = {0: 1, 1: 2, 2: 0}
@@ -180,7 +192,8 @@ def sub_party(main: Party, dealer_prg: AesCtrPrg, partner_prg: AesCtrPrg) -> Sub
     rank = main.rank - 1
     return SubParty(rank=rank, n_parties=2, transport=HelperTransport(main, rank), encoding=main.encoding,
                     dealer_prg=dealer_prg, pair_prgs={1 - rank: partner_prg}, truncation="dealer",
-                    gather_bytes=None, device=main.device, observers=main.observers, main=main)
+                    gather_bytes=None, helper_compare_max=HELPED_COMPARE_MAX, device=main.device,
+                    observers=main.observers, main=main)
 
 
 class Helper:
@@ -220,9 +233,25 @@ class Helper:
                 for index, request in enumerate(requests):
                     if index:
                         stream = self.next_stream()
-                    self.send_to_last(stream, dealer_correction(self.prgs, stream, request))
+                    self.answer(stream, request)
                 continue
-            self.send_to_last(stream, dealer_correction(self.prgs, stream, Request.decode(values)))
+            self.answer(stream, Request.decode(values))
+
+    def answer(self, stream: int, request: Request) -> None:
+        """Make request ``stream``'s correction for party 2; for a helper comparison, then wait for both parties'
+        test values and send party 2 its share of the answer (``protocols.additive.helped``)."""
+        if request.kind != COMPARE:
+            self.send_to_last(stream, dealer_correction(self.prgs, stream, request))
+            return
+        r, g, correction = compare_material(self.prgs, stream, request)
+        self.send_to_last(stream, correction)
+        tag = HELPER_TAG + ANSWER_TAG + stream
+        tests = [self.main.transport.recv(node, tag, op="helper comparison") for node in (1, 2)]
+        verdict, share = helper_verdict(tests[0], tests[1], r, g)
+        self.main.notify_learned("helper comparison", tag, verdict.to(torch.uint8))
+        wire = share.contiguous().numpy()
+        self.main.notify_opening("helper answer", wire.nbytes)
+        self.main.transport.send(2, tag, wire)
 
 
 def encode_end(shapes: Sequence[Sequence[int]], is_tuple: bool, tag: int, rounds: int) -> torch.Tensor:

@@ -20,7 +20,8 @@ closed-form gradients (``smpc.nn.loss``): BCE after a Sigmoid hands the Sigmoid'
 log and no division, and the Sigmoid's own backward is skipped; cross-entropy hands the logits
 (softmax - target) / N.
 
-Online rounds (R_f: rounds of SharedTensor.f; a product with truncation costs 2 rounds in the replicated family):
+Online rounds (R_f: rounds of SharedTensor.f; a product with truncation costs 2 rounds in the replicated family,
+and a comparison of up to 1,024 elements 3 there instead of 8, so ReLU's 9 are 5 and Dropout's 9 are 5):
 
 ==================  ======================  ============================================================
 layer               forward                 backward
@@ -41,7 +42,7 @@ CrossEntropyLoss    --                      R_softmax + 1
 Dropout, p = 1/2    9 (a joint mask: one    1 (a product with the mask bit); other p: 16-17 rounds
                     comparison; a bit       forward, 2-3 backward (dealer-replicated)
                     product)
-BatchNorm (train)   28 (dealer; 32 repl.)   7 (one closed-form node; 8 replicated); eval forward 23 (24)
+BatchNorm (train)   28 (dealer; 29 repl.)   7 (one closed-form node; 8 replicated); eval forward 23 (24)
 ==================  ======================  ============================================================
 
 So a logistic-regression step (Linear(d, 1), Sigmoid, BCELoss, SGD) costs 2 + R_sigmoid forward, 3 backward

@@ -216,8 +216,8 @@ def max_pool2d_with_selection(x: SharedTensor, kernel_size: Pair, stride: Pair |
          where([hi > lo], hi, lo) in ONE bit product; an odd candidate passes unchanged.  hi wins only if
          strictly greater, so the first maximum of a window (row-major) wins ties, as in torch.
     Rounds: 9 ceil(log2 K) in the dealer family (comparison 8 + bit product 1 per level), 10 ceil(log2 K) in
-    the replicated one (its comparison runs in the helper sub-session and converts back, 9); 2x2 windows: 2
-    levels.
+    the replicated one (its comparison runs in the helper sub-session and converts back, 9), 5 per level there
+    while a level compares at most 1,024 pairs (the helper's comparison, 3 rounds); 2x2 windows: 2 levels.
     Payload bytes per party (dealer family): per level with P pairs, (ltz_bytes(P) + 16 P) (n-1) (one
     comparison, ``protocols.additive.compare.ltz_bytes``: about 32.5 bytes per pair; one bit product).
     Error: none (comparisons and selections are exact): each output is exactly one of its window's inputs.

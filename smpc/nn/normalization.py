@@ -45,8 +45,10 @@ def dropout_mask(session: Session, shape: Sequence[int], p: float, *, key: bytes
       3. The bits, unscaled, become a 0/1 SharedTensor (``bit_tensor``) that keeps them, so that ``where`` with
          it costs one product without truncation.
     Rounds: one ``ltz`` (p = 1/2) or two in sequence (other p), plus one in the replicated family (back to
-    replicated shares); measured in tests/smpc/test_nn_normalization.py: 8 and 16 (dealer), 9 and 17
-    (replicated).  Bytes sent per party per element: 32.5 (n - 1) per ``ltz`` (``protocols.ltz_bytes``).
+    replicated shares); measured in tests/smpc/test_nn_normalization.py: 8 and 16 (dealer), 4 and 7
+    (replicated, up to 1,024 draws: its comparisons take 3 rounds there, ``protocols.additive.helped``; 9 and 17
+    above).  Bytes sent per party per element: 32.5 (n - 1) per ``ltz`` (``protocols.ltz_bytes``; 72 per
+    helped comparison).
     Error: none: each bit is exactly a Bernoulli draw with the probability above.
     """
     if not 0.0 < p < 1.0:
@@ -78,8 +80,9 @@ def dropout(x: SharedTensor, p: float = 0.5, training: bool = True, *, mask: tor
     3/4, ...), else a product with a public float and one truncation.
     Autograd: the gradient is g * mask / (1 - p) (``where``'s and the public product's backward rules).
     Rounds (asserted in tests/smpc/test_nn_normalization.py; forward / backward, dealer and replicated):
-      secret mask, p = 1/2: 9 / 1 and 10 / 1 (the mask's 8 or 9, then the bit product; the factor 2 is exact);
-      secret mask, p = 0.3: 18 / 2 and 20 / 3 (the mask's 16 or 17, the bit product, the truncation);
+      secret mask, p = 1/2: 9 / 1 and 5 / 1 (the mask's 8 or 4, then the bit product; the factor 2 is exact);
+      secret mask, p = 0.3: 18 / 2 and 10 / 3 (the mask's 16 or 7, the bit product, the truncation);
+      (replicated: for up to 1,024 elements; above, the mask takes 9 or 17 rounds there);
       public mask: 0 / 0 for p = 1/2; 1 / 1 and 2 / 2 (one truncation) for p = 0.3.
     Bytes per element: the mask's, one Beaver product (16 (n - 1)) and, for a non-integer 1/(1 - p), one
     truncation.

@@ -18,6 +18,7 @@ import smpc
 from network import ProtocolError
 from network.local import FRAME_OVERHEAD_BYTES
 from protocols.additive.dealer import (
+    COMPARE,
     MATMUL,
     MAX_REQUEST_ELEMENTS,
     MUL,
@@ -142,7 +143,9 @@ MALFORMED_LAYOUT = {
     "ndim 9": _raw(MUL, 0, 9, *([1] * 9), 0),
     "negative dim": _raw(MUL, 0, 1, -3, 0),
     "unknown kind 0": Request(MUL, 0, (2,)).encode() * np.array([0, 1, 1, 1, 1]),
-    "unknown kind 7": _raw(7, 0, 1, 2, 0),
+    "unknown kind 8": _raw(8, 0, 1, 2, 0),
+    "helper comparison of a matrix": _raw(COMPARE, 0, 2, 2, 3, 0),
+    "helper comparison with a second shape": _raw(COMPARE, 0, 1, 2, 1, 2),
     "divisor 1": _raw(TRUNC, 1, 1, 4, 0),
     "divisor 0": _raw(TRUNC, 0, 1, 4, 0),
     "divisor negative": _raw(TRUNC, -1000, 1, 4, 0),
@@ -171,6 +174,15 @@ def test_decode_rejects_malformed_layouts(raw: np.ndarray) -> None:
     """Truncated, overlong, badly counted or out-of-range request arrays raise ProtocolError."""
     with pytest.raises(ProtocolError):
         Request.decode(raw)
+
+
+def test_dealer_process_refuses_helper_comparisons() -> None:
+    """A helper comparison needs the dealer online (``protocols.additive.helped``); the dealer process, which
+    only ever receives requests, refuses one (ProtocolError) instead of making half of it."""
+    request = Request.decode(Request(COMPARE, 0, (4,)).encode())
+    prgs = [AesCtrPrg(bytes(KEY_BYTES)), AesCtrPrg(bytes([1]) * KEY_BYTES)]
+    with pytest.raises(ProtocolError, match="answers no comparison"):
+        dealer_correction(prgs, 1, request)
 
 
 @pytest.mark.parametrize("raw", list(MALFORMED_SHAPES.values()), ids=list(MALFORMED_SHAPES))

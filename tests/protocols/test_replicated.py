@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import smpc
 from network.local import FRAME_OVERHEAD_BYTES
-from protocols.additive.compare import ltz_bytes, ltz_dealer_bytes
+from protocols.additive.helped import MODULUS, helped_ltz_bytes, helped_ltz_dealer_bytes
 from protocols.replicated import shares as rep
 from tests.support.harness import REPLICATED, run_parties
 from tests.support.recording import RecordingTransport
@@ -27,6 +27,8 @@ from tests.support.statistics import (
     chi_square_critical,
     homogeneity_statistic,
     normal_upper_quantile,
+    residue_failures,
+    residue_homogeneity_statistic,
     two_proportion_statistic,
     uniformity_failures,
 )
@@ -89,23 +91,24 @@ def test_rounds_and_bytes_per_party(count: int) -> None:
     """share: 1 round, the owner sends 8 k to each other party; reveal: 1 round, 8 k per party; a product
     without truncation: 1 round, 8 bytes per output element per party (matmul: the 1 x 4 output only);
     with the fused truncation: 2 rounds, party 0 sends only a 16-byte correction, parties 1 and 2 8 + 8;
-    a truncation of a replicated value: 2 rounds; a comparison: the two-party ltz (8 rounds, ``ltz_bytes`` from
-    each of parties 1 and 2, party 0's ``ltz_dealer_bytes`` of material) and 1 round back.  Frame headers
-    counted per message."""
+    a truncation of a replicated value: 2 rounds; a comparison: the helped two-party ltz (3 rounds,
+    ``helped_ltz_bytes`` from each of parties 1 and 2, party 0's ``helped_ltz_dealer_bytes`` of material and
+    answer) and 1 round back.  Frame headers counted per message."""
     results = run_parties(lambda session: _costs(session, count), REPLICATED)
     payload = {rank: {name: stats["bytes_sent"] - FRAME_OVERHEAD_BYTES * stats["messages"]
                       for name, stats in measured.items()} for rank, measured in enumerate(results)}
     rounds = {name: {measured[name]["rounds"] for measured in results} for name in results[0]}
     assert rounds == {"share": {1}, "reveal": {1}, "mul unscaled": {1}, "mul": {2}, "matmul": {2},
-                      "truncate": {2}, "compare": {9}}
+                      "truncate": {2}, "compare": {4}}
     assert [payload[r]["share"] for r in range(3)] == [16 * count, 0, 0]
     assert [payload[r]["reveal"] for r in range(3)] == [8 * count] * 3
     assert [payload[r]["mul unscaled"] for r in range(3)] == [8 * count] * 3
     assert [payload[r]["mul"] for r in range(3)] == [16 * count] * 3
     assert [payload[r]["matmul"] for r in range(3)] == [16 * 4] * 3
-    # party 0 sends the comparison's dealer material (as the dealer does); party 2 also
+    # party 0 sends the comparison's dealer material and its answer; party 2 also
     # sends it the requests (kinds and shapes: a few hundred bytes whatever the count)
-    assert payload[0]["compare"] == ltz_dealer_bytes(count) and payload[1]["compare"] == ltz_bytes(count) + 8 * count
+    assert payload[0]["compare"] == helped_ltz_dealer_bytes(count)
+    assert payload[1]["compare"] == helped_ltz_bytes(count) + 8 * count
     assert 0 < payload[2]["compare"] - payload[1]["compare"] < 1000
     for measured in results:
         for stats in measured.values():
@@ -138,13 +141,17 @@ CASES: dict[str, Callable[[smpc.SharedTensor], Any]] = {
     "mul": lambda x: (x * x).settle(),
     "matmul": lambda x: (x.reshape(50, 100) @ x.reshape(100, 50)).settle(),
     "truncate": lambda x: x.rescale(7),
-    "compare": lambda x: x > 1.0,
+    "compare": lambda x: x > 1.0,  # 5,000 elements: the tree of ``ltz``
+    "helped compare": lambda x: [x[i * 1000 : (i + 1) * 1000] > 1.0 for i in range(3)],  # ``helped_ltz``
     "sigmoid": lambda x: (x * (1.0 / 400)).sigmoid(),
     "reciprocal": lambda x: (x.abs() + 1.0).reciprocal(positive=True),
 }
 #: Messages a party receives that are public by design: the kinds and shapes of helper requests, and the
 #: end marker of a helper call (output shapes, the program counter).
 PUBLIC = {"helper request"}
+#: Messages of residues modulo ``helped.MODULUS`` (one byte each): the helper comparison's test values (party 0
+#: receives them) and its shares of the mask's bits (party 2 receives them).
+RESIDUES = {"helper comparison", "dealer helper comparison"}
 
 
 def _views(case: str, values: torch.Tensor, session: smpc.Session) -> list[tuple[str, np.ndarray]]:
@@ -172,8 +179,9 @@ def _samples(views: list[tuple[str, np.ndarray]]) -> dict[str, np.ndarray]:
 
 
 def test_every_party_sees_uniform_values(recorded: tuple[str, dict[str, Any]]) -> None:
-    """Everything each party receives (shares, reshares, conversions, openings and helper corrections) is
-    uniform: 64-bit words by bits and bytes, opened bits by their frequency.  Significance ALPHA overall."""
+    """Everything each party receives (shares, reshares, conversions, openings, helper corrections and the
+    helper comparison's test values) is uniform: 64-bit words by bits and bytes, opened bits by their frequency,
+    residues modulo 67 by their counts.  Significance ALPHA overall."""
     case, by_input = recorded
     checked = [(name, rank, op, value) for name, per_party in by_input.items()
                for rank, views in enumerate(per_party) for op, value in _samples(views).items() if value.size >= 2000]
@@ -181,14 +189,19 @@ def test_every_party_sees_uniform_values(recorded: tuple[str, dict[str, Any]]) -
     alpha = ALPHA / len(checked)
     failures = []
     for name, rank, op, value in checked:
-        found = bit_failures(value, alpha) if value.dtype == np.uint8 else uniformity_failures(as_words(value), alpha)
+        if op in RESIDUES:
+            found = residue_failures(value, MODULUS, alpha)
+        elif value.dtype == np.uint8:
+            found = bit_failures(value, alpha)
+        else:
+            found = uniformity_failures(as_words(value), alpha)
         failures += [f"input {name}, party {rank}, {op} ({value.size}): {failure}" for failure in found]
     assert failures == []
 
 
 def test_what_a_party_sees_does_not_depend_on_the_input(recorded: tuple[str, dict[str, Any]]) -> None:
     """Per party and kind of message, input a against input b: a two-sample chi-square of byte histograms for
-    words, a two-proportion test for bits.  Significance ALPHA overall."""
+    words (of counts for residues), a two-proportion test for bits.  Significance ALPHA overall."""
     case, by_input = recorded
     first = [_samples(views) for views in by_input["a"]]
     second = [_samples(views) for views in by_input["b"]]
@@ -198,7 +211,10 @@ def test_what_a_party_sees_does_not_depend_on_the_input(recorded: tuple[str, dic
     alpha = ALPHA / len(pairs)
     failures = []
     for rank, op, one, other in pairs:
-        if one.dtype == np.uint8:
+        if op in RESIDUES:
+            statistic, critical = residue_homogeneity_statistic(one, other, MODULUS), chi_square_critical(
+                MODULUS - 1, alpha)
+        elif one.dtype == np.uint8:
             statistic, critical = two_proportion_statistic(one, other), normal_upper_quantile(alpha / 2)
         else:
             statistic, critical = homogeneity_statistic(as_words(one), as_words(other)), chi_square_critical(
@@ -211,23 +227,23 @@ def test_what_a_party_sees_does_not_depend_on_the_input(recorded: tuple[str, dic
 # -- remembered plans ----------------------------------------------------------------------------------------
 def _helper_messages_per_call(session: smpc.Session) -> list[tuple[int, bool]]:
     """Party 2's messages to party 0 for each of four sigmoids of one shape, and whether each result is right."""
-    x = session.share(torch.linspace(-9.0, 9.0, 300, dtype=torch.float64) if session.rank == 0 else None, owner=0)
+    x = session.share(torch.linspace(-9.0, 9.0, 200, dtype=torch.float64) if session.rank == 0 else None, owner=0)
     out = []
     for _ in range(4):
         before = session.party.transport.stats.messages_sent.get(0, 0)
         value = x.sigmoid().reveal()
         sent = session.party.transport.stats.messages_sent.get(0, 0) - before
-        out.append((sent, bool((value - torch.sigmoid(torch.linspace(-9.0, 9.0, 300))).abs().max() < 3.3e-4)))
+        out.append((sent, bool((value - torch.sigmoid(torch.linspace(-9.0, 9.0, 200))).abs().max() < 3.3e-4)))
     return out
 
 
 def test_a_repeated_call_sends_its_requests_to_party_0_as_one_plan() -> None:
     """The first sigmoid of a shape sends party 0 one request per correlated value, the end marker and its
-    part of the conversion back to replicated shares; every later one the same requests as one plan: 3
-    messages, with results as right as the first's."""
+    part of the conversion back to replicated shares, and its test values of the comparison (``helped_ltz``);
+    every later one the same requests as one plan: 4 messages, with results as right as the first's."""
     results = run_parties(_helper_messages_per_call, REPLICATED)
     sent = [count for count, _ in results[2]]
-    assert sent[0] > 3 and sent[1:] == [3, 3, 3]
+    assert sent[0] > 4 and sent[1:] == [4, 4, 4]
     assert all(right for party in results for _, right in party)
 
 
@@ -261,8 +277,8 @@ def _varying_calls(session: smpc.Session, calls: list[tuple[int, int]]) -> None:
 
 
 @pytest.mark.parametrize(("calls", "message"), [
-    ([(4, 1), (8, 1)], "masked bits of shapes \\(8,\\).*plan made ahead of time has a masked bits of shapes \\(4,\\)"),
-    ([(8, 1), (4, 1)], "masked bits of shapes \\(4,\\).*plan made ahead of time has a masked bits of shapes \\(8,\\)"),
+    ([(4, 1), (8, 1)], "comparison of shapes \\(8,\\).*plan made ahead of time has a helper comparison of shapes \\(4"),
+    ([(8, 1), (4, 1)], "comparison of shapes \\(4,\\).*plan made ahead of time has a helper comparison of shapes \\(8"),
     ([(4, 2), (4, 1)], "PlanMismatch: this call asked party 0 for .* fewer than the same call did before"),
 ])
 def test_a_call_that_asks_for_other_requests_than_remembered_fails_with_plan_mismatch(

@@ -113,7 +113,8 @@ def test_only_the_union_and_the_powers_of_two_are_opened(tmp_path: Path, parties
         summaries = [value for op, value in views if op == "schema summary"]
         assert len(summaries) == 2 and all(value.dtype == torch.uint8 for value in summaries)
         assert not any(b"vacation" in bytes(value.tolist()) or b"radio" in bytes(value.tolist()) for value in summaries)
-        assert {op for op, _ in views} <= {"reveal", "schema summary", "compare", "and", "bit conversion", "mul"}
+        assert {op for op, _ in views} <= {"reveal", "schema summary", "compare", "and", "bit conversion", "mul",
+                                          "helper comparison"}
         masked = [value for op, value in views if op not in ("reveal", "schema summary")]
         words = {word for value in masked if value.dtype == torch.int64 for word in value.reshape(-1).tolist()}
         assert not words & private  # no bank's own exponent is ever opened (masked words are uniform in 2^64)

@@ -201,7 +201,8 @@ def test_the_digit_cnn_forward_on_shares_matches_torch(n_parties: int) -> None:
 @pytest.mark.parametrize("n_parties", [3, REPLICATED], ids=["3-dealer", "3-replicated"])
 def test_rounds_as_documented(n_parties: int) -> None:
     """conv2d with a shared weight 2 rounds; avg_pool2d one truncation (1 dealer family, 2 replicated);
-    max_pool2d over 2x2 and 3x3 windows 9 (dealer) or 10 (replicated) per tournament level (2 and 4 levels);
+    max_pool2d over 2x2 and 3x3 windows 9 (dealer) or 5 (replicated, at most 1,024 pairs) per tournament level
+    (2 and 4 levels);
     routing 1 per level; flatten and conv2d with an integer weight 0."""
     x = torch.linspace(-3.0, 3.0, 2 * 2 * 6 * 6, dtype=torch.float64).reshape(2, 2, 6, 6)
     weight = torch.linspace(-1.0, 1.0, 3 * 2 * 3 * 3, dtype=torch.float64).reshape(3, 2, 3, 3)
@@ -226,7 +227,7 @@ def test_rounds_as_documented(n_parties: int) -> None:
         return rounds
 
     replicated = getattr(n_parties, "protocol", "dealer") == "replicated"
-    level, truncation = (10, 2) if replicated else (9, 1)
+    level, truncation = (5, 2) if replicated else (9, 1)
     expected = {"conv": 2, "conv integer": 0, "avg": truncation, "max 2x2": 2 * level, "max 3x3": 4 * level,
                 "flatten": 0, "route 3x3": 4}
     for rank, rounds in enumerate(run_parties(program, n_parties)):

@@ -24,7 +24,7 @@ from tests.support.models import ROWS, by_hand, write_model_shares
 from tests.support.statistics import ALPHA, uniformity_failures
 
 #: The only masked openings inference makes (products, truncations, the sigmoid's and tanh's comparisons).
-MASKED_OPENINGS = {"mul", "matmul", "truncate", "compare", "and", "bit conversion"}
+MASKED_OPENINGS = {"mul", "matmul", "truncate", "compare", "and", "bit conversion", "helper comparison"}
 
 
 @pytest.mark.parametrize(("parties", "hidden", "owners", "private"), [

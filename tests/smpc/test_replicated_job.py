@@ -16,7 +16,7 @@ from tests.support.statistics import uniformity_failures
 
 #: Every opening a party of the replicated protocol learns during training: the helper sub-session's
 #: two-party openings and the fused truncation's masked value.
-MASKED_OPENINGS = {"mul", "matmul", "truncate", "compare", "and", "bit conversion"}
+MASKED_OPENINGS = {"mul", "matmul", "truncate", "compare", "and", "bit conversion", "helper comparison"}
 
 pytestmark = pytest.mark.processes
 

@@ -25,7 +25,7 @@ from tests.support.statistics import ALPHA, uniformity_failures
 pytestmark = pytest.mark.processes
 
 #: The only masked openings inference makes (products, truncations, the sigmoid's comparisons).
-MASKED_OPENINGS = {"mul", "matmul", "truncate", "compare", "and", "bit conversion"}
+MASKED_OPENINGS = {"mul", "matmul", "truncate", "compare", "and", "bit conversion", "helper comparison"}
 
 
 def _probabilities(path: Path) -> np.ndarray:

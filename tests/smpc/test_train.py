@@ -16,7 +16,7 @@ from tests.support.statistics import uniformity_failures
 
 QUICK = ["--max-rows", "240", "--epochs", "2", "--batch-size", "32"]
 #: Every opening of a training step is a masked value of one of these protocols.
-MASKED_OPENINGS = {"mul", "matmul", "truncate", "compare", "and", "bit conversion"}
+MASKED_OPENINGS = {"mul", "matmul", "truncate", "compare", "and", "bit conversion", "helper comparison"}
 
 #: Every test here starts OS processes (smpc commands, or parties and a dealer as processes).
 pytestmark = pytest.mark.processes

@@ -62,7 +62,8 @@ def schema_phase(records: list[dict], numeric_columns: int = 7) -> list[dict]:
     phase = records[:end]
     assert [r["dtype"] for r in phase if r["op"] == "schema summary"] == ["uint8", "uint8"], phase
     assert phase[-1]["count"] == numeric_columns and phase[-1]["dtype"] == "int64", phase[-1]
-    assert {r["op"] for r in phase[:-1]} <= {"schema summary", "reveal", "compare", "and", "bit conversion", "mul"}
+    assert {r["op"] for r in phase[:-1]} <= {"schema summary", "reveal", "compare", "and", "bit conversion", "mul",
+                                                "helper comparison"}
     return phase
 
 

@@ -7,7 +7,8 @@ alpha is split evenly between two families:
     quantile for the family's share of alpha split over the 64 bits;
   * bytes: Pearson's chi-square of the 256 byte-value counts (255 degrees of freedom) stays under the
     critical value at the family's share of alpha (Wilson-Hilferty approximation of the chi-square quantile).
-Opened bits (one byte per element, 0 or 1) are checked by their frequency of ones (``bit_failures``).
+Opened bits (one byte per element, 0 or 1) are checked by their frequency of ones (``bit_failures``); residues
+modulo a small prime (one byte each) by Pearson's chi-square of their counts (``residue_failures``).
 Two samples: a two-sample chi-square (homogeneity, 2 x 256 table, 255 dof) compares byte histograms of words;
 a pooled two-proportion test compares the frequencies of ones of bits.
 """
@@ -92,6 +93,29 @@ def bit_failures(bits: np.ndarray, alpha: float) -> list[str]:
     ones = float(bits.mean())
     limit = normal_upper_quantile(alpha / 2) * math.sqrt(0.25 / bits.size)
     return [] if abs(ones - 0.5) < limit else [f"ones in {ones:.4f} of {bits.size} bits (limit 0.5 +- {limit:.4f})"]
+
+
+def residue_counts(values: np.ndarray, modulus: int) -> np.ndarray:
+    return np.bincount(values.reshape(-1), minlength=modulus).astype(np.float64)
+
+
+def residue_failures(values: np.ndarray, modulus: int, alpha: float) -> list[str]:
+    """Why ``values`` do not look uniform modulo ``modulus`` at significance ``alpha``: any value outside
+    0..modulus-1, or Pearson's chi-square of the counts (modulus - 1 dof) at or above its critical value."""
+    if values.size and int(values.max()) >= modulus:
+        return [f"values outside 0..{modulus - 1}: {int(values.max())}"]
+    observed = residue_counts(values, modulus)
+    expected = observed.sum() / modulus
+    statistic = float(((observed - expected) ** 2 / expected).sum())
+    critical = chi_square_critical(modulus - 1, alpha)
+    return [] if statistic < critical else [f"residue chi-square {statistic:.1f} >= {critical:.1f}"]
+
+
+def residue_homogeneity_statistic(first: np.ndarray, second: np.ndarray, modulus: int) -> float:
+    """Pearson chi-square of the 2 x modulus table of residue counts of two samples (modulus - 1 dof)."""
+    table = np.stack([residue_counts(first, modulus), residue_counts(second, modulus)])
+    expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / table.sum()
+    return float(((table - expected) ** 2 / expected).sum())
 
 
 def two_proportion_statistic(first: np.ndarray, second: np.ndarray) -> float:
