@@ -397,6 +397,7 @@ def serve(transport: Transport, prgs: Sequence[AesCtrPrg]) -> int:
             return served
         if raw.size and int(raw.reshape(-1)[0]) == PLAN:
             requests, times = decode_plan(raw)
+            _refuse_online(requests)
             plan_stream = stream
             for _ in range(times):
                 for request in requests:
@@ -406,5 +407,12 @@ def serve(transport: Transport, prgs: Sequence[AesCtrPrg]) -> int:
             transport.send(last, plan_stream, np.zeros(1, dtype=np.int64))
             continue
         request = Request.decode(raw)
+        _refuse_online([request])
         transport.send(last, stream, dealer_correction(prgs, stream, request).numpy())
         served += 1
+
+
+def _refuse_online(requests: Sequence[Request]) -> None:
+    """ProtocolError, before anything is made, for a request only an online helper answers."""
+    if any(request.kind == COMPARE for request in requests):
+        raise ProtocolError("a helper comparison was asked of a dealer that answers no comparison")

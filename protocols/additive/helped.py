@@ -56,8 +56,9 @@ def helped_ltz(party: Party, x: torch.Tensor) -> torch.Tensor:
              d_i = sigma (c_i - r_i) + 1 + S_i for i = 0..62, and d_63 = beta sum_k w_k + (1 - beta).
          Every d_i lies in 0..64 < p.  For beta = 0 some d_i is 0 exactly when r' > c' (at the highest bit
          where they differ, r has the 1); for beta = 1 exactly when c' > r', or (d_63) c' = r'.  At most one is.
-      4. Each party sends the helper s_i d_i + m_i (party 0) or s_i d_i - m_i (party 1) mod p, the 64 positions
-         rotated (one round, one byte each).
+      4. Each party sends the helper s_i times its share of d_i, plus m_i (party 0) or minus m_i (party 1), mod
+         p, the 64 positions rotated (one round, one byte each).  (Parties 0 and 1 here are the sub-session's:
+         the replicated family's parties 1 and 2; the helper is its party 0.)
       5. The helper adds them: beta' = [some position is 0] = beta ^ [c' < r'].  It sends party 1 its share
          gamma - g of gamma = beta' ^ r_63 (one round; party 0 is not waiting for it).
       6. Local: with delta = beta ^ c_63 (both parties know it), MSB(x) = delta ^ gamma = delta + (1 - 2 delta)

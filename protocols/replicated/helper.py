@@ -6,9 +6,10 @@ two-party additive sharing (party 1: x_1 + x_2, party 2: x_0; ``shares.two_of_tw
 family's protocol for two parties on it, and party 0 plays that protocol's dealer: it makes every correlated
 value (Beaver and binary triples, truncation pairs, masked bits) from keys it shares with each of them, and sends
 party 2 the single correction share, exactly as the dealer process of the additive family does.  This is secure
-against any one corrupted party (the replicated family's threat model): party 0 sees only the kinds and shapes
-of what it is asked for, as the dealer does, and parties 1 and 2 see what they would see with a dealer that
-colludes with neither, which holds when at most one party is corrupted.  The two-party result goes back to
+against any one corrupted party (the replicated family's threat model): party 0 sees the kinds and shapes of
+what it is asked for, as the dealer does (and, for a comparison it answers online, masked residues: below), and
+parties 1 and 2 see what they would see with a dealer that colludes with neither, which holds when at most one
+party is corrupted.  The two-party result goes back to
 replicated shares in one round (``ReplicatedFamily.from_two_of_two``).
 
 Traffic with party 0 in its helper role uses tags offset by ``HELPER_TAG``, apart from program tags; the
@@ -22,7 +23,8 @@ comparison tree, within the same threat model (one corrupted party).
 Party 2 asks for each correlated value with one small message.  A call it has made before on the same shapes
 (every step of a training loop) asks for all of them in one plan, in its first request's message
 (``RememberedPlans``), and party 0 sends every correction at once: 12 messages fewer per sigmoid, no wait on
-party 0 inside the call, and nothing party 0 learns that it would not learn otherwise.
+party 0 for correlated values inside the call (only for the answers of its comparisons, which it gives after
+sending every correction), and nothing party 0 learns that it would not learn otherwise.
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ END = 98
 #: Calls whose dealer requests party 2 remembers (least recently used dropped first).
 REMEMBERED_CALLS = 64
 #: A call is planned ahead only if party 0's corrections for it total at most this many elements (32 MiB), so
-#: what waits in party 2's mailbox stays small.
+#: what waits in party 2's mailbox stays small (a helper comparison's corrections are bytes, counted as
+#: elements all the same: the cap errs on the safe side).
 PLAN_AHEAD_ELEMENTS = 1 << 22
 #: Up to how many elements one comparison of the sub-session asks party 0 to answer online (3 rounds,
 #: ``protocols.additive.helped``); larger ones take the 8-round tree of ``ltz``, which sends less than half
@@ -230,21 +233,31 @@ class Helper:
                 requests, times = decode_plan(values)
                 if times != 1 or not requests:
                     raise ProtocolError("a helper plan holds the requests of one call, at least one")
+                # Every correction first, then the comparisons' answers in order: no correction waits on a test.
+                comparisons = []
                 for index, request in enumerate(requests):
                     if index:
                         stream = self.next_stream()
-                    self.answer(stream, request)
+                    comparisons += self.correct(stream, request)
+                for comparison in comparisons:
+                    self.answer(*comparison)
                 continue
-            self.answer(stream, Request.decode(values))
+            for comparison in self.correct(stream, Request.decode(values)):
+                self.answer(*comparison)
 
-    def answer(self, stream: int, request: Request) -> None:
-        """Make request ``stream``'s correction for party 2; for a helper comparison, then wait for both parties'
-        test values and send party 2 its share of the answer (``protocols.additive.helped``)."""
+    def correct(self, stream: int, request: Request) -> list[tuple[int, torch.Tensor, torch.Tensor]]:
+        """Make and send request ``stream``'s correction for party 2; for a helper comparison, return what its
+        answer needs (stream, r, party 1's answer share g), else nothing."""
         if request.kind != COMPARE:
             self.send_to_last(stream, dealer_correction(self.prgs, stream, request))
-            return
+            return []
         r, g, correction = compare_material(self.prgs, stream, request)
         self.send_to_last(stream, correction)
+        return [(stream, r, g)]
+
+    def answer(self, stream: int, r: torch.Tensor, g: torch.Tensor) -> None:
+        """Wait for both parties' test values of the helper comparison ``stream`` (mask ``r``) and send party 2
+        its share of the answer (``protocols.additive.helped``)."""
         tag = HELPER_TAG + ANSWER_TAG + stream
         tests = [self.main.transport.recv(node, tag, op="helper comparison") for node in (1, 2)]
         verdict, share = helper_verdict(tests[0], tests[1], r, g)

@@ -25,7 +25,9 @@ from protocols.additive.dealer import (
     TRUNC,
     Request,
     dealer_correction,
+    encode_plan,
     expand_parts,
+    serve,
     unsigned_divide,
     unsigned_remainder,
 )
@@ -183,6 +185,30 @@ def test_dealer_process_refuses_helper_comparisons() -> None:
     prgs = [AesCtrPrg(bytes(KEY_BYTES)), AesCtrPrg(bytes([1]) * KEY_BYTES)]
     with pytest.raises(ProtocolError, match="answers no comparison"):
         dealer_correction(prgs, 1, request)
+
+
+class _OneMessage:
+    """A transport stand-in that delivers one message to the dealer and records what it sends."""
+
+    def __init__(self, message: np.ndarray) -> None:
+        self.message, self.sent = message, []
+
+    def recv(self, src: int, tag: int, *, op: str = "") -> np.ndarray:
+        return self.message
+
+    def send(self, dst: int, tag: int, array: np.ndarray) -> None:
+        self.sent.append(tag)
+
+
+@pytest.mark.parametrize("plan", [False, True])
+def test_dealer_process_refuses_a_helper_comparison_before_making_anything(plan: bool) -> None:
+    """A request, or a plan holding one after a Beaver triple: refused before any correction leaves."""
+    requests = [Request(MUL, 0, (2,), (2,)), Request(COMPARE, 0, (4,))]
+    transport = _OneMessage(encode_plan(requests, 1) if plan else requests[1].encode())
+    prgs = [AesCtrPrg(bytes(KEY_BYTES)), AesCtrPrg(bytes([1]) * KEY_BYTES)]
+    with pytest.raises(ProtocolError, match="answers no comparison"):
+        serve(transport, prgs)  # type: ignore[arg-type]
+    assert transport.sent == []
 
 
 @pytest.mark.parametrize("raw", list(MALFORMED_SHAPES.values()), ids=list(MALFORMED_SHAPES))

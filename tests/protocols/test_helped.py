@@ -105,3 +105,27 @@ def test_the_helper_learns_the_masked_bit_and_answers_its_share() -> None:
     verdict, share = helper_verdict(**inputs)
     assert verdict.tolist() == [1, 1, 0]
     assert share.tolist() == [(1 ^ 1) - 5, (1 ^ 0) - 6, (0 ^ 1) - 7]
+
+
+def _two_in_a_row(party: Any, x: torch.Tensor) -> torch.Tensor:
+    """Two comparisons one after the other in one call (module level, so that party 2 remembers its plan)."""
+    return ltz(party, x) + 2 * ltz(party, -x)
+
+
+def _repeated_calls(session: smpc.Session) -> list[torch.Tensor]:
+    words = torch.tensor([-3, -1, 0, 1, 5, 2**62], dtype=torch.int64)
+    parts = session.family.share(words if session.rank == 0 else None, 0)
+    out = []
+    for _ in range(3):  # the second and third calls send their requests to party 0 as one plan
+        opened = session.family.reveal(session.family.call(_two_in_a_row, parts))
+        assert opened is not None
+        out.append(opened)
+    return out
+
+
+def test_a_plan_with_two_comparisons_is_answered_in_order() -> None:
+    """Party 0 sends a plan's corrections first, then answers its comparisons in order: every repetition of a
+    call with two comparisons gives [x < 0] + 2 [x > 0] exactly, and nothing waits forever."""
+    expected = torch.tensor([1, 1, 0, 2, 2, 2], dtype=torch.int64)
+    for results in run_parties(_repeated_calls, REPLICATED):
+        assert all(torch.equal(result, expected) for result in results)
