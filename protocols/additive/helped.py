@@ -38,7 +38,6 @@ _FLIP_DOMAIN = 5 << 56
 _SCALE_DOMAIN = 6 << 56
 _ZERO_DOMAIN = 7 << 56
 _BITS_DOMAIN = 8 << 56
-_TURN = torch.arange(POSITIONS)
 
 
 def helped_ltz(party: Party, x: torch.Tensor) -> torch.Tensor:
@@ -93,7 +92,7 @@ def helped_ltz(party: Party, x: torch.Tensor) -> torch.Tensor:
     masked = scale.reshape(count, POSITIONS) * tests
     zero = zero.reshape(count, POSITIONS)
     masked = torch.remainder(masked + zero if first else masked - zero, MODULUS)
-    turn = (_TURN + rotation) & (POSITIONS - 1)
+    turn = (torch.arange(POSITIONS) + rotation) & (POSITIONS - 1)
     masked = torch.gather(masked, 1, turn).to(torch.uint8)
     party.notify_opening("to helper", masked.numel())
     party.send(party.dealer_id, ANSWER_TAG + stream, masked)
@@ -200,7 +199,7 @@ def _uniform_below(prg: AesCtrPrg, stream: int, count: int, bound: int) -> np.nd
     the largest multiple of ``bound`` are kept, in order, and reduced; a draw that keeps too few is repeated
     longer (the stream's start is the same, so both parties keep the same values)."""
     limit = 256 - 256 % bound
-    residues = _RESIDUES[bound] if bound in _RESIDUES else (np.arange(256) % bound).astype(np.int16)
+    residues = (np.arange(256) % bound).astype(np.int16)  # byte -> residue: a lookup is cheaper than a division
     draw = count + count // 2 + 64
     while True:
         raw = _bytes(prg, stream, draw)
@@ -209,6 +208,3 @@ def _uniform_below(prg: AesCtrPrg, stream: int, count: int, bound: int) -> np.nd
             return residues.take(kept[:count])
         draw *= 2
 
-
-#: Byte -> residue tables of the two moduli ``helped_ltz`` draws from (a lookup is cheaper than a division).
-_RESIDUES = {bound: (np.arange(256) % bound).astype(np.int16) for bound in (MODULUS, MODULUS - 1)}
