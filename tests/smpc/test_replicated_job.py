@@ -4,6 +4,7 @@ dealer process anywhere, and exit cleanly; the share files record the protocol a
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 
 from tests.support.cli import finish, make_roster, run_smpc, start_smpc
 from tests.support.loan import audit_records, audited_words, bank_files, save_schema, schema_phase
-from tests.support.statistics import uniformity_failures
+from tests.support.statistics import bit_failures, uniformity_failures
 
 #: Every opening a party of the replicated protocol learns during training: the helper sub-session's
 #: two-party openings and the fused truncation's masked value.
@@ -63,8 +64,9 @@ def test_a_roster_without_a_dealer_is_for_three_parties(tmp_path: Path) -> None:
 
 def test_replicated_audit_dp_and_fedavg(tmp_path: Path) -> None:
     """The audit log in the replicated protocol: parties 1 and 2 learn only masked openings of the helper
-    sub-session and of the fused truncation (uniform words), party 0 (the helper) learns nothing but its test
-    predictions; DP-SGD (secret sampling) and DP fedavg run and spend at most their target."""
+    sub-session and of the fused truncation (uniform words), party 0 (the helper) nothing but its test
+    predictions and the helped comparisons' bits, each masked by a coin it lacks (fair coins, at 10^-6); DP-SGD
+    (secret sampling) and DP fedavg run and spend at most their target."""
     quick = ["--protocol", "replicated", "--max-rows", "240", "--epochs", "2"]
     audited = run_smpc("train", *quick, "--audit", "audit", cwd=tmp_path, timeout=300)
     assert audited.returncode == 0, audited.stderr
@@ -75,7 +77,10 @@ def test_replicated_audit_dp_and_fedavg(tmp_path: Path) -> None:
         masked = [r for r in records if r["op"] != "reveal"]
         assert {r["op"] for r in masked} <= MASKED_OPENINGS, {r["op"] for r in masked}
         if rank == 0:
-            assert masked == [] and len(reveals) == 1 and reveals[0]["count"] == 72
+            assert {(r["op"], r["dtype"]) for r in masked} == {("helper comparison", "uint8")}
+            assert len(reveals) == 1 and reveals[0]["count"] == 72
+            bits = np.concatenate([np.frombuffer(base64.b64decode(r["values"]), dtype=np.uint8) for r in masked])
+            assert bits.size >= 1000 and bit_failures(bits, 1e-6) == []
         else:
             assert reveals == [] and masked
             words = np.concatenate([audited_words(r) for r in masked if r["dtype"] == "int64"])
