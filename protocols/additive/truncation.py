@@ -114,8 +114,8 @@ def finish_divide(opened: np.ndarray, floor_s: torch.Tensor, correction: torch.T
     """Step 4 of ``_dealer_divide``, local to one party: its share -s_i + [c < T] u_i of floor(x/d), the
     ``first`` party also adding floor(c/d) - O/d.  ``opened`` is c read as uint64; a pure function."""
     wrapped = torch.from_numpy(opened < threshold).to(floor_s.device)
-    result = torch.where(wrapped, correction, 0) - floor_s
+    result = torch.where(wrapped, correction, 0).sub_(floor_s)  # in place: no fresh pages for temporaries
     if first:
         quotient = torch.from_numpy(unsigned_divide(opened, divisor).view(np.int64)).to(floor_s.device)
-        result = result + quotient - offset // divisor
+        result.add_(quotient.sub_(offset // divisor))
     return result

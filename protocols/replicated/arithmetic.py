@@ -89,12 +89,15 @@ def truncate_many_two_of_two(family: ReplicatedFamily,
     tag = party.next_tag()
     if rank == 0:
         assert family.helper is not None
-        mask = family._mask(1, _FUSED_DOMAIN, tag, count) + family._mask(2, _FUSED_DOMAIN, tag, count) - flat
+        # In place: at 10^6 elements every fresh temporary is 8 MB of page faults.
+        mask = family._mask(1, _FUSED_DOMAIN, tag, count).add_(family._mask(2, _FUSED_DOMAIN, tag, count)).sub_(flat)
         for (_, d, _, _, shapes), start, stop in zip(plans, bounds, bounds[1:]):
             stream = family.helper.next_stream()
             _, _, first_pair = expand_parts(family.helper.prgs[0], stream, shapes)  # party 1's shares of (s, u)
-            pair = torch.stack(truncation_values(mask[start:stop].cpu(), d))
-            family.helper.send_to_last(stream, pair - first_pair)
+            s, u = truncation_values(mask[start:stop].cpu(), d)
+            first_pair[0].neg_().add_(s.to(first_pair.device))
+            first_pair[1].neg_().add_(u.to(first_pair.device))
+            family.helper.send_to_last(stream, first_pair)
         party.rounds += 1
         return None
     assert family.sub is not None
@@ -102,18 +105,18 @@ def truncate_many_two_of_two(family: ReplicatedFamily,
     streams = [sub.next_dealer_request() for _ in plans]
     assert sub.dealer_prg is not None
     party.notify_opening("truncate", count * 8)
-    masked = flat + family._mask(0, _FUSED_DOMAIN, tag, count)
+    masked = family._mask(0, _FUSED_DOMAIN, tag, count).add_(flat)
     party.send(3 - rank, tag, masked)
     if rank == 1:
         pairs = [expand_parts(sub.dealer_prg, stream, shapes, sub)[2] for stream, (*_, shapes) in zip(streams, plans)]
     else:
         pairs = [sub.recv(sub.dealer_id, stream, "helper truncation pair").reshape(shapes[2])
                  for stream, (*_, shapes) in zip(streams, plans)]
-    summed = masked + party.recv(3 - rank, tag, "truncate")
+    summed = party.recv(3 - rank, tag, "truncate").add_(masked)
     party.rounds += 1
     results = []
     for (z, d, offset, threshold, _), pair, start, stop in zip(plans, pairs, bounds, bounds[1:]):
-        opened = summed[start:stop] + offset
+        opened = summed[start:stop].add_(offset)
         party.notify_learned("truncate", tag, opened)
         unsigned = opened.cpu().numpy().view(np.uint64)
         results.append(finish_divide(unsigned, pair[0], pair[1], d, offset, threshold, first=rank == 1

@@ -65,6 +65,18 @@ def test_counter_block_is_stream_id_then_block_index(key: bytes, stream: int, co
     assert AesCtrPrg(key).ring(stream, count).tolist() == expected.tolist()
 
 
+@pytest.mark.parametrize("count", [8191, 8192, 8193, 3 * 8192 + 5])
+def test_the_keystream_is_continuous_across_the_generators_chunks(count: int) -> None:
+    """ring() writes its keystream 64 KiB (8,192 elements) at a time: around and across those boundaries it is
+    still AES_k(s || j) for consecutive j, against the same independent AES-ECB computation."""
+    key, stream = bytes(range(16)), (7 << 56) | 12345
+    blocks = (count + 1) // 2
+    counters = b"".join(stream.to_bytes(8, "big") + j.to_bytes(8, "big") for j in range(blocks))
+    encryptor = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+    expected = np.frombuffer(encryptor.update(counters) + encryptor.finalize(), dtype="<i8")[:count]
+    assert np.array_equal(AesCtrPrg(key).ring(stream, count).numpy(), expected)
+
+
 def test_refusals_and_fresh_keys() -> None:
     """Wrong key sizes and out-of-range stream ids are refused; new_key gives distinct 16-byte keys."""
     for bad in (b"", bytes(15), bytes(17), "0" * 16):

@@ -99,6 +99,23 @@ def test_wrap_correction_algebra(shifted: int, below: int, divisor: int) -> None
         assert result - shifted // divisor in (0, 1), (shifted, r, divisor)
 
 
+@given(words=st.lists(st.integers(-(1 << 63), (1 << 63) - 1), min_size=1, max_size=20),
+       bits=st.integers(1, 63), also=st.integers(3, 1 << 40))
+def test_pair_values_match_their_definition(words: list[int], bits: int, also: int) -> None:
+    """(s, u) = (floor(r/d), MSB(r) (s + ceil((2^64 - r)/d))) mod 2^64, in Python integers, for the shortcut of
+    a power-of-two d (two shifts) and for any other d, with the extremes of r."""
+    words = words + [0, 1, -1, -(1 << 63), (1 << 63) - 1]
+    mask = torch.tensor(words, dtype=torch.int64)
+    for divisor in (1 << bits, also):
+        s, u = protocols.additive.dealer.truncation_values(mask, divisor)
+        for word, s_i, u_i in zip(words, s.tolist(), u.tolist()):
+            r = word % (1 << 64)
+            floor = r // divisor
+            ceil_complement = -(-((1 << 64) - r) // divisor)
+            assert s_i % (1 << 64) == floor, (word, divisor)
+            assert u_i % (1 << 64) == ((r >> 63) * (floor + ceil_complement)) % (1 << 64), (word, divisor)
+
+
 def test_divisor_one_and_empty_need_no_round() -> None:
     """Dividing by 1, or an empty tensor, returns the shares unchanged without a round; divisor < 1 is refused."""
     def program(session: smpc.Session) -> tuple[Any, ...]:
