@@ -37,6 +37,7 @@ from smpc.loan.predict_commands import add_party_arguments, add_predict_argument
 from smpc.loan.results import party_report
 from smpc.loan.schema import DataError
 from smpc.loan.schema_flags import TaggedAppend
+from smpc.memory import keep_freed_memory
 from smpc.runner import PartyError, run_dealer, run_local
 from smpc.session import Session
 
@@ -299,6 +300,7 @@ def _cmd_dealer(args: argparse.Namespace) -> int:
                          "and nothing else")
     options = roster_options(roster, recv_timeout=args.recv_timeout, connect_timeout=args.connect_timeout,
                              check_range=args.check_range)
+    keep_freed_memory()  # the dealer's process: reuse freed pages (smpc.memory)
     print(f"smpc dealer: waiting for {roster.n_parties} parties of session {roster.session!r}", flush=True)
     transport = connect_node(roster.dealer_id, roster, args.key, options)
     served = run_dealer(transport, roster.n_parties)
@@ -313,6 +315,7 @@ def _cmd_party(args: argparse.Namespace) -> int:
         raise UsageError("--model-shares is for private inference: add --predict")
     if args.report and not args.data:
         raise UsageError("--report is written by the loan job (--data) or private inference (--predict)")
+    keep_freed_memory()  # the party's process: reuse freed pages (smpc.memory)
     print(f"smpc party {args.rank}: connecting", flush=True)
     with Session.connect(args.rank, args.roster, args.key, recv_timeout=args.recv_timeout,
                          connect_timeout=args.connect_timeout) as session:

@@ -35,6 +35,7 @@ from network import (
     abort_reason,
     generate_keypair,
 )
+from smpc.memory import keep_freed_memory
 from smpc.options import SessionOptions
 from smpc.session import Session
 
@@ -203,6 +204,7 @@ def _child_main(
     n = options.n_parties
     transport = None
     _ignore_interrupts()
+    keep_freed_memory()  # this process is ours: reuse freed pages rather than fault in fresh ones
     try:
         public, secret = keys[rank]
         transport = ZmqTransport(
