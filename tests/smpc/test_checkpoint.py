@@ -38,6 +38,19 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _cmdline(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+
+
+def _workers(pid: int) -> list[int]:
+    """The run's party and dealer processes: the children of its fork server (multiprocessing's, a child of the
+    run), or the run's own children where it spawns them; never multiprocessing's resource tracker."""
+    direct = _children(pid)
+    servers = [child for child in direct if "multiprocessing.forkserver" in _cmdline(child)]
+    found = [worker for server in servers for worker in _children(server)] if servers else direct
+    return [worker for worker in found if "resource_tracker" not in _cmdline(worker)]
+
+
 def _all_committed(directory: Path, parties: int = 3) -> list[int]:
     return sorted(set.intersection(*(set(checkpoint.committed_steps(directory, r)) for r in range(parties))))
 
@@ -58,9 +71,9 @@ def test_a_killed_run_resumes_to_the_same_auc(tmp_path: Path, protocol: str) -> 
         while not (folder.is_dir() and _all_committed(folder)) and time.monotonic() < deadline:
             assert run.poll() is None, run.communicate()
             time.sleep(0.02)
-        children = _children(run.pid)
-        assert len(children) >= (4 if protocol == "dealer" else 3), children  # three parties (and the dealer)
-        os.kill(children[1], signal.SIGKILL)
+        workers = _workers(run.pid)
+        assert len(workers) == (4 if protocol == "dealer" else 3), workers  # three parties (and the dealer)
+        os.kill(workers[1], signal.SIGKILL)
         _, err = run.communicate(timeout=60)
     finally:
         if run.poll() is None:

@@ -178,3 +178,31 @@ def test_a_party_that_dies_while_starting_is_reported_at_once() -> None:
     """Not after the start-up timeout: the parent notices the child's exit while it waits for its address."""
     with pytest.raises(smpc.PartyError, match=r"party 0 failed: ProcessDied: exited with status 1 while starting"):
         smpc.run_local(functools.partial(_fail_on, _Unloadable()), parties=2, transport="zmq")
+
+
+def _parent_and_sum(session: smpc.Session) -> tuple[int, float]:
+    """This process's parent, and a shared sum opened (the session works)."""
+    x = session.share(torch.tensor([float(session.rank)]) if session.rank == 0 else None, owner=0)
+    return os.getppid(), float((x + 2.5).reveal())
+
+
+@pytest.mark.processes
+@pytest.mark.skipif("forkserver" not in multiprocessing.get_all_start_methods(), reason="no fork server here")
+def test_parties_come_from_the_fork_server_or_are_spawned_as_asked() -> None:
+    """By default (where the platform has one) the parties are forked by multiprocessing's fork server, not by
+    this process; with start_method="spawn" this process starts them itself.  Both compute the same, and
+    neither leaves a child process that multiprocessing tracks."""
+    forked = smpc.run_local(_parent_and_sum, parties=3, protocol="replicated")
+    spawned = smpc.run_local(_parent_and_sum, parties=3, protocol="replicated", start_method="spawn")
+    assert [value for _, value in forked] == [value for _, value in spawned] == [2.5, 2.5, 2.5]
+    assert all(parent != os.getpid() for parent, _ in forked), forked
+    assert len({parent for parent, _ in forked}) == 1  # one server forked them all
+    assert all(parent == os.getpid() for parent, _ in spawned), spawned
+    assert multiprocessing.active_children() == []
+
+
+def test_an_unknown_start_method_is_refused_before_anything_starts() -> None:
+    """"fork" (unsafe with ZeroMQ's and torch's threads) and typos are refused at once."""
+    for method in ("fork", "forkserve", ""):
+        with pytest.raises(ValueError, match="start_method must be one of forkserver, spawn"):
+            smpc.run_local(_parent_and_sum, parties=3, start_method=method)
