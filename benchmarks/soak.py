@@ -121,12 +121,15 @@ def program(session: smpc.Session, muls: int, size: int, warmup: int, check_ever
 
 # -- watching the dealer from the parent ---------------------------------------------------------------------
 class ChildWatcher:
-    """Samples VmRSS and open descriptors of every spawned child of this process, by pid, until stopped."""
+    """Samples VmRSS and open descriptors of every party and dealer process of this process's runs, by pid,
+    until stopped: its children, and the children of multiprocessing's fork server (itself a child), which is
+    where ``run_local`` starts them by default."""
 
     def __init__(self, interval: float = DEALER_SAMPLE_INTERVAL) -> None:
         self.interval = interval
         self.samples: dict[int, list[dict[str, Any]]] = {}
         self.cmdlines: dict[int, str] = {}
+        self.forked: set[int] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="soak-child-watcher")
 
@@ -141,7 +144,11 @@ class ChildWatcher:
     def _run(self) -> None:
         me = os.getpid()
         while not self._stop.is_set():
-            for pid in _children(me):
+            children = _children(me)
+            servers = [pid for pid in children if _FORK_SERVER in self.cmdlines.get(pid, "")]
+            forked = [pid for server in servers for pid in _children(server)]
+            self.forked.update(forked)
+            for pid in children + forked:
                 try:
                     # Re-read every time: right after the fork, before its exec, a child still shows our command.
                     # An exited child not yet reaped (a zombie) shows an empty one: keep what we had.
@@ -156,8 +163,13 @@ class ChildWatcher:
             self._stop.wait(self.interval)
 
     def spawned(self) -> list[int]:
-        """Children started by multiprocessing's spawn (parties and dealer, not its resource tracker)."""
-        return [pid for pid, cmd in self.cmdlines.items() if "spawn_main" in cmd]
+        """The parties and the dealer: children started by multiprocessing's spawn, or forked by its fork server
+        (not the server itself, nor the resource tracker)."""
+        return [pid for pid, cmd in self.cmdlines.items() if "spawn_main" in cmd or pid in self.forked]
+
+
+#: What the command line of multiprocessing's fork server (and of every process it forks) contains.
+_FORK_SERVER = "multiprocessing.forkserver"
 
 
 def _children(parent: int) -> list[int]:

@@ -68,6 +68,25 @@ def _group_members(group: int) -> list[int]:
     return members
 
 
+def _wait_for_starting_children(group: int) -> None:
+    """Until multiprocessing starts the command's parties: its fork server (which imports smpc and torch for a
+    second or more before it forks anyone) or a spawned child is in the group.  A fixed sleep would not do: a
+    warm machine runs the whole demo in about 1.5 s, and a SIGINT that comes as the interpreter exits kills it
+    with the default action, where the test wants the start-up's."""
+    deadline = time.monotonic() + PATIENCE
+    while time.monotonic() < deadline:
+        for pid in _group_members(group):
+            try:
+                command = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"multiprocessing.forkserver" in command or b"spawn_main" in command:
+                time.sleep(0.2)
+                return
+        time.sleep(0.02)
+    raise AssertionError("the command started no party process")
+
+
 def _roster_here(folder: Path, addresses: list[str]) -> Path:
     """Keys ``party<rank>.key`` / ``.pub`` and ``roster.json`` (replicated: no dealer) for these party addresses,
     made in this process rather than by `smpc keygen` and `smpc roster` (four commands fewer)."""
@@ -102,7 +121,10 @@ def test_ctrl_c_during_start_up_prints_one_line_and_leaves_no_process(tmp_path: 
                                preexec_fn=_as_from_a_terminal)
     try:
         _wait_for(_lines(process.stdout), start_line)
-        time.sleep(1.0)  # the children are starting: importing torch takes seconds
+        if args[0] == "party":
+            time.sleep(1.0)  # it waits for its peers, who never come
+        else:
+            _wait_for_starting_children(process.pid)
         os.killpg(process.pid, signal.SIGINT)
         process.wait(timeout=PATIENCE)
         stderr = process.stderr.read()  # type: ignore[union-attr]
