@@ -24,7 +24,7 @@ turns, ``--repeats`` times, and the table shows medians over the runs.  In each 
 Reported per size: read+share seconds, epoch seconds (the slowest party's wall time; also the mean and median
 batch time, and the most CPU seconds a party spent in the epoch, which other load on the machine hardly moves),
 bytes sent per party and rounds in the epoch, peak resident memory of each party process (VmHWM; ``ru_maxrss``
-is in the JSON too, but a spawned party's includes its parent's peak: see ``peak_rss_gib``), training accuracy
+is in the JSON too, but a party's can include its parent's peak: see ``peak_rss_gib``), training accuracy
 of the secure and the plain model and max |w_secure - w_plain|; then t(N_max) / ((N_max / N_min) t(N_min))
 against the target 1.3 and the peak memory against 4 GiB.  Writes scale.json and scale.md under ``--out``.
 ``--quick``: N = 2,000 and 20,000, D = 10, batch 256, chunks of 1,000 rows, one run each.
@@ -225,7 +225,9 @@ def peak_rss_gib() -> float:
 
     Not ``ru_maxrss``: a spawned party is vforked and exec'd, and Linux keeps the larger of the parent's peak and
     the child's own in the child's ``ru_maxrss``, so a party started after the parent held the plain reference's
-    rows would report the parent's peak.  VmHWM belongs to the exec'd process's own memory map."""
+    rows would report the parent's peak (a party forked by ``run_local``'s fork server starts from the server's,
+    its imports only).  VmHWM belongs to the process's own memory map: for a forked party, the server's imported
+    pages it shares and everything it touches itself."""
     return peak_rss_kib() / (1 << 20)
 
 

@@ -1,12 +1,12 @@
 """Start a whole session on this machine: ``run_local`` runs ``fn(session)`` once per party.
 
 ``transport="zmq"``: every party and the dealer is its own OS process, talking ZeroMQ with CurveZMQ over
-127.0.0.1 on ports the OS picks.  Where the platform has it (Linux, macOS) the processes come from
-multiprocessing's fork server, which imports this module (and with it torch) once per interpreter and forks
-each party from there: about 0.1 s to start a session once it runs, against 3 to 4.5 s for freshly spawned
-interpreters that each import torch (``start_method`` says more).  ``transport="inproc"``: threads of this
-process over an in-memory transport, for fast tests.  Either way the parties' return values come back in rank
-order, the first failure is re-raised as ``PartyError`` naming its party, and no process or port is left.
+127.0.0.1 on ports the OS picks.  On Linux the processes come from multiprocessing's fork server, which
+imports this module (and with it torch) once per interpreter and forks each party from there: about 0.1 s to
+start a session once it runs, against 3 to 4.5 s for freshly spawned interpreters that each import torch
+(``start_method`` says more; elsewhere they are spawned).  ``transport="inproc"``: threads of this process
+over an in-memory transport, for fast tests.  Either way the parties' return values come back in rank order,
+the first failure is re-raised as ``PartyError`` naming its party, and no party process or port is left.
 """
 
 from __future__ import annotations
@@ -97,12 +97,17 @@ def run_local(
     ``check_range``: products and reveals leaving |x| < 2^int_bits raise ``smpc.RangeError`` on every party
     (``smpc.range_check``), caught in ``fn`` or re-raised here as a ``PartyError`` of kind RangeError.
 
-    ``start_method`` (``transport="zmq"``): "forkserver" (the default where the platform has it) or "spawn"
-    (the default elsewhere).  The fork server is multiprocessing's: one process, started by the first run and
-    left for this interpreter's lifetime (it leaves when this process does), that imports smpc and torch once
-    and forks every party and dealer from there, so a run starts in about 0.1 s instead of each process
-    importing torch anew (seconds).  Its children start from the state the server had when it started, not
-    from this process's (environment variables set since, for one); "spawn" starts each from scratch.
+    ``start_method`` (``transport="zmq"``): "forkserver" (the default on Linux) or "spawn" (the default
+    elsewhere: macOS's system libraries are not safe to use after a fork, which is why Python spawns there).
+    The fork server is multiprocessing's: one process, started by the first run and left for this
+    interpreter's lifetime (it leaves once this process and every party it forked have exited), that imports
+    smpc and torch once and forks every party and dealer from there, so a run starts in about 0.1 s instead of
+    each process importing torch anew (seconds).  Its children start from the state the server had when it
+    started, not from this process's: environment variables set since, and where stdout and stderr pointed
+    then (a party's output goes there, not to a redirection made later).  If this program started
+    multiprocessing's fork server itself before its first run, the parties come from that one and import
+    smpc each (about 1.6 s a run here), and a preload list it set for a server not yet started is replaced by
+    ours.  "spawn" starts each process from scratch, from this process's state, and leaves nothing behind.
     """
     if start_method is not None and start_method not in START_METHODS:
         raise ValueError(f"start_method must be one of {', '.join(START_METHODS)} or None, got {start_method!r}")
@@ -211,23 +216,24 @@ def _child_main(
     rank: int,
     options: SessionOptions,
     fn: Callable[[Session], Any] | None,
-    keys: dict[int, tuple[bytes, bytes]],
+    keys: tuple[tuple[bytes, bytes], dict[int, bytes]],
     session_id: bytes,
     conn: Any,
     results: Any,
 ) -> None:
-    """Entry point of one spawned party (``fn`` set) or of the dealer (``fn`` None, rank n)."""
+    """Entry point of one party's process (``fn`` set) or of the dealer's (``fn`` None, rank n).  ``keys``: this
+    node's own CurveZMQ key pair and every node's public key, never another node's secret key."""
     n = options.n_parties
     transport = None
     _ignore_interrupts()
     keep_freed_memory()  # this process is ours: reuse freed pages rather than fault in fresh ones
     try:
-        public, secret = keys[rank]
+        (public, secret), roster_keys = keys
         transport = ZmqTransport(
             rank,
             public_key=public,
             secret_key=secret,
-            roster_keys={node: pair[0] for node, pair in keys.items()},
+            roster_keys=roster_keys,
             session_id=session_id,
             handshake=options.handshake(),
             bind="tcp://127.0.0.1:0",
@@ -265,13 +271,15 @@ def _ignore_interrupts() -> None:
 def _process_context(start_method: str | None) -> Any:
     """The multiprocessing context the parties start from (``run_local``'s ``start_method``)."""
     if start_method is None:
-        start_method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+        start_method = "forkserver" if sys.platform.startswith("linux") else "spawn"
     context = multiprocessing.get_context(start_method)
     if start_method == "forkserver":
-        # The server imports these before it forks anything ("__main__" is multiprocessing's own default, so
-        # a script's functions resolve as under spawn).  It takes effect when the server starts, the first
-        # run of this interpreter; afterwards it changes nothing.
-        context.set_forkserver_preload(["__main__", __name__])
+        # The server imports this module, and so smpc and torch, before it forks anything.  Not "__main__"
+        # (multiprocessing's default): where Python honours it (3.13.8 and later) the server would run the
+        # caller's script at top level with the server's own argv, and any CUDA call there would make every
+        # forked party unable to use CUDA; each party imports the script itself, as under spawn.  It takes
+        # effect when the server starts, the first run of this interpreter; afterwards it changes nothing.
+        context.set_forkserver_preload([__name__])
     return context
 
 
@@ -279,13 +287,15 @@ def _run_processes(fn: Callable[[Session], Any], options: SessionOptions, timeou
                    context: Any) -> list[Any]:
     n = options.n_parties
     keys = {node: generate_keypair() for node in range(options.n_nodes)}
+    public_keys = {node: pair[0] for node, pair in keys.items()}
     session_id = os.urandom(16)
     results = context.Queue()
     pipes = [context.Pipe() for _ in range(options.n_nodes)]
     processes = [
         context.Process(
             target=_child_main,
-            args=(node, options, fn if node < n else None, keys, session_id, pipes[node][1], results),
+            args=(node, options, fn if node < n else None, (keys[node], public_keys), session_id, pipes[node][1],
+                  results),
             name="smpc-dealer" if node == n else f"smpc-party-{node}",
             daemon=True,
         )

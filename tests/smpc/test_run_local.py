@@ -206,3 +206,49 @@ def test_an_unknown_start_method_is_refused_before_anything_starts() -> None:
     for method in ("fork", "forkserve", ""):
         with pytest.raises(ValueError, match="start_method must be one of forkserver, spawn"):
             smpc.run_local(_parent_and_sum, parties=3, start_method=method)
+
+
+def _all_bytes(value: object) -> list[bytes]:
+    if isinstance(value, bytes):
+        return [value]
+    if isinstance(value, dict):
+        return [item for pair in value.items() for part in pair for item in _all_bytes(part)]
+    if isinstance(value, (tuple, list)):
+        return [item for part in value for item in _all_bytes(part)]
+    return []
+
+
+def test_each_process_is_handed_only_its_own_secret_key() -> None:
+    """What _run_processes hands each party's and the dealer's process: its own CurveZMQ key pair and every
+    node's public key; no other node's secret key is anywhere in its arguments."""
+    from smpc import runner
+
+    class Stop(Exception):
+        pass
+
+    handed: list[tuple] = []
+
+    class Process:
+        def __init__(self, target: object, args: tuple, name: str, daemon: bool) -> None:
+            handed.append(args)
+            self.pid = None
+
+        def start(self) -> None:
+            raise Stop
+
+        def is_alive(self) -> bool:
+            return False
+
+    real = multiprocessing.get_context("spawn")
+    context = types.SimpleNamespace(Queue=real.Queue, Pipe=real.Pipe, Process=Process)
+    options = smpc.SessionOptions(n_parties=3, protocol="dealer")
+    with pytest.raises(Stop):
+        runner._run_processes(_parent_and_sum, options, None, context)
+    assert len(handed) == 4  # three parties and the dealer
+    own = [args[3][0] for args in handed]
+    publics = [args[3][1] for args in handed]
+    assert all(p == {node: pair[0] for node, pair in enumerate(own)} for p in publics)
+    for node, args in enumerate(handed):
+        present = set(_all_bytes(args))
+        assert own[node][1] in present
+        assert not any(pair[1] in present for other, pair in enumerate(own) if other != node), node
