@@ -174,13 +174,13 @@ class ReplicatedFamily:
         (``shares.local_product``), then ``reshare`` (1 round, 8 bytes per output element per party), or with
         ``rescale`` the fused truncation (``arithmetic.fused_truncate``: 2 rounds).  Error: exact before
         rescaling; rescaling adds less than one unit."""
-        z = rep.local_product((x[0], x[1]), (y[0], y[1]))
+        z = rep.local_product((x[0], x[1]), (y[0], y[1]), self.rank)
         return fused_truncate(self, z) if rescale else self.reshare(z)
 
     def matmul(self, x: Shares, y: Shares, *, rescale: bool = True) -> Shares:
         """x @ y as ``mul``, with ring matmuls: only the output is reshared, 8 m p bytes per party for
         (m x k)(k x p), never the operands."""
-        z = rep.local_product((x[0], x[1]), (y[0], y[1]), ring_matmul)
+        z = rep.local_product((x[0], x[1]), (y[0], y[1]), self.rank, ring_matmul)
         return fused_truncate(self, z) if rescale else self.reshare(z)
 
     def truncate(self, x: Shares, divisor: int | None = None) -> Shares:
@@ -199,7 +199,7 @@ class ReplicatedFamily:
 
     def product(self, x: Shares, y: Shares, *, matmul: bool = False) -> torch.Tensor:
         """Each party's additive share of x * y (or x @ y) from its pairs (``shares.local_product``).  Local."""
-        return rep.local_product((x[0], x[1]), (y[0], y[1]), ring_matmul if matmul else torch.mul)
+        return rep.local_product((x[0], x[1]), (y[0], y[1]), self.rank, ring_matmul if matmul else torch.mul)
 
     def additive(self, x: Shares) -> torch.Tensor:
         """x_i, this party's first part: x = x_0 + x_1 + x_2 is an additive sharing."""

@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import smpc
+from fixedpoint.ring import ring_matmul
 from network.local import FRAME_OVERHEAD_BYTES
 from protocols.additive.helped import MODULUS, helped_ltz_bytes, helped_ltz_dealer_bytes
 from protocols.replicated import shares as rep
@@ -56,7 +57,7 @@ def test_local_products_add_up_to_the_product(x: list[int], y: list[int], masks:
     tx, ty = torch.tensor(x, dtype=torch.int64), torch.tensor(y, dtype=torch.int64)
     m = [torch.tensor(v, dtype=torch.int64) for v in masks]
     cx, cy = rep.split(tx, m[0], m[1]), rep.split(ty, m[2], m[3])
-    z = [rep.local_product(rep.pair_of(cx, r), rep.pair_of(cy, r)) for r in range(3)]
+    z = [rep.local_product(rep.pair_of(cx, r), rep.pair_of(cy, r), r) for r in range(3)]
     assert torch.equal(z[0] + z[1] + z[2], tx * ty)
     pair_key = {(0, 1): m[0], (1, 2): m[1], (0, 2): m[2]}
 
@@ -65,6 +66,35 @@ def test_local_products_add_up_to_the_product(x: list[int], y: list[int], masks:
 
     zero = [rep.zero_share(key(r, rep.next_rank(r)), key(r, rep.previous_rank(r))) for r in range(3)]
     assert torch.equal(zero[0] + zero[1] + zero[2], torch.zeros(4, dtype=torch.int64))
+
+
+@given(data=st.data(), m=st.integers(1, 3), k=st.integers(1, 4), p=st.integers(1, 3))
+def test_local_matmul_shares_add_up_and_party_0_makes_one_product(data: st.DataObject, m: int, k: int,
+                                                                  p: int) -> None:
+    """The split of ``local_product`` for ring matmuls: the z_i add up to x @ y modulo 2^64 (checked against
+    Python integers), party 0 calls the product once and parties 1 and 2 twice (5 GEMMs, not 6)."""
+    def matrix(rows: int, cols: int) -> torch.Tensor:
+        values = data.draw(st.lists(st.integers(-(2**63), 2**63 - 1), min_size=rows * cols, max_size=rows * cols))
+        return torch.tensor(values, dtype=torch.int64).reshape(rows, cols)
+
+    tx, ty = matrix(m, k), matrix(k, p)
+    cx = rep.split(tx, matrix(m, k), matrix(m, k))
+    cy = rep.split(ty, matrix(k, p), matrix(k, p))
+    calls: list[int] = []
+
+    def counted(a: torch.Tensor, b: torch.Tensor, rank: int) -> torch.Tensor:
+        calls.append(rank)
+        return ring_matmul(a, b)
+
+    z = [rep.local_product(rep.pair_of(cx, r), rep.pair_of(cy, r), r, lambda a, b, r=r: counted(a, b, r))
+         for r in range(3)]
+    expected = [[sum(int(tx[i, j]) * int(ty[j, c]) for j in range(k)) for c in range(p)] for i in range(m)]
+    total = [[(int(z[0][i, c]) + int(z[1][i, c]) + int(z[2][i, c]) - expected[i][c]) % 2**64 for c in range(p)]
+             for i in range(m)]
+    assert total == [[0] * p for _ in range(m)]
+    assert calls == [0, 1, 1, 2, 2]
+    with pytest.raises(ValueError, match="0, 1 or 2"):
+        rep.local_product(rep.pair_of(cx, 0), rep.pair_of(cy, 0), 3)
 
 
 # -- costs ---------------------------------------------------------------------------------------------------
