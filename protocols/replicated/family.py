@@ -293,32 +293,35 @@ class ReplicatedFamily:
         """Replicated shares of values held two-party additively by parties 1 (a) and 2 (b); party 0 passes
         None and the shapes.
 
-        Steps: c_1 = F(k_01) (parties 0, 1), c_2 = a - c_1 - F(k_12) (party 1 sends it to party 2),
-        c_0 = b + F(k_12) (party 2 sends it to party 0); party i holds (c_i, c_{i+1}).
-        Rounds: 1 (for every value together).  Bytes: 8 k from party 1 and from party 2.  Error: none.
-        Each message is masked by a key its receiver lacks (k_12 from party 0, k_01 from party 2)."""
+        Steps: 1. parties 1 and 2 expand c_2 and m from their pair key k_12 (one stream, two halves);
+        2. party 1 sends c_1 = a - c_2 + m to party 0, party 2 sends c_0 = b - m to party 0;
+        3. party i holds (c_i, c_{i+1}): c_0 + c_1 + c_2 = a + b.
+        Rounds: 1 (for every value together).  Bytes: 8 k from party 1 and from party 2, both to party 0.
+        Error: none.  Both messages are masked by k_12, which party 0 lacks; together they show party 0 only
+        c_0 + c_1 = a + b - c_2, the sum a replicated party holds anyway.  Parties 1 and 2 receive nothing, so
+        they are done as soon as they have sent (before, party 1 sent to party 2 and party 2 to party 0: the
+        same bytes, with party 2 also decrypting a message)."""
         party, rank = self.party, self.rank
         tag = party.next_tag()
         sizes = [int(torch.Size(shape).numel()) for shape in shapes]
         count = sum(sizes)
         if rank == 0:
-            first = self._mask(1, _CONVERT_DOMAIN, tag, count)
-            pairs = (party.recv(2, tag, "to replicated").reshape(-1), first)
+            pairs = (party.recv(2, tag, "to replicated").reshape(-1), party.recv(1, tag, "to replicated").reshape(-1))
         else:
             assert values is not None
             flat = (torch.cat([value.reshape(-1) for value in values]) if values
                     else torch.zeros(0, dtype=torch.int64, device=party.device))
-            partner = self._mask(3 - rank, _CONVERT_DOMAIN, tag, count)
+            masks = self._mask(3 - rank, _CONVERT_DOMAIN, tag, 2 * count)
+            last, shift = masks[:count], masks[count:]
             party.notify_opening("to replicated", count * 8)
             if rank == 1:
-                first = self._mask(0, _CONVERT_DOMAIN, tag, count)
-                second = flat - first - partner
-                party.send(2, tag, second)
-                pairs = (first, second)
+                mine = flat.sub(last).add_(shift)
+                party.send(0, tag, mine)
+                pairs = (mine, last)
             else:
-                last = flat + partner
-                party.send(0, tag, last)
-                pairs = (party.recv(1, tag, "to replicated").reshape(-1), last)
+                mine = flat.sub(shift)
+                party.send(0, tag, mine)
+                pairs = (last, mine)
         party.rounds += 1
         results: list[Shares] = []
         at = 0
