@@ -37,8 +37,9 @@ def fused_truncate(family: ReplicatedFamily, z: torch.Tensor, divisor: int | Non
          floor(c/d) - O/d - s_1 + [c < T] u_1, the other -s_2 + [c < T] u_2): a two-party sharing of the result.
       4. ``from_two_of_two``: back to replicated shares (``ReplicatedFamily.call_truncated`` stops after step 3
          and hands the two-party sharing to a helper call, which needs nothing else: 1 round fewer).
-    Rounds: 2.  Bytes per element: party 0 sends the 16-byte correction, parties 1 and 2 send 8 each in step 2
-    and 8 each in step 4 (party 0 sends no share of the product: before, it sent z_0 + r to both, 16 more).
+    Rounds: 2.  Bytes per element: party 0 sends the correction, 16 bytes or, for a divisor 2^f with
+    f <= 16 (a rescale with up to 16 fractional bits), 10 (``short_correction``); parties 1 and 2 send 8 each
+    in step 2 and 8 each in step 4 (party 0 sends no share of the product: before, it sent z_0 + r to both, 16 more).
     Error: |result - z/d| < 1, as the additive family's truncation, for every |z| < 2^bound_bits; never a
     failure.
     """
@@ -50,7 +51,8 @@ def truncate_two_of_two(family: ReplicatedFamily, z: torch.Tensor, divisor: int 
                         bound_bits: int | None = None) -> torch.Tensor | None:
     """Steps 1 to 3 of ``fused_truncate``: parties 1 and 2 get a two-party additive sharing of floor(z / d) (or
     that plus one), the view a helper call takes; party 0 gets None.  Rounds: 1.  Bytes per element: party 0
-    sends 16 (the pair's correction), parties 1 and 2 send 8 each.  Error: as ``fused_truncate``."""
+    sends 16 or 10 (the pair's correction, as ``fused_truncate``), parties 1 and 2 send 8 each.  Error: as
+    ``fused_truncate``."""
     results = truncate_many_two_of_two(family, [(z, divisor, bound_bits)])
     return None if results is None else results[0]
 
@@ -74,7 +76,7 @@ def truncate_many_two_of_two(family: ReplicatedFamily,
          (its own divisor and bound).
       2. One message each way between parties 1 and 2 carries every masked value.
       3. Each value is finished with its own offset, threshold and pair.
-    Rounds: 1.  Bytes per element: party 0 sends 16, parties 1 and 2 send 8 each, as for one value; one
+    Rounds: 1.  Bytes per element: party 0 sends 16 or 10, parties 1 and 2 send 8 each, as for one value; one
     message header per value from party 0 and one in all from each of parties 1 and 2.  Error: each value's,
     as ``fused_truncate``."""
     party, rank = family.party, family.rank
@@ -94,6 +96,9 @@ def truncate_many_two_of_two(family: ReplicatedFamily,
         for (_, d, _, _, shapes), start, stop in zip(plans, bounds, bounds[1:]):
             stream = family.helper.next_stream()
             _, _, first_pair = expand_parts(family.helper.prgs[0], stream, shapes)  # party 1's shares of (s, u)
+            if short_correction_bits(d):
+                family.helper.send_to_last(stream, short_correction(mask[start:stop], first_pair, d))
+                continue
             s, u = truncation_values(mask[start:stop].cpu(), d)
             first_pair[0].neg_().add_(s.to(first_pair.device))
             first_pair[1].neg_().add_(u.to(first_pair.device))
@@ -109,9 +114,13 @@ def truncate_many_two_of_two(family: ReplicatedFamily,
     party.send(3 - rank, tag, masked)
     if rank == 1:
         pairs = [expand_parts(sub.dealer_prg, stream, shapes, sub)[2] for stream, (*_, shapes) in zip(streams, plans)]
+        for pair, (_, d, *_) in zip(pairs, plans):
+            if short_correction_bits(d):  # its share of MSB(r) modulo 2^f, moved to the top f bits
+                pair[1].mul_(top_bits_factor(short_correction_bits(d)))
     else:
-        pairs = [sub.recv(sub.dealer_id, stream, "helper truncation pair").reshape(shapes[2])
-                 for stream, (*_, shapes) in zip(streams, plans)]
+        pairs = [sub.recv(sub.dealer_id, stream, "helper truncation pair") for stream in streams]
+        pairs = [from_short_correction(pair, z.numel(), d) if short_correction_bits(d) else pair.reshape(shapes[2])
+                 for pair, (z, d, _, _, shapes) in zip(pairs, plans)]
     summed = party.recv(3 - rank, tag, "truncate").add_(masked)
     party.rounds += 1
     results = []
@@ -122,3 +131,46 @@ def truncate_many_two_of_two(family: ReplicatedFamily,
         results.append(finish_divide(unsigned, pair[0], pair[1], d, offset, threshold, first=rank == 1
                                      ).reshape(z.shape))
     return results
+
+
+def short_correction_bits(divisor: int) -> int:
+    """f where the divisor is 2^f with 1 <= f <= 16, else 0.  For such a divisor the truncation pair's u is
+    MSB(r) 2^(64-f) (``truncation_values``), so a share of MSB(r) modulo 2^f, shifted to the top f bits, is a
+    share of u: party 0 sends party 2 two bytes for it instead of eight (``short_correction``)."""
+    f = divisor.bit_length() - 1
+    return f if divisor > 1 and divisor == 1 << f and f <= 16 else 0
+
+
+def short_correction(mask: torch.Tensor, first_pair: torch.Tensor, divisor: int) -> torch.Tensor:
+    """Party 0's correction of a truncation pair for d = 2^f (``short_correction_bits``): the n words s - s_1,
+    then the n values MSB(r) - u_1 modulo 2^f as 16-bit lanes packed four to a word (ceil(n / 4) words), where
+    (s_1, u_1) is party 1's expansion ``first_pair`` and party 1 takes u_1 2^(64-f) as its share of u.  About
+    10 bytes per element instead of 16, still int64 words; the shares add up to the same (s, u) modulo 2^64.
+    A pure function (``first_pair`` is overwritten)."""
+    f = short_correction_bits(divisor)
+    count = mask.numel()
+    unsigned = mask.cpu().numpy().view(np.uint64)
+    s = first_pair[0].cpu().neg_().add_(torch.from_numpy((unsigned >> np.uint64(f)).view(np.int64)))
+    lanes = np.zeros(-(-count // 4) * 4, dtype=np.uint16)
+    high = (unsigned >> np.uint64(63)).astype(np.uint16)
+    np.bitwise_and(high - first_pair[1].cpu().numpy().astype(np.uint16), np.uint16((1 << f) - 1), out=lanes[:count])
+    return torch.cat([s, torch.from_numpy(lanes.view(np.int64))])
+
+
+def from_short_correction(wire: torch.Tensor, count: int, divisor: int) -> torch.Tensor:
+    """Party 2's (s_2, u_2) pair, shape (2, count), from ``short_correction``'s words: u_2 = (its f-bit share)
+    2^(64-f).  A pure function."""
+    words = wire.cpu().numpy().reshape(-1)
+    if words.size != count + -(-count // 4):
+        raise ValueError(f"a short truncation correction for {count} elements has {count + -(-count // 4)} words, "
+                         f"not {words.size}")
+    lanes = words[count:].view(np.uint16)[:count].astype(np.uint64)
+    u = lanes << np.uint64(64 - short_correction_bits(divisor))
+    return torch.from_numpy(np.stack([words[:count], u.view(np.int64)])).to(wire.device)
+
+
+def top_bits_factor(f: int) -> int:
+    """2^(64-f) as a signed 64-bit integer (f >= 1): multiplying by it, modulo 2^64, moves a value's low f bits
+    to the top."""
+    value = 1 << (64 - f)
+    return value - (1 << 64) if value >= 1 << 63 else value

@@ -16,7 +16,9 @@ from hypothesis import strategies as st
 import smpc
 from fixedpoint.ring import ring_matmul
 from network.local import FRAME_OVERHEAD_BYTES
+from protocols.additive.dealer import truncation_values
 from protocols.additive.helped import MODULUS, helped_ltz_bytes, helped_ltz_dealer_bytes
+from protocols.replicated import arithmetic as arith
 from protocols.replicated import shares as rep
 from tests.support.harness import REPLICATED, run_parties
 from tests.support.recording import RecordingTransport
@@ -97,6 +99,32 @@ def test_local_matmul_shares_add_up_and_party_0_makes_one_product(data: st.DataO
         rep.local_product(rep.pair_of(cx, 0), rep.pair_of(cy, 0), 3)
 
 
+@given(data=st.data(), f=st.integers(1, 16), count=st.integers(1, 9))
+def test_short_truncation_correction_gives_the_pair(data: st.DataObject, f: int, count: int) -> None:
+    """For d = 2^f (f <= 16) party 0's short correction and party 1's expansion add up to the pair (s, u) of
+    ``truncation_values`` modulo 2^64, and the correction is int64 words: n for s, ceil(n / 4) for u."""
+    words = st.lists(st.integers(-(2**63), 2**63 - 1), min_size=count, max_size=count)
+    extremes = st.sampled_from([0, 1, -1, 2**63 - 1, -(2**63)])
+    mask = torch.tensor(data.draw(st.lists(st.one_of(extremes, st.integers(-(2**63), 2**63 - 1)),
+                                           min_size=count, max_size=count)), dtype=torch.int64)
+    first = torch.tensor([data.draw(words), data.draw(words)], dtype=torch.int64)
+    divisor = 1 << f
+    assert arith.short_correction_bits(divisor) == f
+    wire = arith.short_correction(mask, first.clone(), divisor)
+    assert wire.dtype == torch.int64 and wire.numel() == count + -(-count // 4)
+    second = arith.from_short_correction(wire, count, divisor)
+    s, u = truncation_values(mask.clone(), divisor)
+    assert torch.equal(first[0] + second[0], s)
+    assert torch.equal(first[1] * arith.top_bits_factor(f) + second[1], u)
+    with pytest.raises(ValueError, match="words"):
+        arith.from_short_correction(wire[:-1], count, divisor)
+
+
+def test_short_corrections_only_for_small_powers_of_two() -> None:
+    assert [arith.short_correction_bits(d) for d in (1, 2, 3, 2**16, 2**16 + 2, 2**17, 6)] == [0, 1, 0, 16, 0, 0, 0]
+    assert [arith.top_bits_factor(f) for f in (1, 2, 16)] == [-(2**63), 2**62, 2**48]
+
+
 # -- costs ---------------------------------------------------------------------------------------------------
 def _costs(session: smpc.Session, count: int) -> dict[str, dict[str, int]]:
     x = session.share(torch.linspace(-2, 2, count, dtype=torch.float64) if session.rank == 0 else None, owner=0)
@@ -120,7 +148,8 @@ def _costs(session: smpc.Session, count: int) -> dict[str, dict[str, int]]:
 def test_rounds_and_bytes_per_party(count: int) -> None:
     """share: 1 round, the owner sends 8 k to each other party; reveal: 1 round, 8 k per party; a product
     without truncation: 1 round, 8 bytes per output element per party (matmul: the 1 x 4 output only);
-    with the fused truncation: 2 rounds, party 0 sends only a 16-byte correction, parties 1 and 2 8 + 8;
+    with the fused truncation: 2 rounds, party 0 sends only a correction (about 10 bytes for the divisor
+    2^16: s and a 2-byte share of MSB(r)), parties 1 and 2 8 + 8;
     a truncation of a replicated value: 2 rounds; a comparison: the helped two-party ltz (3 rounds,
     ``helped_ltz_bytes`` from each of parties 1 and 2, party 0's ``helped_ltz_dealer_bytes`` of material and
     answer) and 1 round back.  Frame headers counted per message."""
@@ -133,8 +162,11 @@ def test_rounds_and_bytes_per_party(count: int) -> None:
     assert [payload[r]["share"] for r in range(3)] == [16 * count, 0, 0]
     assert [payload[r]["reveal"] for r in range(3)] == [8 * count] * 3
     assert [payload[r]["mul unscaled"] for r in range(3)] == [8 * count] * 3
-    assert [payload[r]["mul"] for r in range(3)] == [16 * count] * 3
-    assert [payload[r]["matmul"] for r in range(3)] == [16 * 4] * 3
+    def correction(n: int) -> int:  # s: n words; a 16-bit share of MSB(r) per element, four to a word
+        return 8 * n + 8 * -(-n // 4)
+
+    assert [payload[r]["mul"] for r in range(3)] == [correction(count), 16 * count, 16 * count]
+    assert [payload[r]["matmul"] for r in range(3)] == [correction(4), 16 * 4, 16 * 4]
     # party 0 sends the comparison's dealer material and its answer; party 2 also
     # sends it the requests (kinds and shapes: a few hundred bytes whatever the count)
     assert payload[0]["compare"] == helped_ltz_dealer_bytes(count)
