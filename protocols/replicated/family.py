@@ -294,35 +294,37 @@ class ReplicatedFamily:
         """Replicated shares of values held two-party additively by parties 1 (a) and 2 (b); party 0 passes
         None and the shapes.
 
-        Steps: 1. parties 1 and 2 expand c_2 and m from their pair key k_12 (one stream, two halves);
-        2. party 1 sends c_1 = a - c_2 + m to party 0, party 2 sends c_0 = b - m to party 0;
+        Steps: 1. c_0 = F(k_02) (parties 0 and 2 expand it), m = F(k_12) (parties 1 and 2);
+        2. party 1 sends c_1 = a + m to party 0, party 2 sends c_2 = b - c_0 - m to party 1;
         3. party i holds (c_i, c_{i+1}): c_0 + c_1 + c_2 = a + b.
-        Rounds: 1 (for every value together).  Bytes: 8 k from party 1 and from party 2, both to party 0.
-        Error: none.  Both messages are masked by k_12, which party 0 lacks; together they show party 0 only
-        c_0 + c_1 = a + b - c_2, the sum a replicated party holds anyway.  Parties 1 and 2 receive nothing, so
-        they are done as soon as they have sent (before, party 1 sent to party 2 and party 2 to party 0: the
-        same bytes, with party 2 also decrypting a message)."""
+        Rounds: 1 (for every value together).  Bytes: 8 k from party 1 (to party 0) and from party 2 (to
+        party 1).  Error: none.  Each message is masked by a key its receiver lacks (k_12 from party 0, k_02
+        from party 1).  Party 2, the busiest party of a product, receives nothing and is done once it has
+        sent; parties 0 and 1 each decrypt one message, at the same time.  (It was party 1 -> 2 -> 0, with
+        party 2 receiving; both messages to party 0 made it decrypt twice as much, one after the other, and
+        measured slower.)
+        """
         party, rank = self.party, self.rank
         tag = party.next_tag()
         sizes = [int(torch.Size(shape).numel()) for shape in shapes]
         count = sum(sizes)
         if rank == 0:
-            pairs = (party.recv(2, tag, "to replicated").reshape(-1), party.recv(1, tag, "to replicated").reshape(-1))
+            pairs = (self._mask(2, _CONVERT_DOMAIN, tag, count), party.recv(1, tag, "to replicated").reshape(-1))
         else:
             assert values is not None
             flat = (torch.cat([value.reshape(-1) for value in values]) if values
                     else torch.zeros(0, dtype=torch.int64, device=party.device))
-            masks = self._mask(3 - rank, _CONVERT_DOMAIN, tag, 2 * count)
-            last, shift = masks[:count], masks[count:]
+            shift = self._mask(3 - rank, _CONVERT_DOMAIN, tag, count)
             party.notify_opening("to replicated", count * 8)
             if rank == 1:
-                mine = flat.sub(last).add_(shift)
+                mine = flat.add(shift)
                 party.send(0, tag, mine)
-                pairs = (mine, last)
+                pairs = (mine, party.recv(2, tag, "to replicated").reshape(-1))
             else:
-                mine = flat.sub(shift)
-                party.send(0, tag, mine)
-                pairs = (last, mine)
+                first = self._mask(0, _CONVERT_DOMAIN, tag, count)
+                mine = flat.sub(first).sub_(shift)
+                party.send(1, tag, mine)
+                pairs = (mine, first)
         party.rounds += 1
         results: list[Shares] = []
         at = 0
