@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from protocols.additive.dealer import TRUNC, Request, expand_parts, truncation_values
+from protocols.additive.dealer import TRUNC, Request, truncation_values
 from protocols.additive.truncation import finish_divide, wrap_constants
 from protocols.family import Shares
 
@@ -93,12 +93,15 @@ def truncate_many_two_of_two(family: ReplicatedFamily,
         assert family.helper is not None
         # In place: at 10^6 elements every fresh temporary is 8 MB of page faults.
         mask = family._mask(1, _FUSED_DOMAIN, tag, count).add_(family._mask(2, _FUSED_DOMAIN, tag, count)).sub_(flat)
-        for (_, d, _, _, shapes), start, stop in zip(plans, bounds, bounds[1:]):
+        for (_, d, *_), start, stop in zip(plans, bounds, bounds[1:]):
             stream = family.helper.next_stream()
-            _, _, first_pair = expand_parts(family.helper.prgs[0], stream, shapes)  # party 1's shares of (s, u)
+            # party 1's shares of (s, u): the pair's words of the stream only (the dealer family's
+            # request also carries shares of r, which the mask f_1 + f_2 - z_0 replaces here)
+            first = family.helper.prgs[0].ring(stream, pair_words(stop - start, d))
             if short_correction_bits(d):
-                family.helper.send_to_last(stream, short_correction(mask[start:stop], first_pair, d))
+                family.helper.send_to_last(stream, short_correction(mask[start:stop], first, d))
                 continue
+            first_pair = first.reshape(2, stop - start)
             s, u = truncation_values(mask[start:stop].cpu(), d)
             first_pair[0].neg_().add_(s.to(first_pair.device))
             first_pair[1].neg_().add_(u.to(first_pair.device))
@@ -113,10 +116,8 @@ def truncate_many_two_of_two(family: ReplicatedFamily,
     masked = family._mask(0, _FUSED_DOMAIN, tag, count).add_(flat)
     party.send(3 - rank, tag, masked)
     if rank == 1:
-        pairs = [expand_parts(sub.dealer_prg, stream, shapes, sub)[2] for stream, (*_, shapes) in zip(streams, plans)]
-        for pair, (_, d, *_) in zip(pairs, plans):
-            if short_correction_bits(d):  # its share of MSB(r) modulo 2^f, moved to the top f bits
-                pair[1].mul_(top_bits_factor(short_correction_bits(d)))
+        pairs = [party_one_pair(sub.expand(sub.dealer_prg, stream, pair_words(z.numel(), d)), z.numel(), d)
+                 for stream, (z, d, *_) in zip(streams, plans)]
     else:
         pairs = [sub.recv(sub.dealer_id, stream, "helper truncation pair") for stream in streams]
         pairs = [from_short_correction(pair, z.numel(), d) if short_correction_bits(d) else pair.reshape(shapes[2])
@@ -141,19 +142,37 @@ def short_correction_bits(divisor: int) -> int:
     return f if divisor > 1 and divisor == 1 << f and f <= 16 else 0
 
 
-def short_correction(mask: torch.Tensor, first_pair: torch.Tensor, divisor: int) -> torch.Tensor:
+def pair_words(count: int, divisor: int) -> int:
+    """Words of the PRG stream that parties 0 and 1 expand for party 1's shares of a truncation pair of
+    ``count`` elements: 2 count (s_1, u_1), or count + ceil(count / 4) where the correction is short (s_1, then
+    16-bit lanes of u_1, four to a word)."""
+    return count + -(-count // 4) if short_correction_bits(divisor) else 2 * count
+
+
+def party_one_pair(words: torch.Tensor, count: int, divisor: int) -> torch.Tensor:
+    """Party 1's (s_1, u_1) pair, shape (2, count), from its ``pair_words`` stream; where the correction is
+    short, u_1 is its 16-bit lane moved to the top f bits (times 2^(64-f)).  A pure function."""
+    if not short_correction_bits(divisor):
+        return words.reshape(2, count)
+    lanes = words[count:].view(torch.int16)[:count].to(torch.int64).bitwise_and_(0xFFFF)
+    return torch.stack([words[:count], lanes.mul_(top_bits_factor(short_correction_bits(divisor)))])
+
+
+def short_correction(mask: torch.Tensor, first: torch.Tensor, divisor: int) -> torch.Tensor:
     """Party 0's correction of a truncation pair for d = 2^f (``short_correction_bits``): the n words s - s_1,
     then the n values MSB(r) - u_1 modulo 2^f as 16-bit lanes packed four to a word (ceil(n / 4) words), where
-    (s_1, u_1) is party 1's expansion ``first_pair`` and party 1 takes u_1 2^(64-f) as its share of u.  About
-    10 bytes per element instead of 16, still int64 words; the shares add up to the same (s, u) modulo 2^64.
-    A pure function (``first_pair`` is overwritten)."""
+    ``first`` is party 1's ``pair_words`` stream: s_1, then u_1's lanes (``party_one_pair``).  About 10 bytes per
+    element instead of 16, still int64 words; the shares add up to the same (s, u) modulo 2^64.  A pure
+    function (``first`` is overwritten)."""
     f = short_correction_bits(divisor)
     count = mask.numel()
     unsigned = mask.cpu().numpy().view(np.uint64)
-    s = first_pair[0].cpu().neg_().add_(torch.from_numpy((unsigned >> np.uint64(f)).view(np.int64)))
+    words = first.cpu()
+    s = words[:count].neg_().add_(torch.from_numpy((unsigned >> np.uint64(f)).view(np.int64)))
     lanes = np.zeros(-(-count // 4) * 4, dtype=np.uint16)
     high = (unsigned >> np.uint64(63)).astype(np.uint16)
-    np.bitwise_and(high - first_pair[1].cpu().numpy().astype(np.uint16), np.uint16((1 << f) - 1), out=lanes[:count])
+    theirs = words[count:].numpy().view(np.uint16)[:count]
+    np.bitwise_and(high - theirs, np.uint16((1 << f) - 1), out=lanes[:count])
     return torch.cat([s, torch.from_numpy(lanes.view(np.int64))])
 
 

@@ -101,21 +101,23 @@ def test_local_matmul_shares_add_up_and_party_0_makes_one_product(data: st.DataO
 
 @given(data=st.data(), f=st.integers(1, 16), count=st.integers(1, 9))
 def test_short_truncation_correction_gives_the_pair(data: st.DataObject, f: int, count: int) -> None:
-    """For d = 2^f (f <= 16) party 0's short correction and party 1's expansion add up to the pair (s, u) of
-    ``truncation_values`` modulo 2^64, and the correction is int64 words: n for s, ceil(n / 4) for u."""
-    words = st.lists(st.integers(-(2**63), 2**63 - 1), min_size=count, max_size=count)
-    extremes = st.sampled_from([0, 1, -1, 2**63 - 1, -(2**63)])
-    mask = torch.tensor(data.draw(st.lists(st.one_of(extremes, st.integers(-(2**63), 2**63 - 1)),
-                                           min_size=count, max_size=count)), dtype=torch.int64)
-    first = torch.tensor([data.draw(words), data.draw(words)], dtype=torch.int64)
+    """For d = 2^f (f <= 16) party 0's short correction and party 1's pair from the same stream
+    (``pair_words``: count + ceil(count / 4) words) add up to the pair (s, u) of ``truncation_values`` modulo
+    2^64, and the correction is int64 words: count for s, ceil(count / 4) for u."""
     divisor = 1 << f
+    size = arith.pair_words(count, divisor)
+    assert size == count + -(-count // 4)
+    word = st.one_of(st.sampled_from([0, 1, -1, 2**63 - 1, -(2**63)]), st.integers(-(2**63), 2**63 - 1))
+    mask = torch.tensor(data.draw(st.lists(word, min_size=count, max_size=count)), dtype=torch.int64)
+    stream = torch.tensor(data.draw(st.lists(word, min_size=size, max_size=size)), dtype=torch.int64)
     assert arith.short_correction_bits(divisor) == f
-    wire = arith.short_correction(mask, first.clone(), divisor)
-    assert wire.dtype == torch.int64 and wire.numel() == count + -(-count // 4)
+    wire = arith.short_correction(mask, stream.clone(), divisor)
+    assert wire.dtype == torch.int64 and wire.numel() == size
+    first = arith.party_one_pair(stream, count, divisor)
     second = arith.from_short_correction(wire, count, divisor)
     s, u = truncation_values(mask.clone(), divisor)
     assert torch.equal(first[0] + second[0], s)
-    assert torch.equal(first[1] * arith.top_bits_factor(f) + second[1], u)
+    assert torch.equal(first[1] + second[1], u)
     with pytest.raises(ValueError, match="words"):
         arith.from_short_correction(wire[:-1], count, divisor)
 
@@ -123,6 +125,8 @@ def test_short_truncation_correction_gives_the_pair(data: st.DataObject, f: int,
 def test_short_corrections_only_for_small_powers_of_two() -> None:
     assert [arith.short_correction_bits(d) for d in (1, 2, 3, 2**16, 2**16 + 2, 2**17, 6)] == [0, 1, 0, 16, 0, 0, 0]
     assert [arith.top_bits_factor(f) for f in (1, 2, 16)] == [-(2**63), 2**62, 2**48]
+    stream = torch.arange(10, dtype=torch.int64)  # any other divisor: the full pair, 2 words per element
+    assert arith.pair_words(5, 3) == 10 and torch.equal(arith.party_one_pair(stream, 5, 3), stream.reshape(2, 5))
 
 
 # -- costs ---------------------------------------------------------------------------------------------------
