@@ -42,6 +42,17 @@ def _signed_limbs(x: torch.Tensor, width: int, count: int) -> list[torch.Tensor]
     return limbs
 
 
+def ring_matmul_add(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``out += a @ b`` modulo 2^64, in place, for int64 tensors where ``a @ b`` has ``out``'s shape; returns
+    ``out``.  On the CPU with 2-D operands the GEMM accumulates into ``out`` itself (``addmm_``: torch's int64
+    GEMM wraps like its matmul), which saves the pass and the temporary of a separate addition; anything else
+    adds ``ring_matmul(a, b)``.  Error: none (exact)."""
+    if (out.device.type == "cpu" and out.dtype == a.dtype == b.dtype == torch.int64 and out.dim() == a.dim()
+            == b.dim() == 2 and out.shape == (a.shape[0], b.shape[1]) and a.shape[1] == b.shape[0]):
+        return out.addmm_(a, b)
+    return out.add_(ring_matmul(a, b))
+
+
 def ring_matmul(a: torch.Tensor, b: torch.Tensor, *, method: str = "auto") -> torch.Tensor:
     """``torch.matmul(a, b)`` modulo 2^64 for int64 tensors (same broadcasting rules), computed exactly.
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from fixedpoint import ring_matmul
+from fixedpoint import ring_matmul, ring_matmul_add
 from network import Transport
 from protocols.additive.truncation import MAX_BOUND_BITS
 from protocols.family import Shares
@@ -180,7 +180,7 @@ class ReplicatedFamily:
     def matmul(self, x: Shares, y: Shares, *, rescale: bool = True) -> Shares:
         """x @ y as ``mul``, with ring matmuls: only the output is reshared, 8 m p bytes per party for
         (m x k)(k x p), never the operands."""
-        z = rep.local_product((x[0], x[1]), (y[0], y[1]), self.rank, ring_matmul)
+        z = rep.local_product((x[0], x[1]), (y[0], y[1]), self.rank, ring_matmul, ring_matmul_add)
         return fused_truncate(self, z) if rescale else self.reshare(z)
 
     def truncate(self, x: Shares, divisor: int | None = None) -> Shares:
@@ -200,7 +200,9 @@ class ReplicatedFamily:
 
     def product(self, x: Shares, y: Shares, *, matmul: bool = False) -> torch.Tensor:
         """Each party's additive share of x * y (or x @ y) from its pairs (``shares.local_product``).  Local."""
-        return rep.local_product((x[0], x[1]), (y[0], y[1]), self.rank, ring_matmul if matmul else torch.mul)
+        if matmul:
+            return rep.local_product((x[0], x[1]), (y[0], y[1]), self.rank, ring_matmul, ring_matmul_add)
+        return rep.local_product((x[0], x[1]), (y[0], y[1]), self.rank)
 
     def additive(self, x: Shares) -> torch.Tensor:
         """x_i, this party's first part: x = x_0 + x_1 + x_2 is an additive sharing."""

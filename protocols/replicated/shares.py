@@ -38,7 +38,7 @@ def recombine(pair: tuple[torch.Tensor, torch.Tensor], missing: torch.Tensor) ->
 
 
 def local_product(x: tuple[torch.Tensor, torch.Tensor], y: tuple[torch.Tensor, torch.Tensor], rank: int,
-                  product: object = torch.mul) -> torch.Tensor:
+                  product: object = torch.mul, product_add: object = None) -> torch.Tensor:
     """Party ``rank``'s additive share z_i of x * y (or x @ y with ``product=ring_matmul``); the three z_i add
     up to the product, every cross term x_j y_k exactly once, and are not yet a sharing anyone may see.
 
@@ -52,15 +52,20 @@ def local_product(x: tuple[torch.Tensor, torch.Tensor], y: tuple[torch.Tensor, t
     only if its diagonal coefficients are both odd, and two such parties would cover a shared diagonal term
     an even number of times.  For a matmul that is one ring GEMM less in all, and party 0 (which also makes
     the fused truncation's masks and correction) does one instead of two.
+    ``product_add(out, a, b)``, where given, adds product(a, b) into ``out`` in place (``ring_matmul_add``: the
+    GEMM accumulates); otherwise the second product is added with ``add_``.
     Rounds: 0.  Bytes: 0.  Error: none (exact modulo 2^64)."""
     assert callable(product)
     if rank == 0:
         return product(x[0] + x[1], y[0] + y[1])
-    if rank == 1:
-        return product(x[0], y[1]) + product(x[1], y[0])
-    if rank == 2:
-        return product(x[0], y[0] + y[1]) + product(x[1], y[0])
-    raise ValueError(f"a replicated party's rank is 0, 1 or 2, got {rank}")
+    if rank not in (1, 2):
+        raise ValueError(f"a replicated party's rank is 0, 1 or 2, got {rank}")
+    first, second = ((x[0], y[1]), (x[1], y[0])) if rank == 1 else ((x[0], y[0] + y[1]), (x[1], y[0]))
+    out = product(*first)
+    if product_add is None:
+        return out.add_(product(*second))
+    assert callable(product_add)
+    return product_add(out, *second)
 
 
 def zero_share(from_next: torch.Tensor, from_previous: torch.Tensor) -> torch.Tensor:

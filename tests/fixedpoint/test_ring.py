@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from fixedpoint import logical_shift_right, ring_matmul
+from fixedpoint import logical_shift_right, ring_matmul, ring_matmul_add
 from fixedpoint.ring import limb_width
 from tests.support.strategies import Shape, matmul_shapes
 
@@ -54,6 +54,26 @@ def test_ring_matmul_matches_python_integers(data: st.DataObject) -> None:
     expected = python_matmul_mod(a, b)
     assert torch.equal(ring_matmul(a, b, method="limbs"), expected)
     assert torch.equal(torch.matmul(a, b), expected)
+
+
+@given(st.data())
+def test_ring_matmul_add_accumulates_exactly(data: st.DataObject) -> None:
+    """out += a @ b in place: on matrices (the GEMM accumulates, ``addmm_``) equal to Python integers mod
+    2^64; for any other shape kind equal to out + torch.matmul(a, b)."""
+    m, k, p = (data.draw(st.integers(1, 4)) for _ in range(3))
+    a = torch.from_numpy(data.draw(int64_arrays((m, k))))
+    b = torch.from_numpy(data.draw(int64_arrays((k, p))))
+    out = torch.from_numpy(data.draw(int64_arrays((m, p))))
+    expected = python_matmul_mod(a, b) + out  # int64 addition wraps modulo 2^64
+    result = ring_matmul_add(out, a, b)
+    assert result is out and torch.equal(out, expected)
+    shape_a, shape_b = data.draw(matmul_shapes())
+    a = torch.from_numpy(data.draw(int64_arrays(shape_a)))
+    b = torch.from_numpy(data.draw(int64_arrays(shape_b)))
+    shape = torch.matmul(a, b).shape
+    out = torch.from_numpy(data.draw(int64_arrays(tuple(shape))))
+    expected = out + torch.matmul(a, b)
+    assert torch.equal(ring_matmul_add(out, a, b), expected)
 
 
 def test_ring_matmul_extremes() -> None:

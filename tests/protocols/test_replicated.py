@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import smpc
-from fixedpoint.ring import ring_matmul
+from fixedpoint.ring import ring_matmul, ring_matmul_add
 from network.local import FRAME_OVERHEAD_BYTES
 from protocols.additive.dealer import truncation_values
 from protocols.additive.helped import MODULUS, helped_ltz_bytes, helped_ltz_dealer_bytes
@@ -88,7 +88,12 @@ def test_local_matmul_shares_add_up_and_party_0_makes_one_product(data: st.DataO
         calls.append(rank)
         return ring_matmul(a, b)
 
-    z = [rep.local_product(rep.pair_of(cx, r), rep.pair_of(cy, r), r, lambda a, b, r=r: counted(a, b, r))
+    def counted_add(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor, rank: int) -> torch.Tensor:
+        calls.append(rank)
+        return ring_matmul_add(out, a, b)
+
+    z = [rep.local_product(rep.pair_of(cx, r), rep.pair_of(cy, r), r, lambda a, b, r=r: counted(a, b, r),
+                           lambda out, a, b, r=r: counted_add(out, a, b, r))
          for r in range(3)]
     expected = [[sum(int(tx[i, j]) * int(ty[j, c]) for j in range(k)) for c in range(p)] for i in range(m)]
     total = [[(int(z[0][i, c]) + int(z[1][i, c]) + int(z[2][i, c]) - expected[i][c]) % 2**64 for c in range(p)]
