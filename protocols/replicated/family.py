@@ -291,8 +291,8 @@ class ReplicatedFamily:
         party.rounds += rounds
         return self.from_two_of_two(outputs, shapes), isinstance(result, tuple)
 
-    def from_two_of_two(self, values: Sequence[torch.Tensor] | None, shapes: Sequence[tuple[int, ...]]
-                        ) -> list[Shares]:
+    def from_two_of_two(self, values: Sequence[torch.Tensor] | None, shapes: Sequence[tuple[int, ...]], *,
+                        new_round: bool = True) -> list[Shares]:
         """Replicated shares of values held two-party additively by parties 1 (a) and 2 (b); party 0 passes
         None and the shapes.
 
@@ -304,7 +304,8 @@ class ReplicatedFamily:
         from party 1).  Party 2, the busiest party of a product, receives nothing and is done once it has
         sent; parties 0 and 1 each decrypt one message, at the same time.  (It was party 1 -> 2 -> 0, with
         party 2 receiving; both messages to party 0 made it decrypt twice as much, one after the other, and
-        measured slower.)
+        measured slower.)  ``new_round=False``: one block of a round the caller counts (a pipelined
+        ``fused_truncate_many``).
         """
         party, rank = self.party, self.rank
         tag = party.next_tag()
@@ -327,7 +328,8 @@ class ReplicatedFamily:
                 mine = flat.sub(first).sub_(shift)
                 party.send(1, tag, mine)
                 pairs = (mine, first)
-        party.rounds += 1
+        if new_round:
+            party.rounds += 1
         results: list[Shares] = []
         at = 0
         for shape, size in zip(shapes, sizes):

@@ -134,6 +134,59 @@ def test_short_corrections_only_for_small_powers_of_two() -> None:
     assert arith.pair_words(5, 3) == 10 and torch.equal(arith.party_one_pair(stream, 5, 3), stream.reshape(2, 5))
 
 
+@given(st.lists(st.integers(0, 400_000), min_size=1, max_size=5))
+def test_pipelined_pieces_cover_every_element_once_in_blocks(sizes: list[int]) -> None:
+    """The blocks of a pipelined fused truncation: each value's pieces are contiguous runs covering it in order
+    (one empty piece for an empty value), every block but the last holds exactly ``block`` elements, and there
+    are ceil(total / block) blocks, at most PIPELINE_MAX_BLOCKS."""
+    pieces, groups = arith.pipelined_pieces(sizes)
+    total = sum(sizes)
+    block = max(arith.PIPELINE_BLOCK, -(-total // arith.PIPELINE_MAX_BLOCKS))
+    for item, size in enumerate(sizes):
+        runs = [(start, stop) for value, start, stop in pieces if value == item]
+        assert runs[0][0] == 0 and runs[-1][1] == size
+        assert all(a[1] == b[0] and a[0] < a[1] for a, b in zip(runs, runs[1:]))
+    assert [index for group in groups for index in group] == list(range(len(pieces)))
+    filled = [sum(pieces[index][2] - pieces[index][1] for index in group) for group in groups]
+    assert all(f == block for f in filled[:-1]) and filled[-1] <= block
+    assert len(groups) == max(1, -(-total // block)) <= arith.PIPELINE_MAX_BLOCKS
+
+
+def _large_truncations(session: smpc.Session) -> dict[str, Any]:
+    count = 3 * arith.PIPELINE_BLOCK + 123
+    x = session.share(torch.linspace(-3, 3, count, dtype=torch.float64) if session.rank == 0 else None, owner=0)
+    y = session.share(torch.linspace(2, -1, count, dtype=torch.float64) if session.rank == 1 else None, owner=1)
+    u = session.share(torch.tensor([0.5, -1.25, 7.0]) if session.rank == 2 else None, owner=2)
+    session.stats.reset()
+    big, small = x * y, u * u
+    big.settle()  # settles both: the session's waiting truncations go together
+    stats = session.stats.as_dict()
+    return {"big": big.reveal(), "small": small.reveal(), "stats": stats}
+
+
+def test_a_large_fused_truncation_runs_in_blocks() -> None:
+    """A product of 3 PIPELINE_BLOCK + 123 elements settled with a small one: right values (within the
+    inputs' encoding error, (3 + 2) 2^-17, plus the truncation's unit 2^-16: below 2^-14),
+    the 2 rounds of one truncation, and per element the bytes of the unpipelined protocol (parties 1 and 2:
+    16, party 0: its short correction per piece), with two messages per block from parties 1 and 2."""
+    results = run_parties(_large_truncations, REPLICATED)
+    count = 3 * arith.PIPELINE_BLOCK + 123
+    plain = torch.linspace(-3, 3, count, dtype=torch.float64) * torch.linspace(2, -1, count, dtype=torch.float64)
+    pieces, groups = arith.pipelined_pieces([count, 3])
+    assert len(groups) > 1
+    for rank, result in enumerate(results):
+        assert (result["big"] - plain).abs().max() < 2**-14
+        assert torch.equal(result["small"], torch.tensor([0.25, 1.5625, 49.0], dtype=torch.float64))
+        stats = result["stats"]
+        assert stats["rounds"] == 2
+        payload = stats["bytes_sent"] - FRAME_OVERHEAD_BYTES * stats["messages"]
+        if rank == 0:
+            sizes = [stop - start for _, start, stop in pieces]
+            assert (payload, stats["messages"]) == (sum(8 * n + 8 * -(-n // 4) for n in sizes), len(pieces))
+        else:
+            assert (payload, stats["messages"]) == (16 * (count + 3), 2 * len(groups))
+
+
 # -- costs ---------------------------------------------------------------------------------------------------
 def _costs(session: smpc.Session, count: int) -> dict[str, dict[str, int]]:
     x = session.share(torch.linspace(-2, 2, count, dtype=torch.float64) if session.rank == 0 else None, owner=0)
