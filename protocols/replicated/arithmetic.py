@@ -103,9 +103,9 @@ PIPELINE_MAX_BLOCKS = 8
 def pipelined_pieces(sizes: Sequence[int]) -> tuple[list[tuple[int, int, int]], list[list[int]]]:
     """How ``fused_truncate_many`` cuts values of ``sizes`` elements into blocks: the pieces (value, start,
     stop), in order, each a contiguous run of one value's flattened elements, and the blocks as lists of piece
-    indices.  A block takes whole pieces until it holds at least ``block`` elements, block =
-    max(PIPELINE_BLOCK, ceil(total / PIPELINE_MAX_BLOCKS)); a value larger than a block is cut at block
-    boundaries.  Every party computes the same cut from the same sizes.  A pure function."""
+    indices.  Every block but the last holds exactly ``block`` elements, block = max(PIPELINE_BLOCK,
+    ceil(total / PIPELINE_MAX_BLOCKS)): values are laid end to end and cut at block boundaries.  Every party
+    computes the same cut from the same sizes.  A pure function."""
     total = sum(sizes)
     block = max(PIPELINE_BLOCK, -(-total // PIPELINE_MAX_BLOCKS))
     pieces: list[tuple[int, int, int]] = []
