@@ -211,9 +211,10 @@ def _finish_masked(family: ReplicatedFamily, pending: _Masked | None) -> list[to
         pairs = [party_one_pair(sub.expand(sub.dealer_prg, stream, pair_words(z.numel(), d)), z.numel(), d)
                  for stream, (z, d, *_) in zip(pending.streams, plans)]
     else:
-        pairs = [sub.recv(sub.dealer_id, stream, "helper truncation pair") for stream in pending.streams]
-        pairs = [from_short_correction(pair, z.numel(), d) if short_correction_bits(d) else pair.reshape(shapes[2])
-                 for pair, (z, d, _, _, shapes) in zip(pairs, plans)]
+        received = [sub.recv(sub.dealer_id, stream, "helper truncation pair") for stream in pending.streams]
+        pairs = [from_short_correction(wire, z.numel(), d) if short_correction_bits(d)
+                 else (wire.reshape(shapes[2])[0], wire.reshape(shapes[2])[1])
+                 for wire, (z, d, _, _, shapes) in zip(received, plans)]
     summed = party.recv(3 - rank, tag, "truncate").add_(pending.masked)
     results = []
     for (z, d, offset, threshold, _), pair, start, stop in zip(plans, pairs, bounds, bounds[1:]):
@@ -240,43 +241,45 @@ def pair_words(count: int, divisor: int) -> int:
     return count + -(-count // 4) if short_correction_bits(divisor) else 2 * count
 
 
-def party_one_pair(words: torch.Tensor, count: int, divisor: int) -> torch.Tensor:
-    """Party 1's (s_1, u_1) pair, shape (2, count), from its ``pair_words`` stream; where the correction is
-    short, u_1 is its 16-bit lane moved to the top f bits (times 2^(64-f)).  A pure function."""
+def party_one_pair(words: torch.Tensor, count: int, divisor: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Party 1's (s_1, u_1), ``count`` elements each, from its ``pair_words`` stream (views where they can
+    be); where the correction is short, u_1 is its 16-bit lane moved to the top f bits (times 2^(64-f)).
+    A pure function."""
     if not short_correction_bits(divisor):
-        return words.reshape(2, count)
+        return words[:count], words[count:]
     lanes = words[count:].view(torch.int16)[:count].to(torch.int64).bitwise_and_(0xFFFF)
-    return torch.stack([words[:count], lanes.mul_(top_bits_factor(short_correction_bits(divisor)))])
+    return words[:count], lanes.mul_(top_bits_factor(short_correction_bits(divisor)))
 
 
 def short_correction(mask: torch.Tensor, first: torch.Tensor, divisor: int) -> torch.Tensor:
     """Party 0's correction of a truncation pair for d = 2^f (``short_correction_bits``): the n words s - s_1,
     then the n values MSB(r) - u_1 modulo 2^f as 16-bit lanes packed four to a word (ceil(n / 4) words), where
     ``first`` is party 1's ``pair_words`` stream: s_1, then u_1's lanes (``party_one_pair``).  About 10 bytes per
-    element instead of 16, still int64 words; the shares add up to the same (s, u) modulo 2^64.  A pure
-    function (``first`` is overwritten)."""
+    element instead of 16, still int64 words; the shares add up to the same (s, u) modulo 2^64.  Written over
+    ``first`` (a CPU tensor, whose words are exactly that many) and returned: no other state."""
     f = short_correction_bits(divisor)
     count = mask.numel()
     unsigned = mask.cpu().numpy().view(np.uint64)
     words = first.cpu()
-    s = words[:count].neg_().add_(torch.from_numpy((unsigned >> np.uint64(f)).view(np.int64)))
-    lanes = np.zeros(-(-count // 4) * 4, dtype=np.uint16)
+    words[:count].neg_().add_(torch.from_numpy((unsigned >> np.uint64(f)).view(np.int64)))  # s - s_1, in place
+    lanes = words[count:].numpy().view(np.uint16)  # u_1's lanes, overwritten with MSB(r) - u_1 mod 2^f
     high = (unsigned >> np.uint64(63)).astype(np.uint16)
-    theirs = words[count:].numpy().view(np.uint16)[:count]
-    np.bitwise_and(high - theirs, np.uint16((1 << f) - 1), out=lanes[:count])
-    return torch.cat([s, torch.from_numpy(lanes.view(np.int64))])
+    np.subtract(high, lanes[:count], out=lanes[:count])
+    np.bitwise_and(lanes, np.uint16((1 << f) - 1), out=lanes)
+    lanes[count:] = 0  # the last word's unused lanes
+    return words
 
 
-def from_short_correction(wire: torch.Tensor, count: int, divisor: int) -> torch.Tensor:
-    """Party 2's (s_2, u_2) pair, shape (2, count), from ``short_correction``'s words: u_2 = (its f-bit share)
-    2^(64-f).  A pure function."""
+def from_short_correction(wire: torch.Tensor, count: int, divisor: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Party 2's (s_2, u_2), ``count`` elements each, from ``short_correction``'s words: s_2 a view of them,
+    u_2 = (its f-bit share) 2^(64-f).  A pure function."""
     words = wire.cpu().numpy().reshape(-1)
     if words.size != count + -(-count // 4):
         raise ValueError(f"a short truncation correction for {count} elements has {count + -(-count // 4)} words, "
                          f"not {words.size}")
     lanes = words[count:].view(np.uint16)[:count].astype(np.uint64)
     u = lanes << np.uint64(64 - short_correction_bits(divisor))
-    return torch.from_numpy(np.stack([words[:count], u.view(np.int64)])).to(wire.device)
+    return wire.reshape(-1)[:count], torch.from_numpy(u.view(np.int64)).to(wire.device)
 
 
 def top_bits_factor(f: int) -> int:
