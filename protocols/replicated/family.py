@@ -187,8 +187,9 @@ class ReplicatedFamily:
         """floor(x / divisor) (or that plus one), for |x| < 2^product_bits: the fused truncation of products
         (``fused_truncate``) on the additive view x = x_0 + x_1 + x_2 (each party's first part), which is the
         additive family's exact truncation with party 0 as the dealer of parties 1 and 2.
-        Rounds: 2.  Bytes per element: party 0 sends 16 (its correction; 10 for a divisor 2^f, f <= 16),
-        parties 1 and 2 send 16 each.
+        Rounds: 2.  Bytes per element: for a divisor 2^f with f <= 16, about 10 from each party (party 0 its
+        correction, parties 1 and 2 their masked shares and a 16-bit lane back to replicated shares); for any
+        other, party 0 sends 16, parties 1 and 2 16 each.
         Error: |result - x/divisor| < 1; never a failure.  (It was a helper call, ``protocols.additive.truncate``
         in the sub-session: the same rounds and bytes, and party 2's request and end marker on top.)"""
         divisor = self.party.encoding.scale if divisor is None else int(divisor)

@@ -169,7 +169,8 @@ def test_a_large_fused_truncation_runs_in_blocks() -> None:
     """A product of 3 PIPELINE_BLOCK + 123 elements settled with a small one: right values (within the
     inputs' encoding error, (3 + 2) 2^-17, plus the truncation's unit 2^-16: below 2^-14),
     the 2 rounds of one truncation, and per element the bytes of the unpipelined protocol (parties 1 and 2:
-    16, party 0: its short correction per piece), with two messages per block from parties 1 and 2."""
+    8 and a 16-bit lane back to replicated shares, party 0: its short correction per piece), with two messages
+    per block from parties 1 and 2."""
     results = run_parties(_large_truncations, REPLICATED)
     count = 3 * arith.PIPELINE_BLOCK + 123
     plain = torch.linspace(-3, 3, count, dtype=torch.float64) * torch.linspace(2, -1, count, dtype=torch.float64)
@@ -185,7 +186,50 @@ def test_a_large_fused_truncation_runs_in_blocks() -> None:
             sizes = [stop - start for _, start, stop in pieces]
             assert (payload, stats["messages"]) == (sum(8 * n + 8 * -(-n // 4) for n in sizes), len(pieces))
         else:
-            assert (payload, stats["messages"]) == (16 * (count + 3), 2 * len(groups))
+            lanes = sum(8 * -(-sum(pieces[i][2] - pieces[i][1] for i in group) // 4) for group in groups)
+            assert (payload, stats["messages"]) == (8 * (count + 3) + lanes, 2 * len(groups))
+
+
+def _truncated_values(session: smpc.Session, values: list[list[int]], divisors: list[int]) -> list[list[int]]:
+    """``fused_truncate_many`` of each value's additive view (x_0 of its replicated shares) by its divisor in
+    one call, bound 2^40; the revealed results as Python integers."""
+    family = session.family
+    shared = [family.share(torch.tensor(v, dtype=torch.int64) if session.rank == 0 else None, 0) for v in values]
+    items = [(family.additive(x), d, 40) for x, d in zip(shared, divisors)]
+    return [family.reveal(result).tolist() for result in arith.fused_truncate_many(family, items)]
+
+
+def _check_truncated(values: list[list[int]], divisors: list[int], results: list[list[list[int]]]) -> None:
+    """Every party revealed floor(z / d) or that plus one, exactly, for every element."""
+    for revealed in results:
+        assert len(revealed) == len(values)
+        for value, divisor, got in zip(values, divisors, revealed):
+            assert len(got) == len(value)
+            assert all(g - z // divisor in (0, 1) for z, g in zip(value, got)), (divisor, value, got)
+
+
+@given(data=st.data(), fs=st.lists(st.integers(1, 17), min_size=1, max_size=3))
+def test_short_return_gives_the_exact_truncation(data: st.DataObject, fs: list[int]) -> None:
+    """The short return to replicated shares (``fused_truncate`` step 3: every divisor 2^f, f <= 16; one f of
+    17 or a divisor of 3 takes the whole call back to step 4): floor(z / d) or that plus one, exactly, for
+    values of any size (empty ones too) and mixed divisors in one call."""
+    divisors = [3 if f == 17 and i % 2 else 1 << f for i, f in enumerate(fs)]
+    element = st.one_of(st.sampled_from([0, 1, -1, 2**40 - 1, -(2**40) + 1]), st.integers(-(2**40) + 1, 2**40 - 1))
+    values = [data.draw(st.lists(element, max_size=12)) for _ in fs]
+    results = run_parties(lambda session: _truncated_values(session, values, divisors), REPLICATED)
+    _check_truncated(values, divisors, results)
+
+
+def test_short_return_in_blocks_with_mixed_divisors() -> None:
+    """A pipelined call (blocks of ``PIPELINE_BLOCK``) whose blocks hold pieces of values truncated by 2^16,
+    2^3 and 2^1: every element exact, as in one block."""
+    count = 2 * arith.PIPELINE_BLOCK + 5
+    generator = np.random.default_rng(7)  # public test data, not a share
+    values = [generator.integers(-(2**40) + 1, 2**40, size).tolist() for size in (count, 9, 3)]
+    divisors = [1 << 16, 1 << 3, 2]
+    assert len(arith.pipelined_pieces([len(v) for v in values])[1]) > 1
+    results = run_parties(lambda session: _truncated_values(session, values, divisors), REPLICATED)
+    _check_truncated(values, divisors, results)
 
 
 # -- costs ---------------------------------------------------------------------------------------------------
@@ -212,7 +256,7 @@ def test_rounds_and_bytes_per_party(count: int) -> None:
     """share: 1 round, the owner sends 8 k to each other party; reveal: 1 round, 8 k per party; a product
     without truncation: 1 round, 8 bytes per output element per party (matmul: the 1 x 4 output only);
     with the fused truncation: 2 rounds, party 0 sends only a correction (about 10 bytes for the divisor
-    2^16: s and a 2-byte share of MSB(r)), parties 1 and 2 8 + 8;
+    2^16: s and a 2-byte share of MSB(r)), parties 1 and 2 8 and a 2-byte lane back to replicated shares;
     a truncation of a replicated value: 2 rounds; a comparison: the helped two-party ltz (3 rounds,
     ``helped_ltz_bytes`` from each of parties 1 and 2, party 0's ``helped_ltz_dealer_bytes`` of material and
     answer) and 1 round back.  Frame headers counted per message."""
@@ -228,8 +272,8 @@ def test_rounds_and_bytes_per_party(count: int) -> None:
     def correction(n: int) -> int:  # s: n words; a 16-bit share of MSB(r) per element, four to a word
         return 8 * n + 8 * -(-n // 4)
 
-    assert [payload[r]["mul"] for r in range(3)] == [correction(count), 16 * count, 16 * count]
-    assert [payload[r]["matmul"] for r in range(3)] == [correction(4), 16 * 4, 16 * 4]
+    assert [payload[r]["mul"] for r in range(3)] == [correction(count)] * 3
+    assert [payload[r]["matmul"] for r in range(3)] == [correction(4)] * 3
     # party 0 sends the comparison's dealer material and its answer; party 2 also
     # sends it the requests (kinds and shapes: a few hundred bytes whatever the count)
     assert payload[0]["compare"] == helped_ltz_dealer_bytes(count)
@@ -264,6 +308,8 @@ INPUTS = {"a": torch.zeros(5_000, dtype=torch.float64),
           "b": torch.linspace(-3000.0, 3000.0, 5_000, dtype=torch.float64)}
 CASES: dict[str, Callable[[smpc.SharedTensor], Any]] = {
     "mul": lambda x: (x * x).settle(),
+    # two products: 2 x 1,250 words of lanes back to replicated shares, enough for the battery's 2,000
+    "mul twice": lambda x: [(x * x).settle(), (x * (x + 1.0)).settle()],
     "matmul": lambda x: (x.reshape(50, 100) @ x.reshape(100, 50)).settle(),
     "truncate": lambda x: x.rescale(7),
     "compare": lambda x: x > 1.0,  # 5,000 elements: the tree of ``ltz``
