@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 #: g_2 = F(k_02) of its short return to replicated shares (``fused_truncate``, step 3).
 _FUSED_DOMAIN = 4 << 56
 _LANES_DOMAIN = 5 << 56
+#: Appended to the label of an opening that is a later block of a pipelined round (``fused_truncate_many``): the
+#: benchmark's cost model counts its bytes and header but not another round.
+NEXT_BLOCK = ", next block"
 
 
 def fused_truncate(family: ReplicatedFamily, z: torch.Tensor, divisor: int | None = None,
@@ -93,8 +96,9 @@ def fused_truncate_many(family: ReplicatedFamily,
         pieces, groups = pipelined_pieces(sizes)
     flats = [z.reshape(-1) for z, _, _ in items]
     sent = [_send_masked(family, [(flats[item][start:stop], items[item][1], items[item][2])
-                                  for item, start, stop in (pieces[index] for index in group)], short=short)
-            for group in groups]
+                                  for item, start, stop in (pieces[index] for index in group)], short=short,
+                         next_block=block > 0)
+            for block, group in enumerate(groups)]
     party.rounds += 1
     converted: list[Shares] = []
     if short:
@@ -104,14 +108,16 @@ def fused_truncate_many(family: ReplicatedFamily,
                 assert isinstance(mine, list)
                 converted.extend(mine)
         else:
-            returning = [_send_lanes(family, pending) for pending in sent if isinstance(pending, _Masked)]
+            returning = [_send_lanes(family, pending, next_block=block > 0)
+                         for block, pending in enumerate(sent) if isinstance(pending, _Masked)]
             for pending_return in returning:
                 converted.extend(_finish_lanes(family, pending_return))
     else:
-        for group, pending in zip(groups, sent):
+        for block, (group, pending) in enumerate(zip(groups, sent)):
             shapes = [(pieces[index][2] - pieces[index][1],) for index in group]
             assert not isinstance(pending, list)
-            converted.extend(family.from_two_of_two(_finish_masked(family, pending), shapes, new_round=False))
+            converted.extend(family.from_two_of_two(_finish_masked(family, pending), shapes, new_round=False,
+                                                    next_block=block > 0))
     party.rounds += 1
     outputs: list[Shares] = []
     for item, (z, _, _) in enumerate(items):
@@ -191,11 +197,12 @@ class _Masked:
 
 
 def _send_masked(family: ReplicatedFamily, items: Sequence[tuple[torch.Tensor, int | None, int | None]], *,
-                 short: bool = False) -> _Masked | list[Shares] | None:
+                 short: bool = False, next_block: bool = False) -> _Masked | list[Shares] | None:
     """Steps 1 and 2 of ``fused_truncate`` without waiting for anything: party 0 sends its corrections (and is
     done: None, or with ``short``, its replicated pairs (y_0, y_1) of the items, step 3), parties 1 and 2
     their masked values.  Takes the tag and the pair streams, in the same order at every party.  ``short``:
-    every item's divisor is 2^f with f <= 16 (``short_correction_bits``)."""
+    every item's divisor is 2^f with f <= 16 (``short_correction_bits``); ``next_block``: a later block of a
+    pipelined round (its opening labelled with ``NEXT_BLOCK``)."""
     party, rank = family.party, family.rank
     plans = []
     for z, divisor, bound_bits in items:
@@ -237,7 +244,7 @@ def _send_masked(family: ReplicatedFamily, items: Sequence[tuple[torch.Tensor, i
         return outputs if short else None
     assert family.sub is not None
     streams = [family.sub.next_dealer_request() for _ in plans]
-    party.notify_opening("truncate", count * 8)
+    party.notify_opening("truncate" + (NEXT_BLOCK if next_block else ""), count * 8)
     masked = family._mask(0, _FUSED_DOMAIN, tag, count).add_(flat)
     party.send(3 - rank, tag, masked)
     return _Masked(plans, streams, masked, tag, bounds)
@@ -254,7 +261,7 @@ class _Returning:
     tag: int
 
 
-def _send_lanes(family: ReplicatedFamily, pending: _Masked) -> _Returning:
+def _send_lanes(family: ReplicatedFamily, pending: _Masked, *, next_block: bool = False) -> _Returning:
     """Step 3 of a short ``fused_truncate`` up to its message, at party 1 or 2: take the pairs and the peer's
     masked values, open c, and send the peer a_i = b m_i - g_i mod 2^f per element (16-bit lanes, four to an
     int64 word)."""
@@ -287,7 +294,7 @@ def _send_lanes(family: ReplicatedFamily, pending: _Masked) -> _Returning:
         quotient = unsigned_divide(unsigned, d).view(np.int64) - np.int64(offset // d)
         items.append((f, quotient, _top_bits(own, f).sub_(wire[:n])))
         np.bitwise_and(sent[start:stop], np.uint16((1 << f) - 1), out=sent[start:stop])
-    party.notify_opening("to replicated", len(sent) * 2)
+    party.notify_opening("to replicated" + (NEXT_BLOCK if next_block else ""), len(sent) * 2)
     party.send(3 - rank, tag, torch.from_numpy(sent.view(np.int64)))
     return _Returning(items, sent, bounds, tag)
 

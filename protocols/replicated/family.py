@@ -19,7 +19,7 @@ from protocols.family import Shares
 from protocols.party import Party
 from protocols.prg import AesCtrPrg
 from protocols.replicated import shares as rep
-from protocols.replicated.arithmetic import fused_truncate, fused_truncate_many, truncate_two_of_two
+from protocols.replicated.arithmetic import NEXT_BLOCK, fused_truncate, fused_truncate_many, truncate_two_of_two
 from protocols.replicated.helper import Helper, RememberedPlans, SubParty, encode_end, run_remembered, sub_party
 from protocols.setup import derived_key, pairwise_keys
 
@@ -293,7 +293,7 @@ class ReplicatedFamily:
         return self.from_two_of_two(outputs, shapes), isinstance(result, tuple)
 
     def from_two_of_two(self, values: Sequence[torch.Tensor] | None, shapes: Sequence[tuple[int, ...]], *,
-                        new_round: bool = True) -> list[Shares]:
+                        new_round: bool = True, next_block: bool = False) -> list[Shares]:
         """Replicated shares of values held two-party additively by parties 1 (a) and 2 (b); party 0 passes
         None and the shapes.
 
@@ -306,7 +306,7 @@ class ReplicatedFamily:
         sent; parties 0 and 1 each decrypt one message, at the same time.  (It was party 1 -> 2 -> 0, with
         party 2 receiving; both messages to party 0 made it decrypt twice as much, one after the other, and
         measured slower.)  ``new_round=False``: one block of a round the caller counts (a pipelined
-        ``fused_truncate_many``).
+        ``fused_truncate_many``), and ``next_block`` a later block of it (its opening labelled so).
         """
         party, rank = self.party, self.rank
         tag = party.next_tag()
@@ -319,7 +319,7 @@ class ReplicatedFamily:
             flat = (torch.cat([value.reshape(-1) for value in values]) if values
                     else torch.zeros(0, dtype=torch.int64, device=party.device))
             shift = self._mask(3 - rank, _CONVERT_DOMAIN, tag, count)
-            party.notify_opening("to replicated", count * 8)
+            party.notify_opening("to replicated" + (NEXT_BLOCK if next_block else ""), count * 8)
             if rank == 1:
                 mine = flat.add(shift)
                 party.send(0, tag, mine)

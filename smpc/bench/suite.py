@@ -37,6 +37,7 @@ import torch
 import protocols
 import smpc
 from network.framing import HEADER_SIZE
+from protocols.replicated.arithmetic import NEXT_BLOCK
 from smpc.bench import versus
 from smpc.bench.common import barrier, print_table, settle_all, synchronize
 from smpc.bench.netmodel import LINKS, calibrate_encryption, calibrate_round_trip, predict
@@ -240,7 +241,9 @@ def replicated_theory(per_party: list[dict]) -> tuple[int, int, int]:
     component to both others; everything else, the helper sub-session's two-party openings included, goes to
     one peer), plus party 0's helper corrections and party 2's requests to it: one message each, or, in a call
     that repeats an earlier one, one plan that holds them all (``helper.RememberedPlans``).  Rounds: party 1
-    takes part in every round, so its openings count them."""
+    takes part in every round, so its openings count them, but for the later blocks of a pipelined round
+    (labelled with ``protocols.replicated.arithmetic.NEXT_BLOCK``: their bytes and headers count, not another
+    round)."""
     costs = []
     for rank, party in enumerate(per_party):
         payload = messages = 0
@@ -256,7 +259,8 @@ def replicated_theory(per_party: list[dict]) -> tuple[int, int, int]:
         costs.append((payload, messages))
     payload, messages = max(costs)
     rounds = sum(1 for label, _ in per_party[1]["openings"]
-                 if label not in ("helper correction", "dealer request", "helper end", "helper plan"))
+                 if label not in ("helper correction", "dealer request", "helper end", "helper plan")
+                 and not label.endswith(NEXT_BLOCK))
     return payload, messages * HEADER_SIZE, rounds
 
 

@@ -15,11 +15,14 @@ from hypothesis import strategies as st
 
 import smpc
 from fixedpoint.ring import ring_matmul, ring_matmul_add
+from network.framing import HEADER_SIZE
 from network.local import FRAME_OVERHEAD_BYTES
 from protocols.additive.dealer import truncation_values
 from protocols.additive.helped import MODULUS, helped_ltz_bytes, helped_ltz_dealer_bytes
+from protocols.observe import OpeningTrace
 from protocols.replicated import arithmetic as arith
 from protocols.replicated import shares as rep
+from smpc.bench.suite import replicated_theory
 from tests.support.harness import REPLICATED, run_parties
 from tests.support.recording import RecordingTransport
 from tests.support.statistics import (
@@ -159,10 +162,13 @@ def _large_truncations(session: smpc.Session) -> dict[str, Any]:
     y = session.share(torch.linspace(2, -1, count, dtype=torch.float64) if session.rank == 1 else None, owner=1)
     u = session.share(torch.tensor([0.5, -1.25, 7.0]) if session.rank == 2 else None, owner=2)
     session.stats.reset()
+    trace = OpeningTrace()
+    session.party.observers.append(trace)
     big, small = x * y, u * u
     big.settle()  # settles both: the session's waiting truncations go together
+    session.party.observers.remove(trace)
     stats = session.stats.as_dict()
-    return {"big": big.reveal(), "small": small.reveal(), "stats": stats}
+    return {"big": big.reveal(), "small": small.reveal(), "stats": stats, "openings": trace.openings}
 
 
 def test_a_large_fused_truncation_runs_in_blocks() -> None:
@@ -188,6 +194,11 @@ def test_a_large_fused_truncation_runs_in_blocks() -> None:
         else:
             lanes = sum(8 * -(-sum(pieces[i][2] - pieces[i][1] for i in group) // 4) for group in groups)
             assert (payload, stats["messages"]) == (8 * (count + 3) + lanes, 2 * len(groups))
+    # the benchmark's cost model: the largest party's payload and messages, and 2 rounds, not 2 per block
+    theory = replicated_theory([{"openings": result["openings"]} for result in results])
+    most = max(results, key=lambda result: result["stats"]["bytes_sent"])["stats"]
+    assert theory == (most["bytes_sent"] - FRAME_OVERHEAD_BYTES * most["messages"],
+                      HEADER_SIZE * most["messages"], 2)
 
 
 def _truncated_values(session: smpc.Session, values: list[list[int]], divisors: list[int]) -> list[list[int]]:
