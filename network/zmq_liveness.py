@@ -24,12 +24,17 @@ ABORT_REASON_CHARS = 300
 FLUSH_LINGER_MS = 1000
 
 
-def drain_monitor(link: Link, confirm_loss: Callable[[Link], None]) -> None:
-    """Apply every event waiting on ``link``'s monitor; ``confirm_loss`` decides about a disconnect."""
+def drain_monitor(link: Link, confirm_loss: Callable[[Link], None],
+                  explain_failure: Callable[[], None] = lambda: None) -> None:
+    """Apply every event waiting on ``link``'s monitor; ``confirm_loss`` decides about a disconnect,
+    ``explain_failure`` waits a moment after our handshake with the peer failed (see ``await_abort``)."""
     while link.monitor.poll(0, zmq.POLLIN):
         event = recv_monitor_message(link.monitor)
+        failed = bool(link.handshake_failure)
         if note_event(link, int(event["event"]), int(event["value"])):
             confirm_loss(link)
+        elif link.handshake_failure and not failed:
+            explain_failure()
 
 
 def note_event(link: Link, event: int, value: int) -> bool:
@@ -41,11 +46,27 @@ def note_event(link: Link, event: int, value: int) -> bool:
     elif event in (zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL) and not link.linked:
         link.handshake_failure = (
             f"CURVE handshake with {link.name} at {link.endpoint} failed: the public key we have for it does "
-            "not match its secret key, or it refused ours, or it is not an smpc node"
+            "not match its secret key, or it refused ours, or it is not an smpc node, or it stopped during the "
+            "handshake"
         )
     elif event == zmq.EVENT_DISCONNECTED and link.linked and not link.gone:
         return True
     return False
+
+
+def await_abort(links: Iterable[Link], router: zmq.Socket, drain_router: Callable[[], None]) -> None:
+    """Give an ABORT already on its way ``LOSS_GRACE_S`` to arrive from any peer.
+
+    A CURVE handshake that fails with the connection closed under it looks the same, to our monitor, as one that
+    fails on a wrong key (ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL, EPIPE or ECONNRESET): a peer that stops during
+    our set-up, because another node told it that it could not start, closes a handshake in flight.  Its ABORT,
+    or the other node's notice, then names the real cause, which ``raise_link_failure`` puts first.
+    """
+    watched = list(links)
+    give_up = time.monotonic() + LOSS_GRACE_S
+    while not any(link.aborted for link in watched) and time.monotonic() < give_up:
+        if router.poll(20, zmq.POLLIN):
+            drain_router()
 
 
 def confirm_loss(link: Link, router: zmq.Socket, drain_router: Callable[[], None]) -> None:

@@ -207,15 +207,17 @@ def ready(link: Link) -> bool:
 
 
 def raise_link_failure(links: Mapping[int, Link]) -> None:
-    """HandshakeError if any peer refused our key, aborted (before its HELLO: could not start) or was lost during
-    set-up."""
+    """HandshakeError if any peer aborted (before its HELLO: could not start), refused our key or was lost during
+    set-up.  An abort comes first: it names its cause, and a peer that stops closes any handshake in flight with
+    it, which then fails as a wrong key would."""
     for link in links.values():
-        if link.handshake_failure:
-            raise HandshakeError(link.handshake_failure)
         if link.aborted and not link.hello:
             raise HandshakeError(f"{link.name} ({link.endpoint}) could not start: {link.abort_reason}")
         if link.aborted:
             raise HandshakeError(f"{link.name} aborted the set-up: {link.abort_reason}")
+    for link in links.values():
+        if link.handshake_failure:
+            raise HandshakeError(link.handshake_failure)
         if link.lost:
             raise HandshakeError(f"lost {link.name} during set-up")
 

@@ -316,7 +316,7 @@ class ZmqTransport:
             self._stats.codec_seconds += time.perf_counter() - started
         for link in list(self._links.values()):
             if link.monitor in ready:
-                liveness.drain_monitor(link, self._confirm_loss)
+                liveness.drain_monitor(link, self._confirm_loss, self._explain_failure)
 
     def _await_router(self, timeout_s: float) -> None:
         """Wait up to ``timeout_s`` (at most ``SERVICE_INTERVAL_S``) for a message on the ROUTER alone and accept
@@ -345,6 +345,10 @@ class ZmqTransport:
         """Accept every message waiting on the ROUTER."""
         while self._router.poll(0, zmq.POLLIN):
             self._accept(receive_parts(self._router))
+
+    def _explain_failure(self) -> None:
+        """After a failed handshake, let an ABORT on its way arrive (see ``zmq_liveness.await_abort``)."""
+        liveness.await_abort(self._links.values(), self._router, self._drain_router)
 
     def _confirm_loss(self, link: setup.Link) -> None:
         """Mark ``link`` lost unless its goodbye shows up within the grace period (see ``zmq_liveness``)."""
